@@ -1,0 +1,102 @@
+"""Reading arrays from NIfTI and MATLAB files (nibabel is imported only when needed)."""
+from pathlib import Path
+
+import numpy as np
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+MAT_SUFFIXES = (".mat",)
+_MATLAB_NUMERIC = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+                   "int64", "uint64", "logical"}
+
+
+def has_suffix(path, suffixes):
+    return Path(path).name.lower().endswith(suffixes)
+
+
+def _as_float32(data, path):
+    data = np.asarray(data)
+    if data.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: expected a real numeric array, got dtype {data.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return data.astype(np.float32)
+
+
+def read_nifti(path):
+    """The voxel array of a NIfTI file as float32 (scaling applied), trailing 1-sized axes dropped."""
+    try:
+        import nibabel
+    except ImportError as exc:  # pragma: no cover - nibabel is a declared dependency
+        raise ImportError("reading NIfTI files needs nibabel: pip install nibabel") from exc
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"NIfTI file not found: {path}")
+    try:
+        data = nibabel.load(str(path)).get_fdata(dtype=np.float32)
+    except Exception as exc:  # nibabel raises many kinds for corrupt/truncated files
+        raise ValueError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+    while data.ndim > 1 and data.shape[-1] == 1:
+        data = data[..., 0]
+    return data
+
+
+def read_mat(path, variable=None):
+    """One numeric array from a MATLAB .mat file (v4/v5/v7 via SciPy, v7.3 via h5py).
+
+    With ``variable=None`` the file must hold exactly one numeric array. v7.3 files are HDF5
+    with MATLAB's column-major layout, so their arrays are transposed back to MATLAB's shape.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MATLAB file not found: {path}")
+    if h5py.is_hdf5(str(path)):
+        arrays = _read_mat_v73(path)
+    else:
+        arrays = _read_mat_v5(path)
+    if variable is not None:
+        if variable not in arrays:
+            raise ValueError(f"{path}: no numeric variable {variable!r}; numeric variables are "
+                             f"{sorted(arrays)}")
+        data = arrays[variable]
+    elif len(arrays) == 1:
+        data = next(iter(arrays.values()))
+    else:
+        raise ValueError(f"{path}: expected exactly one numeric variable, found {sorted(arrays)}; "
+                         f"name the one to read with variable=...")
+    return _as_float32(data, path)
+
+
+def _read_mat_v5(path):
+    import scipy.io
+
+    try:
+        contents = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises ValueError/TypeError/OSError... for bad files
+        raise ValueError(f"{path}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+    return {name: value for name, value in contents.items()
+            if not name.startswith("__") and isinstance(value, np.ndarray)
+            and value.dtype.kind in "biuf" and value.size}
+
+
+def _read_mat_v73(path):
+    import h5py
+
+    arrays = {}
+    try:
+        with h5py.File(str(path), "r") as handle:
+            for name, item in handle.items():
+                if name.startswith("#") or not isinstance(item, h5py.Dataset):
+                    continue
+                matlab_class = item.attrs.get("MATLAB_class", b"double")
+                if isinstance(matlab_class, bytes):
+                    matlab_class = matlab_class.decode("ascii", "replace")
+                if matlab_class not in _MATLAB_NUMERIC or item.attrs.get("MATLAB_empty", 0):
+                    continue
+                if item.dtype.kind not in "biuf":  # complex data are stored as compounds
+                    continue
+                # MATLAB writes column-major: an (T, C) MATLAB array is stored as (C, T).
+                arrays[name] = np.asarray(item[()]).T
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({exc})") from None
+    return arrays

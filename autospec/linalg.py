@@ -1,0 +1,761 @@
+"""Singular values of matrices and of weight gradients G = A^T D, backend-generic.
+
+Everything here runs on the backend of its input (NumPy or CuPy, via
+``minigrad.backend.get_array_module``) and returns a float64 array on that backend,
+in descending order.
+
+Precision policy (the same for every function):
+
+* The "work dtype" is float32 when every input is float32 (or float16), float64 otherwise.
+* Steps that are backward stable -- matrix products, QR, the matrix-vector products of the
+  top-k iteration -- run in the work dtype. Their error is about eps(work) * ||A|| ||D||,
+  the rounding level the float32 data already carry, so float32 BLAS costs no accuracy
+  the data could support.
+* Steps that square the condition number -- Gram matrices -- are always formed in float64.
+  Products of two float32 numbers are exact in float64, so for float32 inputs the Gram path
+  is as accurate as the data (see ``svdvals``).
+* Final small problems (SVD of a reduced core, eigenvalues of a Gram matrix, Rayleigh-Ritz)
+  run in float64. ``method="exact"`` upcasts the whole matrix to float64: it returns the
+  singular values of the matrix as given, to float64 accuracy.
+
+Non-finite input raises :class:`NonFiniteError` naming the input. The check is one
+``sum`` over each input (a NaN or Inf anywhere makes the sum non-finite), with an exact
+``isfinite`` count only when that sum is not finite; it costs one pass over the data,
+less than any method here.
+"""
+import math
+import numbers
+import warnings
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from minigrad.backend import get_array_module, to_numpy
+
+__all__ = [
+    "NonFiniteError",
+    "ConvergenceWarning",
+    "Operator",
+    "TopKResult",
+    "TopKTracker",
+    "svdvals",
+    "gradient_svdvals",
+    "gradient_operator",
+    "topk_svdvals",
+]
+
+SVDVALS_METHODS = ("auto", "exact", "gram", "topk")
+GRADIENT_METHODS = ("auto", "direct", "factored", "gram", "topk")
+
+_EPS64 = float(np.finfo(np.float64).eps)
+_EPS32 = float(np.finfo(np.float32).eps)
+
+# Default top-k tolerances: relative residual per singular triplet (see topk_svdvals).
+_TOPK_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
+_TOPK_MAX_ITER = 100
+_KRYLOV_DEPTH = 4  # Krylov blocks per restart cycle (see topk_svdvals)
+_AUTO_TOPK_COLD_ITERS = 6  # iterations the cost model assumes for a cold top-k start
+
+
+class NonFiniteError(ValueError):
+    """An input to a singular-value routine holds NaN or Inf."""
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """The top-k iteration stopped at max_iter before every value met its tolerance."""
+
+
+class Operator(NamedTuple):
+    """A matrix-free linear map of ``shape`` (m, n) on backend ``xp``.
+
+    ``matmat(X)`` maps an (n, b) block to (m, b); ``rmatmat(Y)`` maps (m, b) to (n, b)
+    (the transpose). Blocks are passed in ``dtype``.
+    """
+
+    matmat: Callable
+    rmatmat: Callable
+    shape: tuple
+    dtype: np.dtype
+    xp: object
+
+
+class TopKResult(NamedTuple):
+    """Result of :func:`topk_svdvals`.
+
+    values: (k,) float64, descending. basis: (n, b) orthonormal right singular subspace
+    estimate (the top-b Ritz vectors, b = k + oversample), to pass as ``init`` next time.
+    iterations: Rayleigh-Ritz steps used. converged: every top-k residual met its tolerance.
+    residuals: (k,) float64, ||G^T u_i - s_i v_i|| of each returned triplet.
+    """
+
+    values: object
+    basis: object
+    iterations: int
+    converged: bool
+    residuals: object
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_array(x, name):
+    """x as a NumPy/CuPy float array (float32 stays float32), with a clear error otherwise."""
+    xp = get_array_module(x)
+    if getattr(x, "_is_minigrad_tensor", False):
+        x = x.data
+    try:
+        x = xp.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}") from exc
+    kind = x.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} is complex ({x.dtype}); only real arrays are supported")
+    if kind not in "fiub":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
+    if kind == "f" and x.dtype.itemsize <= 4:
+        return x.astype(xp.float32, copy=False), xp
+    return x.astype(xp.float64, copy=False), xp
+
+
+def _check_finite(x, name, where):
+    xp = get_array_module(x)
+    if x.size == 0 or bool(xp.isfinite(x.sum())):
+        return
+    bad = int(x.size - int(xp.isfinite(x).sum()))
+    if bad:  # else the sum merely overflowed
+        raise NonFiniteError(
+            f"{where}: input {name!r} contains NaN or Inf ({bad} of {x.size} entries); "
+            "its singular values are undefined"
+        )
+
+
+def _check_result(s, where):
+    xp = get_array_module(s)
+    if s.size and not bool(xp.isfinite(s).all()):
+        raise NonFiniteError(
+            f"{where}: the inputs are finite but an intermediate overflowed "
+            "(values too large for the work dtype); rescale them or pass float64 arrays"
+        )
+
+
+def _resolve_k(k, bound, where):
+    if k is None:
+        return bound
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{where}: k must be an int or None, got {k!r}")
+    k = int(k)
+    if k < 1 or k > bound:
+        raise ValueError(f"{where}: k={k} is out of range; expected 1 <= k <= {bound} (the rank bound)")
+    return k
+
+
+def _check_method(method, allowed, where):
+    if method not in allowed:
+        raise ValueError(f"{where}: unknown method {method!r}; expected one of {', '.join(map(repr, allowed))}")
+
+
+def _work_dtype(*arrays):
+    xp = get_array_module(arrays[0])
+    if all(a.dtype == xp.float32 for a in arrays):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _empty(xp):
+    return xp.zeros(0, dtype=xp.float64)
+
+
+# --------------------------------------------------------------------------- exact SVD
+
+
+def _host_svdvals(M, tried_gesdd):
+    """Singular values of a host float64 array, falling back from gesdd to gesvd."""
+    if not tried_gesdd:
+        try:
+            s = np.linalg.svd(M, compute_uv=False)
+            if np.isfinite(s).all():
+                return s
+        except np.linalg.LinAlgError:
+            pass
+    import scipy.linalg
+
+    try:
+        return scipy.linalg.svd(M, compute_uv=False, lapack_driver="gesvd", check_finite=False)
+    except np.linalg.LinAlgError as exc:
+        raise np.linalg.LinAlgError(
+            f"SVD did not converge for a {M.shape[0]}x{M.shape[1]} matrix with either LAPACK driver "
+            "(gesdd, gesvd)"
+        ) from exc
+
+
+def _linalg_errors(xp):
+    errs = (np.linalg.LinAlgError,)
+    other = getattr(getattr(xp, "linalg", None), "LinAlgError", None)
+    if isinstance(other, type) and issubclass(other, Exception) and other is not np.linalg.LinAlgError:
+        errs = errs + (other,)
+    return errs
+
+
+def _exact_svdvals(M):
+    """All min(m, n) singular values of M in float64, descending, on M's backend.
+
+    LAPACK gesdd (via xp.linalg.svd) first; if it reports non-convergence (or, on CuPy,
+    returns non-finite values, which is how cuSOLVER fails), recompute on the host,
+    ending with scipy's gesvd driver (QR iteration: slower, but more robust).
+    """
+    xp = get_array_module(M)
+    M64 = M.astype(xp.float64, copy=False)
+    try:
+        s = xp.linalg.svd(M64, compute_uv=False)
+        if bool(xp.isfinite(s).all()):
+            return s
+    except _linalg_errors(xp):
+        pass
+    return xp.asarray(_host_svdvals(to_numpy(M64), tried_gesdd=xp is np))
+
+
+def _thin_svd(Y):
+    """Thin SVD (U, s, Vt) of a float64 (m, d) array; the small factor is done on the host."""
+    xp = get_array_module(Y)
+    if xp is np:
+        try:
+            return np.linalg.svd(Y, full_matrices=False)
+        except np.linalg.LinAlgError:
+            pass
+    # QR on the backend, SVD of the small triangular factor on the host (robust and, on a
+    # GPU, much faster than cuSOLVER's SVD for these sizes).
+    Q, R = xp.linalg.qr(Y)
+    R = to_numpy(R)
+    try:
+        u, s, vt = np.linalg.svd(R)
+    except np.linalg.LinAlgError:
+        import scipy.linalg
+
+        u, s, vt = scipy.linalg.svd(R, lapack_driver="gesvd", check_finite=False)
+    return Q @ xp.asarray(u), xp.asarray(s), xp.asarray(vt)
+
+
+# --------------------------------------------------------------------------- Gram path
+
+
+def _eig_to_svdvals(C, k):
+    """sqrt of the k largest eigenvalues of the symmetric PSD float64 matrix C."""
+    xp = get_array_module(C)
+    w = xp.linalg.eigvalsh(C)[::-1][:k]
+    return xp.sqrt(xp.maximum(w, 0.0))
+
+
+def _gram_svdvals(X, k):
+    xp = get_array_module(X)
+    X64 = X.astype(xp.float64, copy=False)
+    C = X64.T @ X64 if X.shape[0] >= X.shape[1] else X64 @ X64.T  # smaller side, syrk
+    return _eig_to_svdvals(C, k)
+
+
+# --------------------------------------------------------------------------- top-k
+
+
+def _orthonormalize(X, against=None, dtype=None):
+    """Orthonormal basis of span(X) orthogonal to the orthonormal columns of ``against``.
+
+    SVQB (Stathopoulos & Wu 2002): scale the columns to unit length, take the eigenvectors
+    of their float64 Gram matrix and drop directions whose eigenvalue is at rounding level
+    (nearly dependent columns, or columns that were inside span(against)). Done twice with
+    the projection ("twice is enough"). Only matrix products and a small eigh, so much
+    faster than Householder QR for tall thin blocks. May return fewer columns than X has.
+    """
+    xp = get_array_module(X)
+    dtype = X.dtype if dtype is None else dtype
+    eps = _EPS32 if dtype == np.float32 else _EPS64
+    for _ in range(2):
+        if against is not None:
+            X = X - against @ (against.T @ X)
+        norms = xp.linalg.norm(X, axis=0)
+        X = X[:, norms > 0] / norms[norms > 0]
+        if X.shape[1] == 0:
+            return X
+        X64 = X.astype(xp.float64, copy=False)
+        lam, W = xp.linalg.eigh(X64.T @ X64)
+        keep = lam > 16 * X.shape[1] * eps * float(lam[-1])
+        X = X @ (W[:, keep] / xp.sqrt(lam[keep])).astype(dtype, copy=False)
+    return X
+
+
+def _rayleigh_ritz(images, b, gram_ok):
+    """Top-b Ritz values of G on span(basis), from images = G @ basis (float64, m x d).
+
+    Returns (W, s, GV, U): Ritz vectors basis @ W (W: d x b), values s, their images
+    GV = G basis W, and left vectors U (None on the fast path).
+    Fast path: eigenvectors W of the d x d Gram images^T images (a syrk and a small eigh),
+    values recomputed as ||images w_i|| (accurate to eps * s_1, unlike the eigenvalues). Its
+    vectors are accurate to ~eps64 (s_1 / s_i)^2, enough while ``gram_ok(s)`` holds;
+    otherwise the thin SVD gives orthonormal U even for zero values.
+    """
+    xp = get_array_module(images)
+    lam, W = xp.linalg.eigh(images.T @ images)
+    lam, W = lam[::-1][:b], W[:, ::-1][:, :b]
+    if gram_ok(xp.sqrt(xp.maximum(lam, 0.0))):
+        GV = images @ W
+        s = xp.linalg.norm(GV, axis=0)
+        order = xp.argsort(-s)
+        return W[:, order], s[order], GV[:, order], None
+    U, s, Wt = _thin_svd(images)
+    U, s = U[:, :b], s[:b]
+    return Wt[:b].T, s, U * s, U
+
+
+def _array_operator(M, dtype):
+    Mw = M.astype(dtype, copy=False)
+    return Operator(lambda X: Mw @ X, lambda Y: Mw.T @ Y, tuple(M.shape), np.dtype(dtype), get_array_module(M))
+
+
+def gradient_operator(A, D):
+    """Matrix-free G = A^T D for (M, in) factors A and (M, out) factors D (3-D (N, P, *) too).
+
+    ``G @ V = A^T (D V)`` and ``G^T @ U = D^T (A U)``; G itself is never formed.
+    Products run in the work dtype (float32 when both are float32).
+    """
+    A2, D2, _ = _gradient_factors(A, D, "gradient_operator")
+    return _gradient_operator(A2, D2)
+
+
+def _gradient_operator(A2, D2):
+    dtype = _work_dtype(A2, D2)
+    Aw = A2.astype(dtype, copy=False)
+    Dw = D2.astype(dtype, copy=False)
+    return Operator(
+        lambda V: Aw.T @ (Dw @ V),
+        lambda U: Dw.T @ (Aw @ U),
+        (A2.shape[1], D2.shape[1]),
+        dtype,
+        get_array_module(A2),
+    )
+
+
+def _as_operator(M, shape, init, where):
+    if isinstance(M, Operator):
+        return M, None
+    if isinstance(M, (tuple, list)) and len(M) == 2 and all(callable(f) for f in M):
+        if shape is None or len(shape) != 2:
+            raise ValueError(f"{where}: a (matmat, rmatmat) pair needs shape=(m, n)")
+        if init is not None:
+            xp, dtype = get_array_module(init), np.dtype(init.dtype)
+            if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+                dtype = np.dtype(np.float64)
+        else:
+            xp, dtype = np, np.dtype(np.float64)
+        return Operator(M[0], M[1], (int(shape[0]), int(shape[1])), dtype, xp), None
+    arr, _ = _as_array(M, "M")
+    if arr.ndim != 2:
+        raise ValueError(f"{where}: M must be a 2-D array, got shape {tuple(arr.shape)}")
+    _check_finite(arr, "M", where)
+    return _array_operator(arr, arr.dtype), arr
+
+
+def _default_oversample(k, r):
+    return min(max(10, k // 2), r - k)
+
+
+def topk_svdvals(
+    M, k, init=None, *, shape=None, tol=None, max_iter=_TOPK_MAX_ITER, oversample=None, depth=_KRYLOV_DEPTH, seed=0
+):
+    """Top-k singular values of a matrix or matrix-free operator, warm-startable.
+
+    M: a 2-D array, an :class:`Operator` (e.g. :func:`gradient_operator`), or a pair of
+    callables ``(matmat, rmatmat)`` with ``shape=(m, n)`` (backend and dtype then follow
+    ``init``, else NumPy float64). ``init``: an (n, j) array, typically the ``basis`` of the
+    previous call; its columns start the iteration (random columns fill it up to b = k +
+    oversample). Returns a :class:`TopKResult`.
+
+    Method: restarted block Krylov (block Lanczos with thick restart, two blocks). Each
+    iteration does a Rayleigh-Ritz step on span[V, G^T G V] -- one product with G and one
+    with G^T on b columns, like subspace iteration, but a larger search space. The
+    iteration stops when every top-k Ritz triplet (s_i, u_i, v_i) has residual
+    ||G^T u_i - s_i v_i|| <= max(tol * s_i, floor) (ARPACK's criterion), floor =
+    4 sqrt(max(m, n)) eps(work) s_1 (rounding level). Then each s_i lies within tol * s_i
+    of a true singular value (usually far closer: the value error is about
+    residual^2 / gap). Ritz values never exceed the true ones, so a subspace that missed a
+    direction cannot pass as converged: its residuals stay large and the next iteration
+    adds that direction. An unchanged matrix with its previous basis converges in one
+    iteration; a slowly changing one in a few.
+
+    tol: default 1e-6 for float64 work, 1e-4 for float32 work. max_iter: default 100.
+    oversample: default min(max(10, k // 2), min(m, n) - k). seed: for the random columns.
+    """
+    where = "topk_svdvals"
+    op, _ = _as_operator(M, shape, init, where)
+    m, n = op.shape
+    r = min(m, n)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{where}: k must be an int, got {k!r}")
+    k = int(k)
+    if k < 1 or k > r:
+        raise ValueError(f"{where}: k={k} is out of range; expected 1 <= k <= min(m, n) = {r}")
+    if max_iter < 1:
+        raise ValueError(f"{where}: max_iter must be >= 1, got {max_iter}")
+    p = _default_oversample(k, r) if oversample is None else int(oversample)
+    if p < 0:
+        raise ValueError(f"{where}: oversample must be >= 0, got {oversample}")
+    b = min(k + p, r)
+    tol = _TOPK_TOL[op.dtype] if tol is None else float(tol)
+    if not tol > 0:
+        raise ValueError(f"{where}: tol must be > 0, got {tol}")
+    if depth < 2:
+        raise ValueError(f"{where}: depth must be >= 2, got {depth}")
+    return _topk(op, k, b, init, tol, int(max_iter), seed, where, int(depth))
+
+
+def _start_block(op, b, init, seed, where):
+    """b orthonormal columns: those of init (if given) first, random ones to fill up."""
+    xp, n = op.xp, op.shape[1]
+    V = xp.zeros((n, 0), dtype=op.dtype)
+    if init is not None:
+        if get_array_module(init) is not xp:
+            raise ValueError(f"{where}: init lives on a different backend than the operator")
+        if init.ndim != 2 or init.shape[0] != n or init.shape[1] < 1:
+            raise ValueError(f"{where}: init must have shape (n, j) = ({n}, j>=1), got {tuple(init.shape)}")
+        _check_finite(init, "init", where)
+        V = _orthonormalize(init[:, :b].astype(op.dtype, copy=False))
+    rng = np.random.default_rng(seed)
+    while V.shape[1] < b:  # rarely more than once (only if random columns came out dependent)
+        rand = xp.asarray(rng.standard_normal((n, b - V.shape[1])), dtype=op.dtype)
+        V = xp.concatenate([V, _orthonormalize(rand, V if V.shape[1] else None, op.dtype)], axis=1)
+    return V
+
+
+def _topk(op, k, b, init, tol, max_iter, seed, where, depth):
+    xp, dtype = op.xp, op.dtype
+    m, n = op.shape
+    eps = _EPS32 if dtype == np.float32 else _EPS64
+    # Ritz vectors from the Gram matrix resolve s_i to relative residual ~ eps64 (s_1/s_i)^2;
+    # use them while that stays 10x below the tolerance (and below the floor's reach).
+    gram_ratio = math.sqrt(10.0 * _EPS64 / tol)
+
+    def gram_ok(s_est):
+        s1, sk = float(s_est[0]), float(s_est[min(k, s_est.shape[0]) - 1])
+        return s1 > 0 and sk >= gram_ratio * s1
+
+    basis = _start_block(op, b, init, seed, where)   # (n, d) orthonormal
+    images = op.matmat(basis)                         # G @ basis, (m, d)
+    converged = False
+    for it in range(1, max_iter + 1):
+        # Rayleigh-Ritz on span(basis): the b best Ritz triplets (s_i, u_i, v_i = basis w_i).
+        W, s, GV, U = _rayleigh_ritz(images.astype(xp.float64, copy=False), b, gram_ok)
+        V = basis @ W.astype(dtype, copy=False)
+        GV = GV.astype(dtype, copy=False)
+        sw = s.astype(dtype, copy=False)
+        floor = 4.0 * math.sqrt(max(m, n)) * eps * float(s[0])
+        if U is None:
+            # Residuals of G^T G: (G^T G v_i - s_i^2 v_i) / s_i = G^T u_i - s_i v_i, u_i = G v_i / s_i
+            # (s_i >= gram_ratio s_1 > 0 for i < k on this path).
+            Rres = op.rmatmat(GV) - V * (sw * sw)
+            res = xp.linalg.norm(Rres[:, :k].astype(xp.float64, copy=False), axis=0) / s[:k]
+        else:
+            Rres = op.rmatmat(U.astype(dtype, copy=False)) - V * sw  # G^T u_i - s_i v_i
+            res = xp.linalg.norm(Rres[:, :k].astype(xp.float64, copy=False), axis=0)
+        converged = bool((res <= xp.maximum(tol * s[:k], floor)).all())
+        if converged or it == max_iter:
+            break
+        # Thick restart: keep the b Ritz vectors (their image GV needs no product) and add
+        # depth-1 Krylov blocks: span[V, (G^T G) V, (G^T G)^2 V, ...]. The residual block
+        # spans (G^T G) V modulo V (column scaling is irrelevant: SVQB normalizes).
+        blocks, imgs = [V], [GV]
+        new = Rres
+        for j in range(depth - 1):
+            room = n - sum(blk.shape[1] for blk in blocks)
+            if j > 0:
+                new = op.rmatmat(imgs[-1])
+            new = _orthonormalize(new[:, :room], xp.concatenate(blocks, axis=1), dtype) if room > 0 else new[:, :0]
+            if new.shape[1] == 0:
+                break
+            blocks.append(new)
+            imgs.append(op.matmat(new))
+        if len(blocks) == 1:  # nothing new to add: span(V) is invariant, Rayleigh-Ritz is exact
+            converged = True
+            break
+        basis = xp.concatenate(blocks, axis=1)
+        images = xp.concatenate(imgs, axis=1)
+    _check_result(s, where)
+    return TopKResult(s[:k].astype(xp.float64), V, it, converged, res)
+
+
+class TopKTracker:
+    """Top-k singular values of a matrix that changes between calls (one per layer).
+
+    Each call warm-starts :func:`topk_svdvals` from the previous call's basis; a change of
+    shape starts cold. ``last`` holds the latest :class:`TopKResult` (iterations, converged).
+    """
+
+    def __init__(self, k, *, tol=None, max_iter=_TOPK_MAX_ITER, oversample=None, seed=0):
+        self.k, self.tol, self.max_iter, self.oversample, self.seed = k, tol, max_iter, oversample, seed
+        self.last = None
+
+    def reset(self):
+        self.last = None
+
+    def __call__(self, M, *, shape=None):
+        init = None
+        if self.last is not None:
+            init = self.last.basis
+            n = M.shape[1] if isinstance(M, Operator) else (shape[1] if shape is not None else getattr(M, "shape", (0, -1))[1])
+            if init.shape[0] != n or get_array_module(init) is not _backend_of(M, init):
+                init = None
+        self.last = topk_svdvals(
+            M, self.k, init, shape=shape, tol=self.tol, max_iter=self.max_iter,
+            oversample=self.oversample, seed=self.seed,
+        )
+        return self.last.values
+
+
+def _backend_of(M, fallback):
+    if isinstance(M, Operator):
+        return M.xp
+    if isinstance(M, (tuple, list)):
+        return get_array_module(fallback)
+    return get_array_module(M)
+
+
+def _warn_unconverged(result, where):
+    if not result.converged:
+        warnings.warn(
+            f"{where}: top-k iteration stopped after {result.iterations} iterations before reaching "
+            f"its tolerance (largest residual {float(result.residuals.max()):.3g}); values are estimates",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+# --------------------------------------------------------------------------- cost model
+# Costs in units of one float32 multiply-add of a large matrix product, with factors
+# measured on LAPACK/OpenBLAS (2 cores): float64 products 2x, LAPACK SVD about 12 per
+# l*s^2 plus 4 per s^3 (values only), symmetric eigenvalues 8 per s^3, Householder QR 9 per
+# l*s^2. Only the ratios between methods matter.
+
+
+def _c_svd(l, s):
+    l, s = max(l, s), min(l, s)
+    return 12.0 * l * s * s + 4.0 * s**3
+
+
+def _c_gemm(m, n, p, dtype):
+    return float(m) * n * p * (1.0 if dtype == np.float32 else 2.0)
+
+
+def _c_topk(m, n, b, matmat_cost, iters, depth=_KRYLOV_DEPTH):
+    """iters * (2 (depth - 1) products on b columns + Gram Rayleigh-Ritz on depth * b columns
+    + SVQB orthonormalization of depth - 1 blocks); matmat_cost: one product, b columns."""
+    d = depth * b
+    per_iter = 2 * (depth - 1) * matmat_cost + 4.0 * m * d * d + 8.0 * d**3 + 8.0 * (depth - 1) * n * d * b
+    return iters * per_iter
+
+
+def _choose_svdvals_method(m, n, k, dtype):
+    l, s = max(m, n), min(m, n)
+    costs = {"exact": _c_svd(l, s)}
+    if dtype == np.float32:
+        # Gram in float64 is as accurate as float32 data (module docstring); for float64
+        # input it would lose values below ~1e-8 sigma_1, so auto never picks it there.
+        costs["gram"] = 2.6 * l * s * s + 8.0 * s**3
+    if 4 * k <= s:
+        b = min(k + _default_oversample(k, s), s)
+        costs["topk"] = _c_topk(m, n, b, _c_gemm(m, n, b, dtype), _AUTO_TOPK_COLD_ITERS)
+    return min(costs, key=costs.get), costs
+
+
+def _choose_gradient_method(M, fin, fout, k, dtype):
+    lo, hi = min(fin, fout), max(fin, fout)
+    costs = {"direct": _c_gemm(M, fin, fout, dtype) + _c_svd(hi, lo)}
+    if M < hi:
+        ra, rd = min(M, fin), min(M, fout)
+        qr = (9.0 * fin * M * M if fin > M else 0.0) + (9.0 * fout * M * M if fout > M else 0.0)
+        costs["factored"] = qr + 2.0 * ra * rd * M + _c_svd(ra, rd)
+    if dtype == np.float32:
+        costs["gram"] = _gradient_gram_cost(M, fin, fout) + 8.0 * lo**3
+    if 4 * k <= min(lo, M):
+        b = min(k + _default_oversample(k, lo), lo)
+        costs["topk"] = _c_topk(fin, fout, b, _c_gemm(M, fin + fout, b, dtype), _AUTO_TOPK_COLD_ITERS)
+    return min(costs, key=costs.get), costs
+
+
+# --------------------------------------------------------------------------- svdvals
+
+
+def svdvals(M, k=None, method="auto"):
+    """Descending singular values of a 2-D array (float64, on M's backend).
+
+    k: how many (the top k); None = all min(m, n). Methods:
+
+    * "exact": LAPACK SVD (gesdd) of M in float64; gesvd fallback if gesdd does not converge.
+      Absolute error about eps64 * sigma_1.
+    * "gram": eigenvalues of the float64 Gram matrix of the smaller side, sqrt of the
+      clipped values. The Gram matrix squares the spectrum, so the absolute eigenvalue error
+      ~ c eps64 sigma_1^2 gives sigma_i a relative error of about (c/2) eps64 (sigma_1 /
+      sigma_i)^2: values above 1e-4 sigma_1 keep ~8 digits, and values below about
+      sqrt(eps64) sigma_1 = 1.5e-8 sigma_1 are lost (returned as noise of at most that
+      size). This holds for float32 input too, since the Gram matrix is formed in float64;
+      there 1.5e-8 sigma_1 lies below the data's own rounding level eps32 sigma_1 =
+      1.2e-7 sigma_1, so Gram loses nothing a float32 matrix can resolve. (A float32 Gram
+      matrix would lose everything below sqrt(eps32) sigma_1 = 3.5e-4 sigma_1, which is why
+      it is not used.)
+    * "topk": :func:`topk_svdvals` (cold start, default tolerance); warns with
+      :class:`ConvergenceWarning` if it stopped unconverged.
+    * "auto": the cheapest by a flop model: exact ~ 12 l s^2 + 4 s^3 (l >= s the sides),
+      gram ~ 2.6 l s^2 + 8 s^3 (float32 input only, see above), topk ~ iters * (4 m n b) with
+      b = k + oversample (only when k <= s / 4; falls back to the next cheapest if it does
+      not converge within the budget that keeps it cheaper).
+    """
+    where = "svdvals"
+    _check_method(method, SVDVALS_METHODS, where)
+    X, xp = _as_array(M, "M")
+    if X.ndim != 2:
+        raise ValueError(f"{where}: M must be a 2-D array, got shape {tuple(X.shape)}")
+    m, n = X.shape
+    k = _resolve_k(k, min(m, n), where) if min(m, n) > 0 or k is not None else 0
+    if k == 0:
+        return _empty(xp)
+    _check_finite(X, "M", where)
+    costs = None
+    if method == "auto":
+        method, costs = _choose_svdvals_method(m, n, k, X.dtype)
+    if method == "exact":
+        s = _exact_svdvals(X)[:k]
+    elif method == "gram":
+        s = _gram_svdvals(X, k)
+    else:
+        s = _run_topk(_array_operator(X, X.dtype), k, costs, lambda: svdvals(X, k, _next_best(costs)), where)
+    _check_result(s, where)
+    return s
+
+
+def _next_best(costs):
+    rest = {m: c for m, c in costs.items() if m != "topk"}
+    return min(rest, key=rest.get)
+
+
+def _run_topk(op, k, costs, fallback, where):
+    """Top-k for an explicit request (warns if unconverged) or for auto (bounded, falls back)."""
+    m, n = op.shape
+    r = min(m, n)
+    b = min(k + _default_oversample(k, r), r)
+    if costs is None:
+        res = _topk(op, k, b, None, _TOPK_TOL[op.dtype], _TOPK_MAX_ITER, 0, where, _KRYLOV_DEPTH)
+        _warn_unconverged(res, where)
+        return res.values
+    per_iter = costs["topk"] / _AUTO_TOPK_COLD_ITERS
+    budget = max(2, int(min(c for mm, c in costs.items() if mm != "topk") / per_iter))
+    res = _topk(op, k, b, None, _TOPK_TOL[op.dtype], budget, 0, where, _KRYLOV_DEPTH)
+    return res.values if res.converged else fallback()
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def _gradient_factors(A, D, where):
+    A, xa = _as_array(A, "A")
+    D, xd = _as_array(D, "D")
+    if xa is not xd:
+        raise ValueError(f"{where}: A and D live on different backends (move both to one device)")
+    if A.ndim not in (2, 3) or D.ndim not in (2, 3):
+        raise ValueError(
+            f"{where}: A and D must be (M, features) or (N, P, features) arrays; "
+            f"got A {tuple(A.shape)}, D {tuple(D.shape)}"
+        )
+    if A.ndim != D.ndim or A.shape[:-1] != D.shape[:-1]:
+        raise ValueError(
+            f"{where}: A and D must share their leading (sample, position) dimensions; "
+            f"got A {tuple(A.shape)}, D {tuple(D.shape)}"
+        )
+    A2 = A.reshape(-1, A.shape[-1])
+    D2 = D.reshape(-1, D.shape[-1])
+    _check_finite(A2, "A", where)
+    _check_finite(D2, "D", where)
+    return A2, D2, xa
+
+
+def _compressed_transpose(X, M):
+    """R with X^T = Q R, Q orthonormal: R (M x M) when X has more columns than rows, else X^T."""
+    xp = get_array_module(X)
+    if X.shape[1] > M:
+        return xp.linalg.qr(X.T, mode="r")
+    return X.T
+
+
+def _gradient_gram_cost(M, fin, fout):
+    lo, hi = min(fin, fout), max(fin, fout)
+    via_g = 2.0 * M * fin * fout + 1.3 * hi * lo * lo
+    via_k = 1.3 * M * M * hi + 2.0 * M * M * lo + 2.0 * M * lo * lo
+    return min(via_g, via_k)
+
+
+def _gradient_gram(A2, D2, k):
+    """Eigenvalues of the smaller Gram of G = A^T D, in float64, forming G only when cheaper."""
+    xp = get_array_module(A2)
+    M, fin, fout = A2.shape[0], A2.shape[1], D2.shape[1]
+    A64 = A2.astype(xp.float64, copy=False)
+    D64 = D2.astype(xp.float64, copy=False)
+    if fout > fin:  # G G^T = A^T (D D^T) A: swap roles so the Gram side is "out"
+        A64, D64, fin, fout = D64, A64, fout, fin
+    # G^T G (fout x fout) = D^T (A A^T) D
+    via_g = 2.0 * M * fin * fout + 1.3 * fin * fout * fout
+    via_k = 1.3 * M * M * fin + 2.0 * M * M * fout + 2.0 * M * fout * fout
+    if via_g <= via_k:
+        G = A64.T @ D64
+        C = G.T @ G
+    else:
+        KD = (A64 @ A64.T) @ D64
+        C = D64.T @ KD
+        C = 0.5 * (C + C.T)
+    return _eig_to_svdvals(C, k)
+
+
+def gradient_svdvals(A, D, k=None, method="auto"):
+    """Descending singular values of G = sum_p A_p^T D_p (in x out), float64, on A's backend.
+
+    A: (N, P, in) or (M, in); D: (N, P, out) or (M, out) with the same leading shape; the
+    tied positions are flattened into M = N * P rows, so G = A^T D. k: how many (the top
+    k), default the rank bound min(in, out, M), so the output length is predictable; k
+    above the bound is an error (values past it are exactly zero).
+
+    Methods and costs (multiply-adds; the "auto" cost model uses these with LAPACK factors):
+
+    * "direct": form G = A^T D in the work dtype, then its exact SVD in float64:
+      O(M in out + in out min(in, out)).
+    * "factored": thin QR of A^T = Q1 R1 and D^T = Q2 R2 for each side wider than M, so
+      G = Q1 (R1 R2^T) Q2^T and sigma(G) = sigma(R1 R2^T), an M x M core (a side not wider
+      than M enters as is). G is never formed: O(M^2 (in + out)) + SVD of the core.
+    * "gram": eigenvalues of the smaller of G^T G, G G^T in float64, built as
+      (D^T (A A^T) D) when that is cheaper than forming G. Accuracy as in
+      :func:`svdvals` "gram".
+    * "topk": matrix-free top-k through A and D (G v = A^T (D v), G^T u = D^T (A u)):
+      O(M (in + out) b iters), b = k + oversample. See :func:`topk_svdvals`.
+    * "auto": the cheapest of these by the cost model (gram for float32 inputs only, topk
+      only when k <= bound / 4, with a fallback if it does not converge within budget).
+    """
+    where = "gradient_svdvals"
+    _check_method(method, GRADIENT_METHODS, where)
+    A2, D2, xp = _gradient_factors(A, D, where)
+    M, fin, fout = A2.shape[0], A2.shape[1], D2.shape[1]
+    bound = min(M, fin, fout)
+    k = 0 if (bound == 0 and k is None) else _resolve_k(k, bound, where)
+    if k == 0:
+        return _empty(xp)
+    dtype = _work_dtype(A2, D2)
+    costs = None
+    if method == "auto":
+        method, costs = _choose_gradient_method(M, fin, fout, k, dtype)
+    if method == "direct":
+        G = A2.astype(dtype, copy=False).T @ D2.astype(dtype, copy=False)
+        s = _exact_svdvals(G)[:k]
+    elif method == "factored":
+        Ra = _compressed_transpose(A2.astype(dtype, copy=False), M)
+        Rd = _compressed_transpose(D2.astype(dtype, copy=False), M)
+        core = Ra.astype(xp.float64, copy=False) @ Rd.astype(xp.float64, copy=False).T
+        s = _exact_svdvals(core)[:k]
+    elif method == "gram":
+        s = _gradient_gram(A2, D2, k)
+    else:
+        s = _run_topk(
+            _gradient_operator(A2, D2), k, costs, lambda: gradient_svdvals(A2, D2, k, _next_best(costs)), where
+        )
+    _check_result(s, where)
+    return s

@@ -1,0 +1,216 @@
+"""Spectra of one layer's G, A and D at one training step, for the batch and each group.
+
+``LayerSpectra`` keeps what makes the next step cheaper: warm-start bases for the
+top-k iteration (one per layer, quantity and group) and the spectra of activations
+that did not change (the first layer's A under full-batch training).
+"""
+import warnings
+
+import numpy as np
+
+from minigrad.backend import get_array_module
+
+from . import linalg
+from .groups import selector_size
+
+QUANTITIES = ("G", "A", "D")
+# A method name for G, and the method the factor spectra (A, D) use with it.
+G_METHODS = {"auto": "auto", "direct": "auto", "exact": "exact", "factored": "auto", "gram": "gram", "topk": "topk"}
+_SHARE_G_MAX_ENTRIES = 1 << 22  # form group G's (and sum them to the batch's G) up to this size
+
+
+def _pointer(x):
+    iface = getattr(x, "__array_interface__", None)
+    return iface["data"][0] if iface is not None else x.data.ptr
+
+
+def _all_finite(x):
+    xp = get_array_module(x)
+    return bool(xp.isfinite(x.sum())) or bool(xp.isfinite(x).all())
+
+
+class _ConstantCache:
+    """Spectra of factor matrices that stay the same from step to step.
+
+    A matrix is a candidate once it reappears at the same address; from then on a
+    stored copy proves equality exactly (one comparison pass, far cheaper than an SVD).
+    A matrix seen to change is not checked again.
+    """
+
+    def __init__(self):
+        self._entries = {}
+        self._varying = set()
+
+    def get(self, key, X, compute):
+        if key in self._varying:
+            return compute()
+        xp = get_array_module(X)
+        sig = (tuple(X.shape), X.dtype.str, tuple(X.strides), _pointer(X))
+        entry = self._entries.get(key)
+        if entry is not None and entry["sig"] == sig:
+            if entry["copy"] is not None:
+                if xp.array_equal(entry["copy"], X):
+                    return entry["values"]
+                self._varying.add(key)
+                self._entries.pop(key, None)
+                return compute()
+            values = compute()
+            self._entries[key] = {"sig": sig, "copy": X.copy(), "values": values}
+            return values
+        if entry is not None and entry["copy"] is not None:  # moved or changed
+            self._varying.add(key)
+            self._entries.pop(key, None)
+            return compute()
+        values = compute()
+        self._entries[key] = {"sig": sig, "copy": None, "values": values}
+        return values
+
+
+class LayerSpectra:
+    """Computes the spectra one layer contributes to a record step."""
+
+    def __init__(self, name, quantities=QUANTITIES, k=None, method="auto", positions=None, per_sample=False):
+        self.name = name
+        self.quantities = tuple(quantities)
+        self.k = k
+        self.g_method = method
+        self.factor_method = G_METHODS[method]
+        self.positions = positions
+        self.per_sample = per_sample
+        self._trackers = {}
+        self._constant = _ConstantCache()
+        self._warned_nonfinite = False
+
+    # ------------------------------------------------------------------ helpers
+    def _k(self, bound):
+        return bound if self.k is None else min(self.k, bound)
+
+    def _factor_values(self, key, X, k):
+        """Top-k singular values of a factor matrix (A or D), warm-started when iterative."""
+        method = self.factor_method
+        if method == "auto":
+            method, _ = linalg._choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype)
+        if method != "topk":
+            return linalg.svdvals(X, k, method=method)
+        tracker = self._trackers.get(key)
+        if tracker is None or tracker.k != k:
+            tracker = self._trackers[key] = linalg.TopKTracker(k)
+        values = tracker(X)
+        if not tracker.last.converged:  # never record an unconverged estimate
+            tracker.reset()
+            return linalg.svdvals(X, k, method="exact")
+        return values
+
+    def _positions(self, P):
+        pos = self.positions
+        if pos is None or pos is False or P <= 1:
+            return []
+        if pos is True:
+            return list(range(P))
+        if isinstance(pos, (int, np.integer)):
+            return sorted(set(np.linspace(0, P - 1, num=min(int(pos), P)).round().astype(int).tolist()))
+        bad = [p for p in pos if not 0 <= int(p) < P]
+        if bad:
+            raise ValueError(f"positions {bad} are out of range for layer '{self.name}' with {P} tied positions")
+        return sorted(int(p) for p in pos)
+
+    # ------------------------------------------------------------------ main
+    def compute(self, A, D, subsets):
+        """{(layer, quantity, group, position): values} and per-sample values (or None).
+
+        A (N, P, in), D (N, P, out); subsets: [(label, selector)] of the groups (may be empty).
+        """
+        N, P, fin = A.shape
+        fout = D.shape[2]
+        everyone = [(None, slice(None))] + list(subsets)
+        if not (_all_finite(A) and _all_finite(D)):
+            return self._nonfinite(N, P, fin, fout, everyone)
+        out = {}
+        parts = []
+        for label, sel in everyone:
+            A_s, D_s = A[sel], D[sel]
+            n_s = selector_size(sel, N)
+            parts.append((label, A_s.reshape(n_s * P, fin), D_s.reshape(n_s * P, fout), A_s, D_s, n_s))
+        if "G" in self.quantities:
+            out.update(self._gradient(parts, fin, fout, partition=bool(subsets)))
+        for q in ("A", "D"):
+            if q not in self.quantities:
+                continue
+            for label, A2, D2, _, _, n_s in parts:
+                X = A2 if q == "A" else D2
+                k = self._k(min(fin, fout, n_s * P))
+                key = (q, label)
+                if q == "A":
+                    values = self._constant.get(key, X, lambda X=X, k=k, key=key: self._factor_values(key, X, k))
+                else:
+                    values = self._factor_values(key, X, k)
+                out[(self.name, q, label, None)] = values
+        for p in self._positions(P):
+            for label, _, _, A_s, D_s, n_s in parts:
+                out.update(self._position(p, label, A_s[:, p, :], D_s[:, p, :]))
+        per_sample = self._per_sample(A, D) if self.per_sample else None
+        return out, per_sample
+
+    def _gradient(self, parts, fin, fout, partition):
+        """Spectra of G for the batch and each group (eq. 5); group G's sum to the batch's."""
+        out = {}
+        share = (self.g_method in ("auto", "direct", "exact") and fin * fout <= _SHARE_G_MAX_ENTRIES
+                 and all(A2.shape[0] >= min(fin, fout) for _, A2, _, _, _, _ in parts))
+        if share:
+            mats = {}
+            for label, A2, D2, _, _, _ in parts[1:] if partition else parts:
+                mats[label] = A2.T @ D2
+            if partition:
+                mats[None] = sum(mats.values())  # the groups partition the batch
+            method = "exact" if self.g_method == "exact" else "auto"
+            for label, A2, _, _, _, _ in parts:
+                k = self._k(min(fin, fout, A2.shape[0]))
+                out[(self.name, "G", label, None)] = linalg.svdvals(mats[label], k, method=method)
+            return out
+        for label, A2, D2, _, _, _ in parts:
+            k = self._k(min(fin, fout, A2.shape[0]))
+            method = self.g_method if self.g_method != "exact" else "direct"
+            out[(self.name, "G", label, None)] = linalg.gradient_svdvals(A2, D2, k, method=method)
+        return out
+
+    def _position(self, p, label, A_p, D_p):
+        """Spectra of G_p = A_p^T D_p, A_p and D_p at one tied position."""
+        fin, fout, n = A_p.shape[1], D_p.shape[1], A_p.shape[0]
+        k = self._k(min(fin, fout, n))
+        out = {}
+        if "G" in self.quantities:
+            out[(self.name, "G", label, p)] = linalg.gradient_svdvals(A_p, D_p, k)
+        if "A" in self.quantities:
+            out[(self.name, "A", label, p)] = linalg.svdvals(A_p, k)
+        if "D" in self.quantities:
+            out[(self.name, "D", label, p)] = linalg.svdvals(D_p, k)
+        return out
+
+    def _per_sample(self, A, D):
+        """Per-sample gradient spectra: |a_n||d_n| when untied, else the top values of G_n."""
+        xp = get_array_module(A)
+        N, P, fin = A.shape
+        fout = D.shape[2]
+        if P == 1:
+            a = xp.linalg.norm(A[:, 0, :].astype(xp.float64), axis=1)
+            d = xp.linalg.norm(D[:, 0, :].astype(xp.float64), axis=1)
+            return (a * d)[:, None]
+        k = self._k(min(fin, fout, P))
+        G_n = xp.einsum("npi,npo->nio", A.astype(xp.float64), D.astype(xp.float64))
+        return xp.linalg.svd(G_n, compute_uv=False)[:, :k]
+
+    def _nonfinite(self, N, P, fin, fout, everyone):
+        if not self._warned_nonfinite:
+            warnings.warn(f"layer '{self.name}': NaN or Inf in its factors; recording NaN spectra "
+                          "(training goes on; warned once per layer)", RuntimeWarning, stacklevel=4)
+            self._warned_nonfinite = True
+        out = {}
+        for label, sel in everyone:
+            n_s = selector_size(sel, N)
+            k = self._k(min(fin, fout, n_s * P))
+            for q in self.quantities:
+                out[(self.name, q, label, None)] = np.full(k, np.nan)
+        per_sample = None
+        if self.per_sample:
+            per_sample = np.full((N, 1 if P == 1 else self._k(min(fin, fout, P))), np.nan)
+        return out, per_sample

@@ -1,0 +1,176 @@
+"""What introspection costs: AutoSpec against a plain step and against the naive pipeline.
+
+The paper's MLP autoencoder (784 -> 32 -> 784, ReLU, MSE), full batch, float32,
+spectra of G, A and D for every weight, for the batch and two groups, every step.
+
+(a) introspected minigrad step / plain minigrad step            (target <= 1.5)
+(b) naive PyTorch step (forward/backward hooks + torch.linalg.svdvals of A, D and G,
+    for the batch and each group) / introspected minigrad step   (target >= 10)
+(c) how both grow with N and width: a table of step times and ratios.
+
+Everything runs side by side in one process, steps interleaved, medians reported.
+
+    python bench/autospec_overhead.py               # (a), (b), (c)
+    python bench/autospec_overhead.py --skip-scaling --repeats 30
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import autospec  # noqa: E402
+import minigrad as mg  # noqa: E402
+from minigrad import nn, optim  # noqa: E402
+
+
+def set_threads(n):
+    """Same thread count for NumPy's BLAS and PyTorch."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def make_data(n, features=784, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, features), dtype=np.float32)
+    labels = np.where(np.arange(n) < n // 2, "HC", "SZ")
+    return X, labels
+
+
+def minigrad_steps(X, labels, width, lr=1e-3):
+    """(plain_step, introspected_step, introspector) on one model."""
+    mg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(X.shape[1], width), nn.ReLU(), nn.Linear(width, X.shape[1]))
+    opt = optim.SGD(model.parameters(), lr=lr)
+    x = mg.tensor(X)
+    spec = autospec.Introspector(model, quantities=("G", "A", "D"))
+
+    def plain():
+        loss = nn.functional.mse_loss(model(x), X)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def introspected():
+        loss = nn.functional.mse_loss(model(x), X)
+        opt.zero_grad()
+        with spec.step(groups=labels, loss=loss):
+            loss.backward()
+        opt.step()
+
+    return plain, introspected, spec, model
+
+
+def torch_naive_step(X, labels, width, state_dict, lr=1e-3):
+    """PyTorch with hooks catching A and D, and torch.linalg.svdvals of A, D, G per group."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], width), torch.nn.ReLU(),
+                                torch.nn.Linear(width, X.shape[1]))
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()})
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    x = torch.from_numpy(X)
+    acts, adjs = {}, {}
+    for name, mod in model.named_children():
+        if isinstance(mod, torch.nn.Linear):
+            mod.register_forward_hook(lambda m, inp, out, name=name: acts.__setitem__(name, inp[0].detach()))
+            mod.register_full_backward_hook(lambda m, gin, gout, name=name: adjs.__setitem__(name, gout[0].detach()))
+    groups = [torch.from_numpy(np.flatnonzero(labels == g)) for g in np.unique(labels)]
+    spectra = []
+
+    def step():
+        loss = torch.nn.functional.mse_loss(model(x), x)
+        opt.zero_grad()
+        loss.backward()
+        spectra.clear()
+        for name in acts:
+            A, D = acts[name], adjs[name]
+            for idx in [None] + groups:
+                A_s = A if idx is None else A[idx]
+                D_s = D if idx is None else D[idx]
+                G = A_s.T @ D_s
+                spectra.append((torch.linalg.svdvals(G), torch.linalg.svdvals(A_s), torch.linalg.svdvals(D_s)))
+        opt.step()
+
+    return step
+
+
+def interleaved_medians(fns, repeats, warmup=2):
+    """Median seconds of each zero-argument callable, run in alternating order."""
+    for f in fns:
+        for _ in range(warmup):
+            f()
+    times = [[] for _ in fns]
+    for r in range(repeats):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            t0 = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def part_ab(n, width, repeats, skip_torch):
+    X, labels = make_data(n)
+    plain, intro, spec, model = minigrad_steps(X, labels, width)
+    fns = [plain, intro]
+    if not skip_torch:
+        fns.append(torch_naive_step(X, labels, width, model.state_dict()))
+    med = interleaved_medians(fns, repeats)
+    print(f"MLP autoencoder 784 -> {width} -> 784, N={n}, full batch, float32, groups HC/SZ, "
+          f"spectra of G, A, D for both weights every step ({repeats} repeats, medians)")
+    print(f"  plain minigrad step        {med[0] * 1e3:9.2f} ms")
+    print(f"  introspected minigrad step {med[1] * 1e3:9.2f} ms")
+    print(f"  (a) introspected / plain   {med[1] / med[0]:9.2f}x   (target <= 1.5)")
+    if not skip_torch:
+        print(f"  naive PyTorch step         {med[2] * 1e3:9.2f} ms  (hooks + torch.linalg.svdvals)")
+        print(f"  (b) naive / introspected   {med[2] / med[1]:9.2f}x   (target >= 10)")
+    seconds = spec.record.extra("introspect_seconds")
+    print(f"  spectra time inside the introspected step: median {np.median(seconds) * 1e3:.2f} ms")
+
+
+def part_c(sizes, widths, repeats):
+    print("(c) scaling: median step times (ms) and introspected/plain ratio")
+    print(f"  {'N':>6} {'width':>6} {'plain':>10} {'introspected':>13} {'ratio':>7}")
+    for width in widths:
+        for n in sizes:
+            X, labels = make_data(n)
+            plain, intro, _, _ = minigrad_steps(X, labels, width)
+            p, i = interleaved_medians([plain, intro], repeats, warmup=1)
+            print(f"  {n:>6} {width:>6} {p * 1e3:>10.2f} {i * 1e3:>13.2f} {i / p:>7.2f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000, 16000])
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--scaling-repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    part_ab(args.n, args.width, args.repeats, args.skip_torch)
+    if not args.skip_scaling:
+        part_c(args.sizes, args.widths, args.scaling_repeats)
+
+
+if __name__ == "__main__":
+    main()

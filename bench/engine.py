@@ -1,0 +1,155 @@
+"""Step-time benchmark: minigrad against PyTorch CPU, side by side in one process.
+
+Cases come from every ``bench/engine_<part>.py`` module present; each defines
+``cases(threads)`` yielding ``(name, minigrad_step, torch_step)``, two zero-argument
+callables that each run ONE full training step (forward, loss, backward, SGD
+update) on identical weights and data. A step may return its loss as a float:
+the first losses of both sides are then compared as a sanity check.
+
+Both sides get the same thread count: ``torch.set_num_threads`` and, through
+threadpoolctl, the BLAS (and OpenMP) pools NumPy uses. After a warm-up the two
+steps alternate (minigrad first on even repeats, PyTorch first on odd ones) and
+the medians are compared: ratio = minigrad / PyTorch (< 1 means minigrad is faster).
+
+    python bench/engine.py                  # every case
+    python bench/engine.py --only mlp       # cases whose module or name contains "mlp"
+    python bench/engine.py --threads 1 --repeats 50 --json out.json
+"""
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _default_threads():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def discover():
+    """(part, module) for every bench/engine_<part>.py, sorted by name."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(HERE, "engine_*.py"))):
+        part = os.path.basename(path)[len("engine_"):-len(".py")]
+        spec = importlib.util.spec_from_file_location(f"bench_engine_{part}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            print(f"error: cannot import {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        if not hasattr(module, "cases"):
+            print(f"warning: {path} defines no cases(threads); skipped", file=sys.stderr)
+            continue
+        found.append((part, module))
+    return found
+
+
+def _matches(only, part, name):
+    return only is None or only in part or only in name
+
+
+def _timed(step):
+    start = time.perf_counter()
+    value = step()
+    return time.perf_counter() - start, value
+
+
+def _check_losses(name, mg_value, torch_value):
+    """Warn when both steps return losses that disagree (different weights or data)."""
+    if not (isinstance(mg_value, (int, float)) and isinstance(torch_value, (int, float))):
+        return
+    if abs(mg_value - torch_value) > 1e-3 * max(1.0, abs(torch_value)):
+        print(f"warning: {name}: first losses differ (minigrad {mg_value:.6g}, torch {torch_value:.6g})",
+              file=sys.stderr)
+
+
+def time_case(name, mg_step, torch_step, repeats, warmup):
+    """Median seconds per step of both sides, timed interleaved."""
+    mg_first, torch_first = mg_step(), torch_step()
+    _check_losses(name, mg_first, torch_first)
+    for _ in range(max(warmup - 1, 0)):
+        mg_step()
+        torch_step()
+    mg_times, torch_times = [], []
+    for r in range(repeats):
+        if r % 2 == 0:
+            mg_times.append(_timed(mg_step)[0])
+            torch_times.append(_timed(torch_step)[0])
+        else:
+            torch_times.append(_timed(torch_step)[0])
+            mg_times.append(_timed(mg_step)[0])
+    return statistics.median(mg_times), statistics.median(torch_times)
+
+
+def _blas_summary():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    parts = [f"{i.get('internal_api')}:{i.get('num_threads')}({os.path.basename(i.get('filepath', ''))})"
+             for i in threadpool_info()]
+    return ", ".join(parts)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=_default_threads(),
+                        help="threads for both sides (default: the cores this process may use)")
+    parser.add_argument("--repeats", type=int, default=21, help="timed steps per side (default 21)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per side first (default 3)")
+    parser.add_argument("--only", default=None, help="run only cases whose module part or name contains this")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.repeats < 1 or args.warmup < 1:
+        parser.error("--threads, --repeats and --warmup must be positive")
+
+    sys.path.insert(0, ROOT)
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    results = []
+    with threadpool_limits(limits=args.threads):
+        print(f"numpy {np.__version__}, torch {torch.__version__}, threads {args.threads}, "
+              f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+        print(f"thread pools: {_blas_summary()}")
+        for part, module in discover():
+            try:
+                for name, mg_step, torch_step in module.cases(args.threads):
+                    if not _matches(args.only, part, name):
+                        continue
+                    mg, tc = time_case(name, mg_step, torch_step, args.repeats, args.warmup)
+                    results.append({"case": name, "minigrad_ms": mg * 1e3, "torch_ms": tc * 1e3,
+                                    "ratio": mg / tc})
+            except Exception as exc:  # one broken case module must not hide the others' numbers
+                print(f"error: bench/engine_{part}.py failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if not results:
+        print(f"no case matched --only {args.only!r}" if args.only else "no cases found (bench/engine_*.py)")
+        return 1
+    width = max(len(r["case"]) for r in results)
+    print(f"\n{'case':<{width}}  {'minigrad':>11}  {'torch':>11}  {'ratio':>6}")
+    for r in results:
+        print(f"{r['case']:<{width}}  {r['minigrad_ms']:8.2f} ms  {r['torch_ms']:8.2f} ms  {r['ratio']:6.2f}")
+    print()
+    for r in results:
+        print(f"{r['case']:<{width}}  minigrad {r['minigrad_ms']:.1f} ms  torch {r['torch_ms']:.1f} ms  "
+              f"ratio {r['ratio']:.2f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"threads": args.threads, "repeats": args.repeats, "results": results}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Issue 3's CNN cases: 2-D CNNs on MNIST-sized 1x28x28 images, batch N=256, float32.
+
+- cnn-classifier:  Conv2d(1,8,3,p1)+ReLU+MaxPool2d(2) -> Conv2d(8,16,3,p1)+ReLU+MaxPool2d(2)
+                   -> Flatten -> Linear(16*7*7, 10), cross entropy.
+- cnn-autoencoder: the same encoder, then Upsample(2) -> Conv2d(16,8,3,p1)+ReLU
+                   -> ConvTranspose2d(8,1,2,stride 2), MSE against the input.
+
+One step = zero_grad, forward, loss, backward, SGD update, on both sides with the
+same weights (PyTorch's init copied into minigrad) and the same data. Run through
+bench/engine.py, or alone (``python bench/engine_cnn.py [--threads 2] [--profile]``)
+for a quick interleaved timing and a profile of the minigrad step.
+"""
+import os
+import sys
+
+import numpy as np
+
+N, SIDE, CLASSES = 256, 28, 10
+LR = 0.01
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((N, 1, SIDE, SIDE), dtype=np.float32)  # pixel-like values in [0, 1)
+    labels = rng.integers(0, CLASSES, size=N)
+    return x, labels
+
+
+def _layers(nn, autoencoder):
+    """The layer list, written once for both libraries (their constructors share signatures)."""
+    encoder = [nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+               nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+    if autoencoder:
+        return encoder + [nn.Upsample(scale_factor=2), nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(),
+                          nn.ConvTranspose2d(8, 1, 2, stride=2)]
+    return encoder + [nn.Flatten(), nn.Linear(16 * 7 * 7, CLASSES)]
+
+
+class _MinigradNN:
+    """minigrad.nn plus the conv/pool layers (importable before nn/__init__ exports them)."""
+
+    def __getattr__(self, name):
+        from minigrad import nn
+        from minigrad.nn import conv, pool
+
+        for module in (nn, conv, pool):
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
+
+
+def _pair(autoencoder):
+    """The same CNN in PyTorch and minigrad, with identical weights."""
+    import torch
+
+    import minigrad as mg
+
+    torch.manual_seed(0)
+    tmodel = torch.nn.Sequential(*_layers(torch.nn, autoencoder))
+    mmodel = mg.nn.Sequential(*_layers(_MinigradNN(), autoencoder))
+    mmodel.load_state_dict({k: v.detach().numpy() for k, v in tmodel.state_dict().items()})
+    return tmodel, mmodel, torch, mg
+
+
+def _steps(autoencoder):
+    import torch.nn.functional as F
+
+    from minigrad.nn import functional as MF
+
+    tmodel, mmodel, torch, mg = _pair(autoencoder)
+    x_np, labels = _data()
+    target_np = x_np if autoencoder else labels
+    torch_loss, mg_loss = (F.mse_loss, MF.mse_loss) if autoencoder else (F.cross_entropy, MF.cross_entropy)
+    tx, ttarget = torch.from_numpy(x_np), torch.from_numpy(target_np)
+    mx = mg.tensor(x_np)
+    mtarget = mg.tensor(target_np) if autoencoder else target_np
+    topt = torch.optim.SGD(tmodel.parameters(), lr=LR)
+    mopt = mg.optim.SGD(mmodel.parameters(), lr=LR)
+
+    def torch_step():
+        topt.zero_grad()
+        loss = torch_loss(tmodel(tx), ttarget)
+        loss.backward()
+        topt.step()
+        return loss.item()
+
+    def minigrad_step():
+        mopt.zero_grad()
+        loss = mg_loss(mmodel(mx), mtarget)
+        loss.backward()
+        mopt.step()
+        return loss.item()
+
+    return minigrad_step, torch_step
+
+
+def cases(threads):
+    """(name, minigrad_step, torch_step) for the classifier and the autoencoder."""
+    yield ("cnn-classifier", *_steps(autoencoder=False))
+    yield ("cnn-autoencoder", *_steps(autoencoder=True))
+
+
+def _main():
+    import argparse
+    import cProfile
+    import pstats
+
+    parser = argparse.ArgumentParser(description="quick standalone timing of the CNN cases")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--profile", action="store_true", help="also profile 10 minigrad steps per case")
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from engine import time_case
+
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):
+        for name, mg_step, torch_step in cases(args.threads):
+            mg, tc = time_case(name, mg_step, torch_step, args.repeats, 3)
+            print(f"{name}: minigrad {mg * 1e3:.1f} ms  torch {tc * 1e3:.1f} ms  ratio {mg / tc:.2f}")
+            if args.profile:
+                prof = cProfile.Profile()
+                prof.enable()
+                for _ in range(10):
+                    mg_step()
+                prof.disable()
+                pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,124 @@
+"""N-dimensional im2col / col2im, written once against the array module.
+
+The chainer way: instead of looping over output positions or samples, loop over
+the prod(kernel) offsets of the kernel; each offset picks one strided slice of
+the (padded) input, i.e. that offset's element of every window at once.
+
+Layout. ``im2col`` returns ``col`` of shape (N, *out, C, *kernel), C-contiguous, so
+that ``col.reshape(N * P, C * prod(kernel))`` (P = prod(out)) is a free view whose
+rows are the unfolded patches in PyTorch's weight order (c, *kernel): the GEMM
+with ``weight.reshape(c_out, -1)`` is one contiguous matrix product, and
+``col.reshape(N, P, -1)`` is the factor A of the paper's eq. (1) as it is.
+The padded input is staged channels-last, (N, *S_pad, C), so that every slice
+copied into ``col`` moves runs of C contiguous values.
+"""
+import itertools
+import numbers
+
+from ..backend import get_array_module
+
+
+def as_tuple(value, d, name, minimum=0):
+    """``value`` (int or length-``d`` sequence of ints) as a tuple of ``d`` ints >= ``minimum``."""
+    if _is_int(value):
+        values = (int(value),) * d
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a sequence of {d} ints, got {value!r}") from None
+        if len(values) != d or not all(_is_int(v) for v in values):
+            raise ValueError(f"{name} must be an int or a sequence of {d} ints, got {value!r}")
+        values = tuple(int(v) for v in values)
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum} in every dimension, got {value!r}")
+    return values
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def as_padding_pairs(padding, d):
+    """Padding as ``d`` (before, after) pairs from an int, ``d`` ints, or ``d`` (before, after) pairs."""
+    if _is_int(padding):
+        items = (padding,) * d
+    else:
+        try:
+            items = tuple(padding)
+        except TypeError:
+            raise TypeError(f"padding must be an int or a sequence of {d} ints, got {padding!r}") from None
+    pairs = []
+    for p in items:
+        pair = (p, p) if _is_int(p) else tuple(p) if isinstance(p, (tuple, list)) else None
+        if len(items) != d or pair is None or len(pair) != 2 or not all(_is_int(v) and v >= 0 for v in pair):
+            raise ValueError(f"padding must be a non-negative int, {d} such ints or {d} (before, after) pairs, "
+                             f"got {padding!r}")
+        pairs.append((int(pair[0]), int(pair[1])))
+    return tuple(pairs)
+
+
+def output_shape(in_shape, kernel, stride, padding, dilation):
+    """Spatial output shape of a sliding window: floor((S + lo + hi - dl (k - 1) - 1) / s) + 1 per axis."""
+    return tuple((n + lo + hi - dl * (k - 1) - 1) // s + 1
+                 for n, k, s, (lo, hi), dl in zip(in_shape, kernel, stride, padding, dilation))
+
+
+def window_slices(kernel, stride, dilation, out_shape):
+    """(offset, slices) for every kernel offset in C order over ``kernel``.
+
+    ``slices`` index the padded spatial axes: they pick the element at ``offset``
+    of every window, a strided block of shape ``out_shape``.
+    """
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        yield offset, tuple(slice(o * dl, o * dl + s * (n - 1) + 1, s)
+                            for o, dl, s, n in zip(offset, dilation, stride, out_shape))
+
+
+def pad_channels_last(x, padding, fill=0):
+    """(N, C, *S) -> (N, *S_pad, C), filled with ``fill`` around; a view when there is no padding."""
+    xp = get_array_module(x)
+    xcl = xp.moveaxis(x, 1, -1)
+    if not any(lo or hi for lo, hi in padding):
+        return xcl
+    shape = (x.shape[0],) + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding)) + (x.shape[1],)
+    buf = xp.zeros(shape, dtype=x.dtype) if fill == 0 else xp.full(shape, fill, dtype=x.dtype)
+    buf[(slice(None),) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], padding))] = xcl
+    return buf
+
+
+def im2col(x, kernel, stride, padding, dilation, out_shape=None):
+    """Unfold ``x`` (N, C, *S) into ``col`` (N, *out, C, *kernel), C-contiguous.
+
+    ``padding`` is a tuple of (before, after) pairs. ``out_shape`` may name fewer
+    output positions than fit (ConvTranspose with large output_padding needs that).
+    """
+    xp = get_array_module(x)
+    if out_shape is None:
+        out_shape = output_shape(x.shape[2:], kernel, stride, padding, dilation)
+    n, c, d = x.shape[0], x.shape[1], len(kernel)
+    src = pad_channels_last(x, padding)
+    col = xp.empty((n,) + tuple(out_shape) + (c,) + tuple(kernel), dtype=x.dtype)
+    lead = (slice(None),) * (d + 2)  # N, *out, C
+    for offset, win in window_slices(kernel, stride, dilation, out_shape):
+        col[lead + offset] = src[(slice(None),) + win]
+    return col
+
+
+def col2im(col, in_shape, stride, padding, dilation):
+    """The adjoint of :func:`im2col`: fold ``col`` (N, *out, C, *kernel) back onto (N, C, *in_shape).
+
+    Overlapping windows add up. The result is a channels-last view (no copy is
+    made to reorder it), cropped from the padded buffer.
+    """
+    xp = get_array_module(col)
+    d = len(in_shape)
+    n, out_shape, c, kernel = col.shape[0], col.shape[1:1 + d], col.shape[1 + d], col.shape[2 + d:]
+    padded = (n,) + tuple(s + lo + hi for s, (lo, hi) in zip(in_shape, padding)) + (c,)
+    buf = xp.zeros(padded, dtype=col.dtype)
+    lead = (slice(None),) * (d + 2)
+    for offset, win in window_slices(kernel, stride, dilation, out_shape):
+        buf[(slice(None),) + win] += col[lead + offset]
+    if any(lo or hi for lo, hi in padding):
+        buf = buf[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(in_shape, padding))]
+    return xp.moveaxis(buf, -1, 1)

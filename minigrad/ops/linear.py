@@ -1,0 +1,44 @@
+"""The affine map y = x W^T + b, the op behind nn.Linear and the attention projections.
+
+Its weight gradient is the paper's eq. (1): grad W = sum_{n,p} D[n,p]^T A[n,p] with
+A the input x and D the output adjoint, P the positions between the batch axis and
+the feature axis (1 for (N, in) inputs, L tokens for (N, L, in)).
+"""
+from ._util import result
+
+
+def hand_out_factors(weight, A, D):
+    """Give (A, D) to the weight's factor sink, if a capture is active (costs nothing otherwise)."""
+    sink = getattr(weight, "factor_sink", None)
+    if sink is not None:
+        sink(A, D)
+
+
+def linear(x, weight, bias=None):
+    """x (..., in) @ weight (out, in)^T + bias (out,)."""
+    xd, wd = x.data, weight.data
+    if wd.ndim != 2:
+        raise ValueError(f"linear weight must be 2-D (out, in), got shape {weight.shape}")
+    if xd.ndim < 1 or xd.shape[-1] != wd.shape[1]:
+        raise ValueError(f"linear expects input (..., {wd.shape[1]}), got shape {x.shape}")
+    if bias is not None and bias.shape != (wd.shape[0],):
+        raise ValueError(f"linear bias must have shape ({wd.shape[0]},), got {bias.shape}")
+    fan_out, fan_in = wd.shape
+    out = xd @ wd.T
+    if bias is not None:
+        out += bias.data
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g):
+        n = xd.shape[0] if xd.ndim > 1 else 1
+        x2 = xd.reshape(-1, fan_in)
+        g2 = g.reshape(-1, fan_out)
+        gx = (g2 @ wd).reshape(xd.shape) if x.requires_grad else None
+        gw = g2.T @ x2 if weight.requires_grad else None
+        if weight.requires_grad:
+            hand_out_factors(weight, x2.reshape(n, -1, fan_in), g2.reshape(n, -1, fan_out))
+        if bias is None:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if bias.requires_grad else None)
+
+    return result(out, parents, backward)

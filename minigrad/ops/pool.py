@@ -1,0 +1,205 @@
+"""Pooling over 1-3 spatial dimensions (max, average) and nearest-neighbour upsampling.
+
+Like im2col, pooling loops over the prod(kernel) offsets of the window, each a
+strided slice of the (padded) input covering every window at once; no loop runs
+over positions or samples. Semantics follow PyTorch (floor mode): max pooling pads
+with -inf and routes the gradient to the first maximum of each window (a NaN counts
+as the maximum and propagates); average pooling divides by prod(kernel)
+(``count_include_pad=True``) or by the number of non-padding elements.
+"""
+import math
+
+import numpy as np
+
+from ._util import result
+from .im2col import as_padding_pairs, as_tuple, output_shape, window_slices
+from ..backend import get_array_module
+from ..tensor import Tensor
+
+_DIM_NAMES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+
+
+def _pool_geometry(x, d, kernel_size, stride, padding, dilation, op):
+    """Validate the input and window parameters; returns (kernel, stride, pads, dilation, out_shape, unbatched)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: input must be a minigrad Tensor, got {type(x).__name__}")
+    if x.ndim not in (d + 1, d + 2):
+        raise ValueError(f"{op} expects a {d + 2}-D input {_DIM_NAMES[d]} (or {d + 1}-D unbatched), "
+                         f"got shape {x.shape}")
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"{op} needs a float input, got dtype {x.dtype}")
+    kernel = as_tuple(kernel_size, d, "kernel_size", minimum=1)
+    stride = kernel if stride is None else as_tuple(stride, d, "stride", minimum=1)
+    dilation = as_tuple(dilation, d, "dilation", minimum=1)
+    pad = as_tuple(padding, d, "padding")
+    if any(2 * p > dl * (k - 1) + 1 for p, k, dl in zip(pad, kernel, dilation)):
+        raise ValueError(f"{op}: padding {pad} must be at most half the (dilated) kernel size {kernel}")
+    pads = as_padding_pairs(pad, d)
+    in_shape = x.shape[-d:]
+    out_shape = output_shape(in_shape, kernel, stride, pads, dilation)
+    if any(o < 1 for o in out_shape):
+        raise ValueError(f"{op}: kernel {kernel} (dilation {dilation}) is larger than the padded input "
+                         f"(spatial size {in_shape}, padding {pad}); the output would be empty")
+    return kernel, stride, pads, dilation, out_shape
+
+
+def _batched(fn, x, d, *args):
+    """Apply ``fn`` to (N, C, *S) data, adding and removing the batch axis of unbatched (C, *S) input."""
+    if x.ndim == d + 1:
+        from .shape import squeeze, unsqueeze
+        return squeeze(fn(unsqueeze(x, 0), *args), 0)
+    return fn(x, *args)
+
+
+def _pad(a, pads, fill):
+    """(N, C, *S) padded by ``pads`` with ``fill`` (the array itself when there is no padding)."""
+    if not any(lo or hi for lo, hi in pads):
+        return a
+    xp = get_array_module(a)
+    shape = a.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(a.shape[2:], pads))
+    buf = xp.full(shape, fill, dtype=a.dtype)
+    buf[_interior(a.shape[2:], pads)] = a
+    return buf
+
+
+def _interior(in_shape, pads):
+    return (slice(None), slice(None)) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(in_shape, pads))
+
+
+def _tiles(in_shape, kernel, stride, pads, dilation):
+    """True when the windows tile the input exactly (no overlap, no gap, no padding)."""
+    return (kernel == stride and all(dl == 1 for dl in dilation) and not any(lo or hi for lo, hi in pads)
+            and all(n % k == 0 for n, k in zip(in_shape, kernel)))
+
+
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, *, dims):
+    """Max pooling over the last ``dims`` axes of x (N, C, *S) (PyTorch's max_pool{dims}d)."""
+    op = f"max_pool{dims}d"
+    geometry = _pool_geometry(x, dims, kernel_size, stride, padding, dilation, op)
+    return _batched(_max_pool, x, dims, *geometry)
+
+
+def _max_pool(x, kernel, stride, pads, dilation, out_shape):
+    xp = x.xp
+    xd = x.data
+    in_shape = xd.shape[2:]
+    src = _pad(xd, pads, -np.inf)
+    lead = (slice(None), slice(None))
+    n_off = math.prod(kernel)
+    idx_dtype = np.uint8 if n_off <= 255 else np.int32
+    best = idx = None
+    # running maximum with the index of the offset that holds it; ties keep the first,
+    # a NaN always wins (PyTorch's rule: `val > max || isnan(val)`)
+    for k, (_, win) in enumerate(window_slices(kernel, stride, dilation, out_shape)):
+        v = src[lead + win]
+        if best is None:
+            best = v.copy()
+            idx = xp.zeros(best.shape, dtype=idx_dtype)
+            continue
+        better = v > best
+        better |= v != v
+        xp.copyto(best, v, where=better)
+        xp.copyto(idx, idx_dtype(k), where=better)
+
+    def backward(g):
+        tiles = _tiles(in_shape, kernel, stride, pads, dilation)
+        buf = (xp.empty if tiles else xp.zeros)(src.shape, dtype=g.dtype)
+        zero = g.dtype.type(0)
+        for k, (_, win) in enumerate(window_slices(kernel, stride, dilation, out_shape)):
+            share = xp.where(idx == k, g, zero)
+            if tiles:
+                buf[lead + win] = share
+            else:
+                buf[lead + win] += share
+        return (buf[_interior(in_shape, pads)] if src is not xd else buf,)
+
+    return result(best, (x,), backward)
+
+
+def avg_pool(x, kernel_size, stride=None, padding=0, count_include_pad=True, *, dims):
+    """Average pooling over the last ``dims`` axes of x (N, C, *S) (PyTorch's avg_pool{dims}d, floor mode)."""
+    op = f"avg_pool{dims}d"
+    geometry = _pool_geometry(x, dims, kernel_size, stride, padding, 1, op)
+    return _batched(_avg_pool, x, dims, *geometry, bool(count_include_pad))
+
+
+def _avg_pool(x, kernel, stride, pads, dilation, out_shape, count_include_pad):
+    xp = x.xp
+    xd = x.data
+    in_shape = xd.shape[2:]
+    src = _pad(xd, pads, 0)
+    lead = (slice(None), slice(None))
+    windows = list(window_slices(kernel, stride, dilation, out_shape))
+    total = src[lead + windows[0][1]].copy()
+    for _, win in windows[1:]:
+        total += src[lead + win]
+    if count_include_pad or not any(lo or hi for lo, hi in pads):
+        scale = 1.0 / math.prod(kernel)
+    else:  # 1 / (number of real elements in each window), by pooling a padded mask of ones
+        ones = _pad(xp.ones((1, 1) + tuple(in_shape), dtype=xd.dtype), pads, 0)
+        counts = sum(ones[lead + win] for _, win in windows)
+        scale = (1.0 / counts).astype(xd.dtype)
+    out = total * scale if not isinstance(scale, float) else total * xd.dtype.type(scale)
+
+    def backward(g):
+        share = g * scale if not isinstance(scale, float) else g * g.dtype.type(scale)
+        tiles = _tiles(in_shape, kernel, stride, pads, dilation)
+        buf = (xp.empty if tiles else xp.zeros)(src.shape, dtype=g.dtype)
+        for _, win in windows:
+            if tiles:
+                buf[lead + win] = share
+            else:
+                buf[lead + win] += share
+        return (buf[_interior(in_shape, pads)] if src is not xd else buf,)
+
+    return result(out, (x,), backward)
+
+
+def upsample_nearest(x, scale_factor, *, dims=None):
+    """Nearest-neighbour upsampling of x (N, C, *S) by integer factors along the spatial axes.
+
+    ``dims`` (spatial dimensions) defaults to x.ndim - 2. Output (N, C, *(S * scale)).
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"upsample: input must be a minigrad Tensor, got {type(x).__name__}")
+    d = x.ndim - 2 if dims is None else dims
+    if d not in (1, 2, 3) or x.ndim != d + 2:
+        raise ValueError(f"upsample expects an input (N, C, *S) with 1 to 3 spatial axes, got shape {x.shape}")
+    scales = _integer_scales(scale_factor, d)
+    n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    # (N, C, S1, 1, S2, 1, ...) broadcast to (N, C, S1, s1, S2, s2, ...), then merged
+    split = (n, c) + tuple(v for size, s in zip(spatial, scales) for v in (size, s))
+    expanded = (n, c) + tuple(v for size in spatial for v in (size, 1))
+    xp = x.xp
+    out = xp.broadcast_to(x.data.reshape(expanded), split).reshape(
+        (n, c) + tuple(size * s for size, s in zip(spatial, scales)))
+    summed_axes = tuple(3 + 2 * i for i in range(d))
+
+    def backward(g):
+        return (g.reshape(split).sum(axis=summed_axes),)
+
+    return result(out, (x,), backward)
+
+
+def _integer_scales(scale_factor, d):
+    values = (scale_factor,) * d if not isinstance(scale_factor, (tuple, list)) else tuple(scale_factor)
+    if len(values) != d:
+        raise ValueError(f"scale_factor must be a number or {d} numbers, got {scale_factor!r}")
+    scales = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or v != int(v) or v < 1:
+            raise ValueError(f"nearest upsampling supports positive integer scale factors only, got {scale_factor!r}")
+        scales.append(int(v))
+    return tuple(scales)
+
+
+def _fixed_dim(fn, d, name):
+    def op(x, *args, **kwargs):
+        return fn(x, *args, dims=d, **kwargs)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{fn.__name__} with {d} spatial dimension{'s' if d > 1 else ''}; see :func:`{fn.__name__}`."
+    return op
+
+
+max_pool1d, max_pool2d, max_pool3d = (_fixed_dim(max_pool, d, f"max_pool{d}d") for d in (1, 2, 3))
+avg_pool1d, avg_pool2d, avg_pool3d = (_fixed_dim(avg_pool, d, f"avg_pool{d}d") for d in (1, 2, 3))

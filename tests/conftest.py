@@ -1,0 +1,57 @@
+"""Shared test fixtures.
+
+``device``: the backends a backend-generic test runs on. Always "cpu"; also
+"cuda" when ``MINIGRAD_TEST_DEVICE=cuda`` is set (the GPU run of issue 8).
+With ``MINIGRAD_TEST_DEVICE=cuda`` and no usable GPU, cuda cases skip cleanly.
+"""
+import os
+
+import numpy as np
+import pytest
+
+TEST_DEVICES = ["cpu"]
+if os.environ.get("MINIGRAD_TEST_DEVICE", "cpu").lower().startswith("cuda"):
+    TEST_DEVICES.append("cuda")
+
+
+def gpu_available():
+    """True when CuPy imports and sees a GPU (never imports CuPy otherwise needlessly)."""
+    try:
+        import cupy  # noqa: F401
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=TEST_DEVICES)
+def device(request):
+    """Backend device name for backend-parametrized tests."""
+    if request.param == "cuda" and not gpu_available():
+        pytest.skip("MINIGRAD_TEST_DEVICE=cuda but no usable GPU/CuPy here")
+    return request.param
+
+
+@pytest.fixture
+def xp(device):
+    """The array module (numpy or cupy) for ``device``."""
+    from minigrad.backend import xp_for
+
+    return xp_for(device)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def require_torch():
+    """Import torch for oracle tests: under CI a missing torch fails, elsewhere it skips."""
+    try:
+        import torch
+
+        return torch
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("torch (test oracle) not installed: pip install -r requirements-test.txt")

@@ -237,7 +237,8 @@ def difference_data(source, layer, quantity="G", groups=None, fdr=True, alpha=0.
             steps = np.asarray(source[0].steps)
         else:
             if quantity != "G":
-                raise ValueError(f"per-sample values are spectra of G; quantity {quantity!r} is not available per sample")
+                raise ValueError(
+                    f"per-sample values are spectra of G; quantity {quantity!r} is not available per sample")
             labels = source.sample_groups
             if labels is None:
                 raise ValueError("the record has no sample group labels: record with groups=labels")
@@ -442,7 +443,7 @@ def plot_dashboard(rec, quantity="G", layers=None):
         top = _positive(series[:, 0]) if series.shape[1] else np.full(len(steps), np.nan)
         top_vals.append(top)
         ax_top.plot(steps, top, color=colour, lw=1.2, label=layer)
-        ax_rank.plot(steps, stats.effective_rank(np.where(series > 0, series, np.where(np.isnan(series), np.nan, 0.0))), color=colour, lw=1.2)
+        ax_rank.plot(steps, stats.effective_rank(np.maximum(series, 0.0)), color=colour, lw=1.2)
         last = _positive(series[-1]) if len(series) else np.array([])
         ax_last.plot(np.arange(last.size), last, "-o", color=colour, ms=2.5, lw=1)
     _set_log_limits(ax_top, np.concatenate(top_vals) if top_vals else np.array([]))

@@ -81,19 +81,24 @@ def _host(x):
 def _batch_to_host(values):
     """Copy many CuPy arrays to the host in one transfer (one sync instead of one per array)."""
     cupy = sys.modules.get("cupy")  # loaded whenever CuPy arrays exist; never imported here
-    device = [i for i, v in enumerate(values) if cupy is not None and isinstance(v, cupy.ndarray)]
+    if cupy is None:
+        return values
+    device = [i for i, v in enumerate(values) if isinstance(v, cupy.ndarray)]
     if len(device) < 2:
         return values
+    f64 = cupy.dtype(np.float64)
+    parts = [values[i] for i in device]
     try:
-        flat = cupy.concatenate([cupy.ravel(values[i]).astype(cupy.float64) for i in device]).get()
+        parts = [p if p.ndim == 1 and p.dtype == f64 else p.reshape(-1).astype(f64, copy=False) for p in parts]
+        flat = cupy.concatenate(parts).get()
     except (TypeError, ValueError):
         return values  # odd dtypes: the per-array path reports what is wrong
     values = list(values)
     at = 0
     for i in device:
         shape = values[i].shape
-        size = int(np.prod(shape))
-        values[i] = flat[at: at + size].reshape(shape)
+        size = values[i].size
+        values[i] = flat[at: at + size] if len(shape) == 1 else flat[at: at + size].reshape(shape)
         at += size
     return values
 

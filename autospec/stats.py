@@ -515,8 +515,8 @@ def _replicate_tests(xa, xb, kind, layer, quantity, pair, position, steps, n_per
     indices = np.arange(xa.shape[2])
     common = dict(layer=layer, quantity=quantity, groups=pair, position=position, axes=("step", "index"),
                   steps=np.asarray(steps), indices=indices, d=d, n_samples=(na, nb))
-    out = [_finish(GroupTest(f"welch-{kind}", t=np.asarray(res.t), p=np.asarray(res.p), df=np.asarray(res.df), **common),
-                   fdr_on, method)]
+    welch = GroupTest(f"welch-{kind}", t=np.asarray(res.t), p=np.asarray(res.p), df=np.asarray(res.df), **common)
+    out = [_finish(welch, fdr_on, method)]
     if n_permutations:
         perm = permutation_test(xa, xb, n_permutations=n_permutations, seed=seed, axis=0, statistic="welch")
         out.append(_finish(GroupTest(f"perm-{kind}", t=np.asarray(perm.statistic), p=np.asarray(perm.p),
@@ -655,7 +655,8 @@ def _step_runs(pos, steps, limit=3):
     breaks = np.flatnonzero(np.diff(pos) != 1)
     starts = np.concatenate([[pos[0]], pos[breaks + 1]])
     ends = np.concatenate([pos[breaks], [pos[-1]]])
-    text = ", ".join(f"{steps[a]}" if a == b else f"{steps[a]}-{steps[b]}" for a, b in zip(starts[:limit], ends[:limit]))
+    shown = zip(starts[:limit], ends[:limit])
+    text = ", ".join(f"{steps[a]}" if a == b else f"{steps[a]}-{steps[b]}" for a, b in shown)
     return text + (f" (+{len(starts) - limit} more)" if len(starts) > limit else "")
 
 

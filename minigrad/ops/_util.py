@@ -35,6 +35,12 @@ def pair(a, b):
         a = as_tensor(a, like=b)
     if a.device != b.device:
         raise ValueError(f"operands are on different devices ({a.device} and {b.device}): move one with .to()")
+    # integer/bool with float: the float dtype wins (PyTorch's rule; NumPy would give int64 + float32 -> float64)
+    ka, kb = a.dtype.kind, b.dtype.kind
+    if ka in "biu" and kb in "fc":
+        a = Tensor._wrap(a.data.astype(b.dtype))
+    elif kb in "biu" and ka in "fc":
+        b = Tensor._wrap(b.data.astype(a.dtype))
     return a, b
 
 

@@ -190,11 +190,11 @@ def matmul(a, b):
     def backward(g):
         a2 = ad[None, :] if ad.ndim == 1 else ad
         b2 = bd[:, None] if bd.ndim == 1 else bd
-        g2 = g
-        if ad.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
+        g2 = g  # put back the axes NumPy dropped for 1-D operands (last first: g may be 0-d)
         if bd.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if ad.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         ga = gb = None
         if a.requires_grad:
             ga = _matmul_arrays(g2, xp.swapaxes(b2, -1, -2))

@@ -7,8 +7,6 @@ with -inf and routes the gradient to the first maximum of each window (a NaN cou
 as the maximum and propagates); average pooling divides by prod(kernel)
 (``count_include_pad=True``) or by the number of non-padding elements.
 """
-import math
-
 import numpy as np
 
 from ._util import result
@@ -51,13 +49,30 @@ def _batched(fn, x, d, *args):
     return fn(x, *args)
 
 
+def _channels_last(a):
+    """True when the channel axis of (N, C, *S) ``a`` is the innermost in memory (conv outputs are)."""
+    return a.ndim > 2 and a.shape[1] > 1 and a.strides[1] == a.itemsize
+
+
+def _alloc_like(a, shape, zero=False, fill=None):
+    """An array of (N, C, *S) ``shape`` laid out like ``a`` (channels-last or C order), so that
+    elementwise work between the two runs through memory in step."""
+    xp = get_array_module(a)
+    cl = _channels_last(a)
+    alloc_shape = (shape[0],) + tuple(shape[2:]) + (shape[1],) if cl else tuple(shape)
+    if fill is not None:
+        buf = xp.full(alloc_shape, fill, dtype=a.dtype)
+    else:
+        buf = (xp.zeros if zero else xp.empty)(alloc_shape, dtype=a.dtype)
+    return xp.moveaxis(buf, -1, 1) if cl else buf
+
+
 def _pad(a, pads, fill):
     """(N, C, *S) padded by ``pads`` with ``fill`` (the array itself when there is no padding)."""
     if not any(lo or hi for lo, hi in pads):
         return a
-    xp = get_array_module(a)
     shape = a.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(a.shape[2:], pads))
-    buf = xp.full(shape, fill, dtype=a.dtype)
+    buf = _alloc_like(a, shape, zero=False, fill=fill)
     buf[_interior(a.shape[2:], pads)] = a
     return buf
 
@@ -85,32 +100,38 @@ def _max_pool(x, kernel, stride, pads, dilation, out_shape):
     in_shape = xd.shape[2:]
     src = _pad(xd, pads, -np.inf)
     lead = (slice(None), slice(None))
-    n_off = math.prod(kernel)
-    idx_dtype = np.uint8 if n_off <= 255 else np.int32
-    best = idx = None
-    # running maximum with the index of the offset that holds it; ties keep the first,
-    # a NaN always wins (PyTorch's rule: `val > max || isnan(val)`)
-    for k, (_, win) in enumerate(window_slices(kernel, stride, dilation, out_shape)):
-        v = src[lead + win]
-        if best is None:
-            best = v.copy()
-            idx = xp.zeros(best.shape, dtype=idx_dtype)
-            continue
-        better = v > best
-        better |= v != v
-        xp.copyto(best, v, where=better)
-        xp.copyto(idx, idx_dtype(k), where=better)
+    windows = [lead + win for _, win in window_slices(kernel, stride, dilation, out_shape)]
+    idx_dtype = np.dtype(np.uint8 if len(windows) <= 255 else np.int32)
+    # Running maximum (xp.maximum propagates NaN) and the offset that holds it: offset k
+    # takes over where it is strictly larger, so ties keep the first maximum, as PyTorch.
+    # The winner is the last offset that took over: idx = max_k k * [k took over].
+    best = src[windows[0]]
+    idx = None
+    for k, win in enumerate(windows[1:], start=1):
+        v = src[win]
+        took = (v > best).astype(idx_dtype)
+        took *= idx_dtype.type(k)
+        idx = took if idx is None else xp.maximum(idx, took, out=idx)
+        best = xp.maximum(best, v)
+    if idx is None:  # a window of one element
+        best = best.copy()
+        idx = xp.zeros(best.shape, dtype=idx_dtype)
+    nan = xp.isnan(best)
+    if nan.any():  # PyTorch's `val > max || isnan(val)`: the last NaN of a window is its argmax
+        last_nan = xp.zeros(best.shape, dtype=idx_dtype)
+        for k, win in enumerate(windows):
+            last_nan = xp.maximum(last_nan, xp.isnan(src[win]).astype(idx_dtype) * idx_dtype.type(k))
+        idx = xp.where(nan, last_nan, idx)
 
     def backward(g):
         tiles = _tiles(in_shape, kernel, stride, pads, dilation)
-        buf = (xp.empty if tiles else xp.zeros)(src.shape, dtype=g.dtype)
-        zero = g.dtype.type(0)
-        for k, (_, win) in enumerate(window_slices(kernel, stride, dilation, out_shape)):
-            share = xp.where(idx == k, g, zero)
-            if tiles:
-                buf[lead + win] = share
+        buf = _alloc_like(xd, src.shape, zero=not tiles)
+        for k, win in enumerate(windows):
+            share = g * (idx == k)
+            if tiles:  # every input element is in exactly one window
+                buf[win] = share
             else:
-                buf[lead + win] += share
+                buf[win] += share
         return (buf[_interior(in_shape, pads)] if src is not xd else buf,)
 
     return result(best, (x,), backward)
@@ -129,30 +150,30 @@ def _avg_pool(x, kernel, stride, pads, dilation, out_shape, count_include_pad):
     in_shape = xd.shape[2:]
     src = _pad(xd, pads, 0)
     lead = (slice(None), slice(None))
-    windows = list(window_slices(kernel, stride, dilation, out_shape))
-    total = src[lead + windows[0][1]].copy()
-    for _, win in windows[1:]:
-        total += src[lead + win]
+    windows = [lead + win for _, win in window_slices(kernel, stride, dilation, out_shape)]
+    total = src[windows[0]] + src[windows[1]] if len(windows) > 1 else src[windows[0]].copy()
+    for win in windows[2:]:
+        total += src[win]
     if count_include_pad or not any(lo or hi for lo, hi in pads):
-        scale = 1.0 / math.prod(kernel)
+        scale = xd.dtype.type(1.0 / len(windows))
     else:  # 1 / (number of real elements in each window), by pooling a padded mask of ones
         ones = _pad(xp.ones((1, 1) + tuple(in_shape), dtype=xd.dtype), pads, 0)
-        counts = sum(ones[lead + win] for _, win in windows)
-        scale = (1.0 / counts).astype(xd.dtype)
-    out = total * scale if not isinstance(scale, float) else total * xd.dtype.type(scale)
+        counts = sum(ones[win] for win in windows)
+        scale = (1 / counts).astype(xd.dtype)
+    total *= scale
 
     def backward(g):
-        share = g * scale if not isinstance(scale, float) else g * g.dtype.type(scale)
+        share = g * scale
         tiles = _tiles(in_shape, kernel, stride, pads, dilation)
-        buf = (xp.empty if tiles else xp.zeros)(src.shape, dtype=g.dtype)
-        for _, win in windows:
+        buf = _alloc_like(xd, src.shape, zero=not tiles)
+        for win in windows:
             if tiles:
-                buf[lead + win] = share
+                buf[win] = share
             else:
-                buf[lead + win] += share
+                buf[win] += share
         return (buf[_interior(in_shape, pads)] if src is not xd else buf,)
 
-    return result(out, (x,), backward)
+    return result(total, (x,), backward)
 
 
 def upsample_nearest(x, scale_factor, *, dims=None):

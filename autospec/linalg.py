@@ -364,23 +364,31 @@ def topk_svdvals(
     M: a 2-D array, an :class:`Operator` (e.g. :func:`gradient_operator`), or a pair of
     callables ``(matmat, rmatmat)`` with ``shape=(m, n)`` (backend and dtype then follow
     ``init``, else NumPy float64). ``init``: an (n, j) array, typically the ``basis`` of the
-    previous call; its columns start the iteration (random columns fill it up to b = k +
-    oversample). Returns a :class:`TopKResult`.
+    previous call. Returns a :class:`TopKResult` (values, basis, iterations, converged,
+    residuals).
 
-    Method: restarted block Krylov (block Lanczos with thick restart, two blocks). Each
-    iteration does a Rayleigh-Ritz step on span[V, G^T G V] -- one product with G and one
-    with G^T on b columns, like subspace iteration, but a larger search space. The
-    iteration stops when every top-k Ritz triplet (s_i, u_i, v_i) has residual
-    ||G^T u_i - s_i v_i|| <= max(tol * s_i, floor) (ARPACK's criterion), floor =
-    4 sqrt(max(m, n)) eps(work) s_1 (rounding level). Then each s_i lies within tol * s_i
-    of a true singular value (usually far closer: the value error is about
-    residual^2 / gap). Ritz values never exceed the true ones, so a subspace that missed a
-    direction cannot pass as converged: its residuals stay large and the next iteration
-    adds that direction. An unchanged matrix with its previous basis converges in one
-    iteration; a slowly changing one in a few.
+    Method: block Krylov with thick restart. The search block has b = k + oversample
+    columns: init's leading columns, then random ones (at least half of the oversampling
+    columns are always random). Each iteration is a Rayleigh-Ritz step on
+    span[V, H V, ..., H^(depth-1) V], H = G^T G, after which the b best Ritz vectors V are
+    kept; it costs 2 (depth - 1) products of G or G^T with b columns plus small dense work.
 
-    tol: default 1e-6 for float64 work, 1e-4 for float32 work. max_iter: default 100.
-    oversample: default min(max(10, k // 2), min(m, n) - k). seed: for the random columns.
+    Convergence (ARPACK's criterion): every top-k Ritz triplet (s_i, u_i, v_i) has residual
+    ||G^T u_i - s_i v_i|| <= max(tol * s_i, floor), floor = 4 sqrt(max(m, n)) eps(work) s_1
+    (the rounding level). Each s_i then lies within tol * s_i of a true singular value; the
+    actual value error is about residual^2 / gap, far smaller. Ritz values never exceed
+    the true ones, and a warm start always does one expansion before it may stop, so that
+    the random columns can reveal a direction that is new since init (a Krylov method never
+    sees what its start block lacks entirely). So an unchanged matrix converges in 2
+    iterations, a slowly changing one in 2-3, and one that changed completely costs about a
+    cold start -- the values are converged in every case, or ``converged`` is False.
+
+    If the residuals stop decreasing for 5 iterations (rounding error above the tolerance,
+    e.g. float32 products of factors with heavy cancellation) it stops unconverged.
+
+    tol: default 1e-6 for float64 work, 1e-4 for float32 work (float32 when M is float32).
+    max_iter: default 100. oversample: default min(max(10, k // 2), min(m, n) - k).
+    depth: Krylov blocks per iteration, default 4. seed: for the random columns.
     """
     where = "topk_svdvals"
     op, _ = _as_operator(M, shape, init, where)
@@ -405,8 +413,13 @@ def topk_svdvals(
     return _topk(op, k, b, init, tol, int(max_iter), seed, where, int(depth))
 
 
-def _start_block(op, b, init, seed, where):
-    """b orthonormal columns: those of init (if given) first, random ones to fill up."""
+def _start_block(op, k, b, init, seed, where):
+    """b orthonormal columns: init's leading columns first, random ones to fill up.
+
+    At least half of the oversampling columns are always fresh random ones, so a warm start
+    can still find a direction that is new since init was computed (a Krylov method never
+    sees a direction that its start block lacks).
+    """
     xp, n = op.xp, op.shape[1]
     V = xp.zeros((n, 0), dtype=op.dtype)
     if init is not None:
@@ -415,7 +428,8 @@ def _start_block(op, b, init, seed, where):
         if init.ndim != 2 or init.shape[0] != n or init.shape[1] < 1:
             raise ValueError(f"{where}: init must have shape (n, j) = ({n}, j>=1), got {tuple(init.shape)}")
         _check_finite(init, "init", where)
-        V = _orthonormalize(init[:, :b].astype(op.dtype, copy=False))
+        keep = b - (b - k + 1) // 2
+        V = _orthonormalize(init[:, :keep].astype(op.dtype, copy=False))
     rng = np.random.default_rng(seed)
     while V.shape[1] < b:  # rarely more than once (only if random columns came out dependent)
         rand = xp.asarray(rng.standard_normal((n, b - V.shape[1])), dtype=op.dtype)
@@ -435,9 +449,9 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth):
         s1, sk = float(s_est[0]), float(s_est[min(k, s_est.shape[0]) - 1])
         return s1 > 0 and sk >= gram_ratio * s1
 
-    basis = _start_block(op, b, init, seed, where)   # (n, d) orthonormal
+    basis = _start_block(op, k, b, init, seed, where)   # (n, d) orthonormal
     images = op.matmat(basis)                         # G @ basis, (m, d)
-    converged = False
+    converged, history = False, []
     for it in range(1, max_iter + 1):
         # Rayleigh-Ritz on span(basis): the b best Ritz triplets (s_i, u_i, v_i = basis w_i).
         W, s, GV, U = _rayleigh_ritz(images.astype(xp.float64, copy=False), b, gram_ok)
@@ -453,8 +467,15 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth):
         else:
             Rres = op.rmatmat(U.astype(dtype, copy=False)) - V * sw  # G^T u_i - s_i v_i
             res = xp.linalg.norm(Rres[:, :k].astype(xp.float64, copy=False), axis=0)
-        converged = bool((res <= xp.maximum(tol * s[:k], floor)).all())
-        if converged or it == max_iter:
+        ratio = float((res / xp.maximum(tol * s[:k], floor)).max())
+        converged = ratio <= 1.0
+        history.append(ratio)
+        # Stagnation: no new low in the residuals for 5 iterations means rounding error
+        # (e.g. float32 products with heavy cancellation) is above the tolerance; stop.
+        stalled = len(history) > 5 and min(history[-5:]) >= 0.95 * min(history[:-5])
+        # A warm start is never accepted before one expansion: the fresh random columns of
+        # the start block must get a chance to reveal directions new since init.
+        if (converged and (init is None or it > 1)) or it == max_iter or stalled:
             break
         # Thick restart: keep the b Ritz vectors (their image GV needs no product) and add
         # depth-1 Krylov blocks: span[V, (G^T G) V, (G^T G)^2 V, ...]. The residual block
@@ -480,39 +501,39 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth):
 
 
 class TopKTracker:
-    """Top-k singular values of a matrix that changes between calls (one per layer).
+    """Top-k singular values of a matrix that changes between calls (keep one per layer).
 
     Each call warm-starts :func:`topk_svdvals` from the previous call's basis; a change of
-    shape starts cold. ``last`` holds the latest :class:`TopKResult` (iterations, converged).
+    shape or backend starts cold, and so does every ``restart_every``-th call if given (a
+    warm start cannot rule out missing a new direction that its start block barely sees;
+    see :func:`topk_svdvals`). ``last`` holds the latest :class:`TopKResult`.
     """
 
-    def __init__(self, k, *, tol=None, max_iter=_TOPK_MAX_ITER, oversample=None, seed=0):
+    def __init__(self, k, *, tol=None, max_iter=_TOPK_MAX_ITER, oversample=None, restart_every=None, seed=0):
+        if restart_every is not None and int(restart_every) < 1:
+            raise ValueError(f"TopKTracker: restart_every must be >= 1 or None, got {restart_every}")
         self.k, self.tol, self.max_iter, self.oversample, self.seed = k, tol, max_iter, oversample, seed
+        self.restart_every = restart_every
+        self.calls = 0
         self.last = None
 
     def reset(self):
+        """Forget the basis: the next call starts cold."""
         self.last = None
 
     def __call__(self, M, *, shape=None):
-        init = None
-        if self.last is not None:
-            init = self.last.basis
-            n = M.shape[1] if isinstance(M, Operator) else (shape[1] if shape is not None else getattr(M, "shape", (0, -1))[1])
-            if init.shape[0] != n or get_array_module(init) is not _backend_of(M, init):
-                init = None
+        """Top-k values (float64, descending) of M: array, Operator or (matmat, rmatmat) pair."""
+        init = None if self.last is None else self.last.basis
+        op, _ = _as_operator(M, shape, init, "TopKTracker")
+        cold = self.restart_every is not None and self.calls % int(self.restart_every) == 0
+        if cold or (init is not None and (init.shape[0] != op.shape[1] or get_array_module(init) is not op.xp)):
+            init = None
         self.last = topk_svdvals(
-            M, self.k, init, shape=shape, tol=self.tol, max_iter=self.max_iter,
-            oversample=self.oversample, seed=self.seed,
+            op, self.k, init, tol=self.tol, max_iter=self.max_iter, oversample=self.oversample,
+            seed=self.seed + self.calls,
         )
+        self.calls += 1
         return self.last.values
-
-
-def _backend_of(M, fallback):
-    if isinstance(M, Operator):
-        return M.xp
-    if isinstance(M, (tuple, list)):
-        return get_array_module(fallback)
-    return get_array_module(M)
 
 
 def _warn_unconverged(result, where):
@@ -622,7 +643,9 @@ def svdvals(M, k=None, method="auto"):
     elif method == "gram":
         s = _gram_svdvals(X, k)
     else:
-        s = _run_topk(_array_operator(X, X.dtype), k, costs, lambda: svdvals(X, k, _next_best(costs)), where)
+        s = _run_topk(
+            _array_operator(X, X.dtype), k, min(m, n), costs, lambda: svdvals(X, k, _next_best(costs)), where
+        )
     _check_result(s, where)
     return s
 
@@ -632,18 +655,18 @@ def _next_best(costs):
     return min(rest, key=rest.get)
 
 
-def _run_topk(op, k, costs, fallback, where):
-    """Top-k for an explicit request (warns if unconverged) or for auto (bounded, falls back)."""
-    m, n = op.shape
-    r = min(m, n)
-    b = min(k + _default_oversample(k, r), r)
+def _run_topk(op, k, rank_bound, costs, fallback, where):
+    """Top-k for an explicit request (warns if unconverged) or for auto (iterations capped so
+    it stays cheaper than the next best method, which it falls back to if unconverged)."""
+    b = min(k + _default_oversample(k, rank_bound), rank_bound)
+    tol = _TOPK_TOL[op.dtype]
     if costs is None:
-        res = _topk(op, k, b, None, _TOPK_TOL[op.dtype], _TOPK_MAX_ITER, 0, where, _KRYLOV_DEPTH)
+        res = _topk(op, k, b, None, tol, _TOPK_MAX_ITER, 0, where, _KRYLOV_DEPTH)
         _warn_unconverged(res, where)
         return res.values
     per_iter = costs["topk"] / _AUTO_TOPK_COLD_ITERS
-    budget = max(2, int(min(c for mm, c in costs.items() if mm != "topk") / per_iter))
-    res = _topk(op, k, b, None, _TOPK_TOL[op.dtype], budget, 0, where, _KRYLOV_DEPTH)
+    budget = max(2, int(min(c for name, c in costs.items() if name != "topk") / per_iter))
+    res = _topk(op, k, b, None, tol, budget, 0, where, _KRYLOV_DEPTH)
     return res.values if res.converged else fallback()
 
 
@@ -755,7 +778,7 @@ def gradient_svdvals(A, D, k=None, method="auto"):
         s = _gradient_gram(A2, D2, k)
     else:
         s = _run_topk(
-            _gradient_operator(A2, D2), k, costs, lambda: gradient_svdvals(A2, D2, k, _next_best(costs)), where
+            _gradient_operator(A2, D2), k, bound, costs, lambda: gradient_svdvals(A2, D2, k, _next_best(costs)), where
         )
     _check_result(s, where)
     return s

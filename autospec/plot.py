@@ -13,6 +13,7 @@ works headless, in scripts and in notebooks alike; it returns the Figure, and
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,10 @@ def plot_trajectories(rec, layers=None, quantity="G", group=None, position=None,
         a.set_title(layer)
         if mappable is not None:
             label = "log10 singular value" if style == "heatmap" else "singular value index"
-            fig.colorbar(mappable, ax=a, label=label, pad=0.02)
+            bar = fig.colorbar(mappable, ax=a, label=label, pad=0.02)
+            if style == "lines":
+                bar.locator = MaxNLocator(integer=True)
+                bar.update_ticks()
     if ax is None:
         fig.suptitle(f"Singular values of {_title(quantity, group, position)} over training")
     return fig
@@ -250,10 +254,11 @@ def difference_data(source, layer, quantity="G", groups=None, fdr=True, alpha=0.
             steps = np.asarray(source.steps)
         result = res[-1]  # the permutation test when asked for, else Welch
         vals = result.q if fdr else result.p
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: mean and SE stay NaN
             neglog = -np.log10(vals)
             mean = [np.nanmean(_positive(r), axis=0) for r in reps]
-            se = [np.nanstd(_positive(r), axis=0, ddof=1) / np.sqrt(r.shape[0]) for r in reps]
+            se = [np.nanstd(_positive(r), axis=0, ddof=1) / np.sqrt(np.sum(r > 0, axis=0)) for r in reps]
         sig = result.significant(alpha)
         best = np.where(np.isnan(vals), np.inf, vals)
         step_p, index_p = best.min(axis=1), best.min(axis=0)

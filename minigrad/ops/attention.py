@@ -21,6 +21,7 @@ A row whose sum r_i shows the bound was too loose (exp(-margin)) is recomputed w
 row maximum. Masked keys get a zero row in [v, 1], so they add nothing to out, r or dS.
 """
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -34,6 +35,33 @@ from ..tensor import Tensor
 _SHIFT_MARGIN = {np.dtype(np.float32): 30.0, np.dtype(np.float64): 300.0}
 # on the CPU, scores are made and consumed in chunks of samples of about this size (cache-sized)
 _CHUNK_BYTES = 1 << 19
+
+
+_threads = {"n": 1, "pool": None}
+
+
+def set_num_threads(n):
+    """Worker threads the CPU attention kernel splits the batch over (1, the default: none)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"the number of attention threads must be a positive integer, got {n!r}")
+    if n != _threads["n"]:
+        if _threads["pool"] is not None:
+            _threads["pool"].shutdown(wait=True)
+        _threads.update(n=int(n), pool=None)
+
+
+def get_num_threads():
+    """Worker threads of the CPU attention kernel."""
+    return _threads["n"]
+
+
+def _pool():
+    """The shared thread pool, or None when one thread is asked for (NumPy releases the GIL)."""
+    if _threads["n"] == 1:
+        return None
+    if _threads["pool"] is None:
+        _threads["pool"] = ThreadPoolExecutor(_threads["n"], thread_name_prefix="minigrad-attention")
+    return _threads["pool"]
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -104,14 +132,14 @@ class _Attention:
         self.shape = (n, h, lq, lk, d, dv)
         self.scale = dt.type(1 / math.sqrt(d))
         self.k = k
-        self.qs = q * self.scale  # contiguous copy, q / sqrt(d)
 
         # scores minus the row bound in one matmul: [q / sqrt(d), -c] [k, 1]^T
-        k_norm_max = xp.sqrt((k * k).sum(axis=-1)).max(axis=-1)                     # (N, H)
-        bound = xp.sqrt((self.qs * self.qs).sum(axis=-1)) * k_norm_max[..., None]  # (N, H, Lq)
         self.q_aug = xp.empty((n, h, lq, d + 1), dt)
-        self.q_aug[..., :d] = self.qs
-        self.q_aug[..., d] = -bound
+        self.qs = self.q_aug[..., :d]                                   # q / sqrt(d)
+        xp.multiply(q, self.scale, out=self.qs)
+        k_norm_max = xp.sqrt(xp.einsum("nhld,nhld->nhl", k, k).max(axis=-1))          # (N, H)
+        bound = xp.sqrt(xp.einsum("nhld,nhld->nhl", self.qs, self.qs)) * k_norm_max[..., None]
+        xp.negative(bound, out=self.q_aug[..., d])
         self.kt_aug = xp.empty((n, h, d + 1, lk), dt)
         self.kt_aug[..., :d, :] = k.swapaxes(-1, -2)
         self.kt_aug[..., d, :] = 1
@@ -126,9 +154,17 @@ class _Attention:
         per_sample = h * lq * lk * dt.itemsize
         self.chunk = n if xp is not np else max(1, min(n, _CHUNK_BYTES // max(per_sample, 1)))
 
-    def _chunks(self):
+    def _run_chunks(self, work):
+        """Call ``work(slice)`` on every chunk of samples, on the worker threads when there are several."""
         n, step = self.shape[0], self.chunk
-        return [slice(a, min(a + step, n)) for a in range(0, n, step)]
+        chunks = [slice(a, min(a + step, n)) for a in range(0, n, step)]
+        pool = _pool() if self.xp is np and len(chunks) > 1 else None
+        if pool is None:
+            for sl in chunks:
+                work(sl)
+        else:
+            for _ in pool.map(work, chunks):  # re-raises a worker's exception here
+                pass
 
     # ------------------------------------------------------------------------- forward
     def forward(self, out):
@@ -136,25 +172,30 @@ class _Attention:
         xp = self.xp
         n, h, lq, lk, d, dv = self.shape
         dt = self.qs.dtype
-        self.E = E = xp.empty((n, h, lq, lk), dt)
+        self.E = xp.empty((n, h, lq, lk), dt)
+        self.E_drop = xp.empty_like(self.E) if self.drop is not None else self.E
         num = xp.empty((n, h, lq, dv + 1), dt)
+        self.rowsum = num[..., dv:]                                     # (N, H, Lq, 1)
+        self.out = out
         floor = math.exp(-_SHIFT_MARGIN.get(np.dtype(dt), 30.0))
-        for sl in self._chunks():
-            xp.matmul(self.q_aug[sl], self.kt_aug[sl], out=E[sl])
-            xp.exp(E[sl], out=E[sl])
-            xp.matmul(E[sl], self.v_aug[sl], out=num[sl])
+
+        def work(sl):
+            E = self.E[sl]
+            xp.matmul(self.q_aug[sl], self.kt_aug[sl], out=E)
+            xp.exp(E, out=E)
+            xp.matmul(E, self.v_aug[sl], out=num[sl])                   # [E v, row sums]
             low = num[sl, ..., dv].min(axis=(1, 2)) < floor
             if low.any():
                 for i in backend.to_numpy(xp.nonzero(low)[0]):
                     self._exact_rows(sl.start + int(i), num)
-        if self.drop is not None:
-            if self.keep is not None:  # the -rho term of dS must vanish on masked keys too
-                E *= self.keep[:, None, None, :]
-            self.E_drop = E * self.drop
-            xp.matmul(self.E_drop, self.v_aug[..., :dv], out=num[..., :dv])
-        self.rowsum = num[..., dv:]                                    # (N, H, Lq, 1)
-        xp.divide(num[..., :dv], self.rowsum, out=out)
-        self.out = out
+            if self.drop is not None:
+                if self.keep is not None:  # the -rho term of dS must vanish on masked keys too
+                    E *= self.keep[sl, None, None, :]
+                xp.multiply(E, self.drop[sl], out=self.E_drop[sl])
+                xp.matmul(self.E_drop[sl], self.v_aug[sl, ..., :dv], out=num[sl, ..., :dv])
+            xp.divide(num[sl, ..., :dv], self.rowsum[sl], out=out[sl])
+
+        self._run_chunks(work)
 
     def _exact_rows(self, i, num):
         """Recompute sample i's exponentials shifted by the exact row max (the bound was too loose)."""
@@ -172,37 +213,38 @@ class _Attention:
         xp = self.xp
         n, h, lq, lk, d, dvn = self.shape
         dt = self.qs.dtype
-        inv = 1 / self.rowsum
-        rho = (g * self.out).sum(axis=-1, keepdims=True)               # g_i . out_i
-        g_aug = xp.empty((n, h, lq, dvn + 1), dt)
-        xp.multiply(g, inv, out=g_aug[..., :dvn])                      # g / r
-        xp.multiply(rho, -inv, out=g_aug[..., dvn:])                   # -rho / r
         k_view = self.kt_aug[:, :, :d, :].swapaxes(-1, -2)            # k, from a contiguous copy
+        g_aug = xp.empty((n, h, lq, dvn + 1), dt)
         want_s = dq is not None or dk is not None
-        ds = xp.empty((self.chunk, h, lq, lk), dt) if want_s else None
-        for sl in self._chunks():
-            m = sl.stop - sl.start
+
+        def work(sl):
+            inv = 1 / self.rowsum[sl]
+            rho = xp.einsum("nhld,nhld->nhl", g[sl], self.out[sl])[..., None]   # g_i . out_i
+            ga = g_aug[sl]
+            xp.multiply(g[sl], inv, out=ga[..., :dvn])                 # g / r
+            xp.multiply(rho, -inv, out=ga[..., dvn:])                  # -rho / r
             if want_s:
-                dsc = ds[:m]
                 if self.drop is None:
                     # (g v^T - rho) / r in one matmul, zero on masked keys
-                    xp.matmul(g_aug[sl], self.v_aug[sl].swapaxes(-1, -2), out=dsc)
+                    ds = xp.matmul(ga, self.v_aug[sl].swapaxes(-1, -2))
                 else:
-                    xp.matmul(g_aug[sl, ..., :dvn], self.v_aug[sl, ..., :dvn].swapaxes(-1, -2), out=dsc)
-                    dsc *= self.drop[sl]
-                    dsc += g_aug[sl, ..., dvn:]
-                dsc *= self.E[sl]
+                    ds = xp.matmul(ga[..., :dvn], self.v_aug[sl, ..., :dvn].swapaxes(-1, -2))
+                    ds *= self.drop[sl]
+                    ds += ga[..., dvn:]
+                ds *= self.E[sl]
                 if dq is not None:
-                    xp.matmul(dsc, k_view[sl], out=dq[sl])
+                    dq_chunk = dq[sl]
+                    xp.matmul(ds, k_view[sl], out=dq_chunk)
+                    dq_chunk *= self.scale
                 if dk is not None:
-                    xp.matmul(dsc.swapaxes(-1, -2), self.qs[sl], out=dk[sl])
+                    xp.matmul(ds.swapaxes(-1, -2), self.qs[sl], out=dk[sl])
             if dv is not None:
-                E = self.E if self.drop is None else self.E_drop
-                xp.matmul(E[sl].swapaxes(-1, -2), g_aug[sl, ..., :dvn], out=dv[sl])
-        if dq is not None:
-            dq *= self.scale
-        if dv is not None and self.keep is not None and self.drop is None:
-            dv *= self.keep[:, None, :, None]  # E is not zeroed on masked keys, their v gets no adjoint
+                dv_chunk = dv[sl]
+                xp.matmul(self.E_drop[sl].swapaxes(-1, -2), ga[..., :dvn], out=dv_chunk)
+                if self.keep is not None and self.drop is None:
+                    dv_chunk *= self.keep[sl, None, :, None]  # E is not zeroed on masked keys: no adjoint for their v
+
+        self._run_chunks(work)
 
     # ------------------------------------------------------------------------- weights
     def _probabilities(self):

@@ -54,7 +54,7 @@ def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="t
     # hs[0] = h_{-1}, hs[t + 1] = h_t: outputs and the A factor of W_hh are both views of it
     hs = xp.empty((T + 1, N, hidden), dtype=dtype)
     hs[0] = 0 if h0 is None else h0.data
-    w_hh_t = w_hh.T
+    w_hh_t = xp.ascontiguousarray(w_hh.T)                   # BLAS is faster on it than on a view
     z = xp.empty((N, hidden), dtype=dtype)
     for t in range(T):
         xp.matmul(hs[t], w_hh_t, out=z)
@@ -114,7 +114,7 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
     bias = _summed_bias(bias_ih, bias_hh)
     if bias is not None:
         xw += bias * half
-    w_hh_half_t = (w_hh * half[:, None]).T
+    w_hh_half_t = xp.ascontiguousarray((w_hh * half[:, None]).T)
 
     gates = xp.empty((T, N, 4 * H), dtype=dtype)              # activated i, f, g, o per step
     hs = xp.empty((T + 1, N, H), dtype=dtype)                 # hs[t + 1] = h_t, hs[0] = h_{-1}
@@ -156,14 +156,16 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
         D4 = D.reshape(T, N, 4, H)
         dh = _state_adjoint(g_hn, (N, H), xp, dtype)
         dc_next = _state_adjoint(g_cn, (N, H), xp, dtype)
-        dc = xp.empty((N, H), dtype=dtype)
+        carried = xp.empty((N, 4, H), dtype=dtype)           # (dc, dc, dc, dh) of the step
+        dc = carried[:, 0]
         for t in range(T - 1, -1, -1):
             if g_seq is not None:
                 dh += g_seq[t]
             xp.multiply(dh, o_dtanh[t], out=dc)
             dc += dc_next
-            xp.multiply(dc[:, None, :], partner[t, :, :3], out=D4[t, :, :3])
-            xp.multiply(dh, partner[t, :, 3], out=D4[t, :, 3])
+            carried[:, 1:3] = dc[:, None]
+            carried[:, 3] = dh
+            xp.multiply(carried, partner[t], out=D4[t])
             xp.multiply(dc, f[t], out=dc_next)                # adjoint of c_{t-1}
             xp.matmul(D[t], w_hh, out=dh)                    # adjoint of h_{t-1}
         del partner, o_dtanh

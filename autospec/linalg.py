@@ -119,7 +119,9 @@ def _as_array(x, name):
 
 def _check_finite(x, name, where):
     xp = get_array_module(x)
-    if x.size == 0 or bool(xp.isfinite(x.sum())):
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is checked below
+        total = x.sum()
+    if x.size == 0 or bool(xp.isfinite(total)):
         return
     bad = int(x.size - int(xp.isfinite(x).sum()))
     if bad:  # else the sum merely overflowed
@@ -467,7 +469,8 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth):
         else:
             Rres = op.rmatmat(U.astype(dtype, copy=False)) - V * sw  # G^T u_i - s_i v_i
             res = xp.linalg.norm(Rres[:, :k].astype(xp.float64, copy=False), axis=0)
-        ratio = float((res / xp.maximum(tol * s[:k], floor)).max())
+        thresh = xp.maximum(tol * s[:k], floor)
+        ratio = float(xp.where(res <= thresh, 0.0, res / xp.where(thresh > 0, thresh, 1.0)).max())
         converged = ratio <= 1.0
         history.append(ratio)
         # Stagnation: no new low in the residuals for 5 iterations means rounding error

@@ -8,7 +8,7 @@
 One step = zero_grad, forward, loss, backward, SGD update, on both sides with the
 same weights (PyTorch's init copied into minigrad) and the same data. Run through
 bench/engine.py, or alone (``python bench/engine_cnn.py [--threads 2] [--profile]``)
-for a quick interleaved timing and a profile of the minigrad step.
+for a quick interleaved timing, per-layer times (--layers) and a profile (--profile).
 """
 import os
 import sys
@@ -100,6 +100,38 @@ def cases(threads):
     yield ("cnn-autoencoder", *_steps(autoencoder=True))
 
 
+def layer_times(autoencoder, repeats=15):
+    """Median forward and backward milliseconds of every layer of the minigrad model (one step each)."""
+    import time
+
+    import minigrad as mg
+    from minigrad.nn import functional as MF
+
+    _, model, _, _ = _pair(autoencoder)
+    x_np, labels = _data()
+    x = mg.tensor(x_np)
+    target, loss_fn = (mg.tensor(x_np), MF.mse_loss) if autoencoder else (labels, MF.cross_entropy)
+    fwd, bwd = [], []
+    for _ in range(repeats):
+        h, outs, f_ms, b_ms = x, [], [], {}
+        for layer in model:
+            start = time.perf_counter()
+            h = layer(h)
+            f_ms.append((time.perf_counter() - start) * 1e3)
+            outs.append(h)
+        for i, out in enumerate(outs):  # time each layer's backward closure
+            def timed(g, inner=out._backward, i=i):
+                start = time.perf_counter()
+                grads = inner(g)
+                b_ms[i] = (time.perf_counter() - start) * 1e3
+                return grads
+            out._backward = timed
+        loss_fn(h, target).backward()
+        fwd.append(f_ms)
+        bwd.append([b_ms.get(i, 0.0) for i in range(len(outs))])
+    return [(type(m).__name__, f, b) for m, f, b in zip(model, np.median(fwd, 0), np.median(bwd, 0))]
+
+
 def _main():
     import argparse
     import cProfile
@@ -108,6 +140,7 @@ def _main():
     parser = argparse.ArgumentParser(description="quick standalone timing of the CNN cases")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--layers", action="store_true", help="also print per-layer forward/backward times")
     parser.add_argument("--profile", action="store_true", help="also profile 10 minigrad steps per case")
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -122,6 +155,9 @@ def _main():
         for name, mg_step, torch_step in cases(args.threads):
             mg, tc = time_case(name, mg_step, torch_step, args.repeats, 3)
             print(f"{name}: minigrad {mg * 1e3:.1f} ms  torch {tc * 1e3:.1f} ms  ratio {mg / tc:.2f}")
+            if args.layers:
+                for layer, f, b in layer_times(name.endswith("autoencoder")):
+                    print(f"    {layer:<16} forward {f:6.2f} ms  backward {b:6.2f} ms")
             if args.profile:
                 prof = cProfile.Profile()
                 prof.enable()

@@ -7,12 +7,12 @@ Cases (float32, identical weights and data on both sides, one full SGD step each
   rnn_1x32_T100_N64:    Elman tanh RNN(1 -> 32) over T = 100 steps of sinusoids,
                         linear head on every step, next-value MSE (for information).
 
-Run alone: ``python bench/engine_lstm.py [--threads 2] [--repeats 20]`` prints the
-median step times and their ratio (interleaved, after a warm-up).
+Run: ``python bench/engine.py --only lstm`` (both cases) or ``python bench/engine_lstm.py
+[--threads 2]`` (the same, through bench/engine.py). Steps return their loss so that
+bench/engine.py can check both sides start from the same weights and data.
 """
-import argparse
-import statistics
-import time
+import os
+import sys
 
 import numpy as np
 
@@ -49,6 +49,7 @@ def _lstm_case(torch):
         loss = torch.nn.functional.cross_entropy(t_head(h_n[-1]), ty)
         loss.backward()
         t_opt.step()
+        return loss.item()
 
     def minigrad_step():
         m_opt.zero_grad()
@@ -56,6 +57,7 @@ def _lstm_case(torch):
         loss = loss_fn(m_head(h_n[-1]), y)
         loss.backward()
         m_opt.step()
+        return loss.item()
 
     return f"lstm_{features}x{hidden}_T{steps}_N{n}", minigrad_step, torch_step
 
@@ -88,6 +90,7 @@ def _rnn_case(torch):
         loss = torch.nn.functional.mse_loss(t_head(out), ttarget)
         loss.backward()
         t_opt.step()
+        return loss.item()
 
     def minigrad_step():
         m_opt.zero_grad()
@@ -95,6 +98,7 @@ def _rnn_case(torch):
         loss = loss_fn(m_head(out), mtarget)
         loss.backward()
         m_opt.step()
+        return loss.item()
 
     return f"rnn_1x{hidden}_T{steps}_N{n}", minigrad_step, torch_step
 
@@ -108,33 +112,8 @@ def cases(threads):
     yield _rnn_case(torch)
 
 
-def _median_times(step_a, step_b, repeats, warmup=3):
-    for _ in range(warmup):
-        step_a()
-        step_b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for step, times in ((step_a, times_a), (step_b, times_b)):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(args.threads):
-        print(f"threads={args.threads}, batch={BATCH}, float32, median of {args.repeats} steps")
-        for name, mg_step, torch_step in cases(args.threads):
-            t_mg, t_torch = _median_times(mg_step, torch_step, args.repeats)
-            print(f"{name:28s} minigrad {t_mg * 1e3:8.2f} ms   torch {t_torch * 1e3:8.2f} ms   "
-                  f"ratio {t_mg / t_torch:5.2f}")
-
-
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import engine
+
+    sys.exit(engine.main(["--only", "lstm"] + sys.argv[1:]))

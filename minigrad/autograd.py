@@ -18,6 +18,15 @@ def is_grad_enabled():
     return getattr(_state, "enabled", True)
 
 
+def saved_arrays_are_disposable():
+    """True while a backward walk that frees the graph (no ``retain_graph``) is running.
+
+    A backward closure is then called exactly once, so it may overwrite arrays that it
+    alone saved (never ``g``, inputs' data or outputs' data) to spare an allocation.
+    """
+    return getattr(_state, "disposable", False)
+
+
 class _GradMode(contextlib.ContextDecorator):
     def __init__(self, enabled):
         self.enabled = enabled
@@ -87,6 +96,15 @@ def run_backward(root, seed, retain_graph=False):
     backward has consumed them; nodes are dropped from the walk as it goes, so
     arrays saved by consumed closures can be released at once.
     """
+    previous = saved_arrays_are_disposable()
+    _state.disposable = not retain_graph
+    try:
+        _walk(root, seed, retain_graph)
+    finally:
+        _state.disposable = previous
+
+
+def _walk(root, seed, retain_graph):
     order = topological_order(root)
     pending = {id(root): seed}
     summed = set()   # ids of nodes whose pending adjoint is a sum minigrad made (safe to add into)

@@ -34,7 +34,8 @@ class Tensor:
     """An n-dimensional array that records the ops applied to it for reverse-mode AD.
 
     Float data becomes the default dtype (float32) unless ``dtype`` is given;
-    integer and bool data keep their dtype (labels, indices, masks).
+    integer and bool data keep their dtype (labels, indices, masks). The data is
+    copied; ``Tensor._wrap(array)`` wraps an array without copying.
     """
 
     _is_minigrad_tensor = True
@@ -51,9 +52,8 @@ class Tensor:
         if backend.is_cupy_array(data) and dev == "cpu":
             data = backend.to_numpy(data)
         arr = xp.asarray(data)
-        target = _resolve_dtype(arr.dtype, dtype)
-        if arr.dtype != target:
-            arr = arr.astype(target)
+        # always a copy (like torch.tensor): later edits of the caller's array never leak in
+        arr = arr.astype(_resolve_dtype(arr.dtype, dtype), copy=True)
         self._init(arr, requires_grad)
 
     def _init(self, data, requires_grad=False):
@@ -296,7 +296,7 @@ class Parameter(Tensor):
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
-    """Make a tensor from array-like ``data`` (NumPy default; ``device="cuda"`` uses CuPy)."""
+    """A tensor holding a copy of array-like ``data`` (NumPy default; ``device="cuda"`` uses CuPy)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
 
 

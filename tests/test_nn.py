@@ -459,3 +459,17 @@ def test_optimizer_keeps_float32_and_skips_params_without_grad():
     np.testing.assert_array_equal(lin.bias.numpy(), frozen)
     opt.zero_grad()
     assert lin.weight.grad is None
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_losses_backpropagate_twice_with_retain_graph(kind, device):
+    """Losses may reuse their saved buffers on a graph's last backward, never on a retained one."""
+    fn, _ = LOSSES[kind]
+    pred, target = _loss_inputs(kind, np.float64)
+    mp = mg.tensor(pred, dtype=np.float64, device=device, requires_grad=True)
+    loss = fn(mp, target)
+    loss.backward(retain_graph=True)
+    first = _grad(mp).copy()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    np.testing.assert_allclose(_grad(mp), 3 * first, rtol=1e-12)

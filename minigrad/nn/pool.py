@@ -7,12 +7,16 @@ from ..ops.im2col import as_tuple
 class _Pool(Module):
     dims = 0
 
-    def __init__(self, kernel_size, stride, padding):
+    def __init__(self, kernel_size, stride, padding, dilation=1):
         super().__init__()
         d = self.dims
         self.kernel_size = as_tuple(kernel_size, d, "kernel_size", minimum=1)
         self.stride = self.kernel_size if stride is None else as_tuple(stride, d, "stride", minimum=1)
         self.padding = as_tuple(padding, d, "padding")
+        self.dilation = as_tuple(dilation, d, "dilation", minimum=1)
+        if any(2 * p > dl * (k - 1) + 1 for p, k, dl in zip(self.padding, self.kernel_size, self.dilation)):
+            raise ValueError(f"{type(self).__name__}: padding {self.padding} must be at most half the (dilated) "
+                             f"kernel size {self.kernel_size}")
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -20,8 +24,7 @@ class _Pool(Module):
 
 class _MaxPool(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
-        super().__init__(kernel_size, stride, padding)
-        self.dilation = as_tuple(dilation, self.dims, "dilation", minimum=1)
+        super().__init__(kernel_size, stride, padding, dilation)
 
     def forward(self, x):
         return P.max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation, dims=self.dims)
@@ -78,6 +81,8 @@ class Upsample(Module):
             raise ValueError(f"Upsample: mode={mode!r} is not supported, only 'nearest'")
         if (size is None) == (scale_factor is None):
             raise ValueError("Upsample needs exactly one of size and scale_factor")
+        if scale_factor is not None:  # check the values now; their number is checked against the input
+            P.integer_scales(scale_factor, len(scale_factor) if isinstance(scale_factor, (tuple, list)) else 1)
         self.size, self.scale_factor, self.mode = size, scale_factor, mode
 
     def forward(self, x):

@@ -6,12 +6,13 @@ weight_ih: A_t = x_t, weight_hh: A_t = h_{t-1}, D_t = adjoint of the
 pre-activation at step t (4H wide for the LSTM, gate order i, f, g, o).
 """
 import math
+import numbers
 
 from . import init
-from .module import Module
+from .module import Module, new_parameter
 from ..ops import recurrent as R
 from ..ops.shape import reshape, stack
-from ..tensor import Parameter, Tensor, as_tensor, get_default_dtype
+from ..tensor import Tensor, as_tensor
 
 
 class _RecurrentBase(Module):
@@ -24,14 +25,14 @@ class _RecurrentBase(Module):
                  bidirectional=False, device=None, dtype=None, generator=None):
         super().__init__()
         for label, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{self._name}: {label} must be a positive integer, got {value!r}")
         if bidirectional:
             raise NotImplementedError(f"{self._name}: bidirectional layers are not supported; run a second "
                                       f"{self._name} on the time-reversed input and concatenate the outputs")
         if dropout:
             raise NotImplementedError(f"{self._name}: dropout between layers is not supported (got dropout={dropout})")
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         width = self._gates * hidden_size
         bound = 1 / math.sqrt(hidden_size)  # PyTorch: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))
@@ -41,8 +42,7 @@ class _RecurrentBase(Module):
             if bias:
                 shapes += [(f"bias_ih_l{k}", (width,)), (f"bias_hh_l{k}", (width,))]
             for name, shape in shapes:
-                host = init.uniform(shape, bound, generator)
-                setattr(self, name, Parameter(host, dtype=dtype or get_default_dtype(), device=device))
+                setattr(self, name, new_parameter(init.uniform(shape, bound, generator), dtype, device))
 
     def _layer_parameters(self, k):
         return (getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}"),
@@ -138,17 +138,15 @@ class RNN(_RecurrentBase):
 class LSTM(_RecurrentBase):
     """LSTM with PyTorch's equations and gate order (i, f, g, o).
 
+    ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=True)``;
+    dropout and bidirectional are not supported (clear error).
+
     ``forward(x, hx=None)`` returns ``(output, (h_n, c_n))`` like PyTorch; hx is
     None or a pair (h_0, c_0), each (num_layers, N, H), and receives gradients.
     """
 
     _gates = 4
     _name = "LSTM"
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=True, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None, generator=None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, generator)
 
     def forward(self, x, hx=None):
         x, batch_first, n, unbatched = self._prepare_input(x)

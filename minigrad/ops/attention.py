@@ -32,7 +32,7 @@ from ..random import default_generator
 from ..tensor import Tensor
 
 # rows whose shifted exponentials sum below exp(-margin) are redone with the exact row max
-_SHIFT_MARGIN = {np.dtype(np.float32): 30.0, np.dtype(np.float64): 300.0}
+_SHIFT_MARGIN = {np.dtype(np.float32): 50.0, np.dtype(np.float64): 600.0}
 # on the CPU, scores are made and consumed in chunks of samples of about this size (cache-sized)
 _CHUNK_BYTES = 1 << 19
 

@@ -18,9 +18,9 @@ is handed out with A (N, P_in, c_in), so that
 (``gradient()`` is (fan_out, fan_in) = (c_out * prod(k), c_in), the transpose of the
 weight's (c_in, c_out * prod(k)) layout).
 
-Outputs are channels-last in memory (a transposed view in the (N, C, *S) layout):
-the GEMM writes them that way, elementwise ops and pooling keep it, and the next
-im2col reads channel runs contiguously.
+Outputs are channel-major in memory, (C, N, *S), seen as an (N, C, *S) view: the
+GEMM writes them that way, elementwise ops and pooling keep that order, and the
+next im2col and the backward GEMMs read them without copies (minigrad/ops/im2col.py).
 """
 from ._util import result
 from .shape import squeeze, unsqueeze
@@ -43,12 +43,14 @@ def _check_types(x, weight, bias, op):
 
 
 def _check_operands(x, weight, bias, d, op, channel_axis):
-    if x.ndim != d + 2:
+    """Checks an input (N, C, *S) or unbatched (C, *S) against the weight."""
+    if x.ndim not in (d + 1, d + 2):
         raise ValueError(f"{op}{d}d expects a {d + 2}-D input {_DIM_NAMES[d]} (or {d + 1}-D unbatched), "
                          f"got shape {x.shape}")
-    if x.shape[1] != weight.shape[channel_axis]:
+    channels = x.shape[x.ndim - d - 1]
+    if channels != weight.shape[channel_axis]:
         raise ValueError(f"{op}{d}d expects {weight.shape[channel_axis]} input channels (weight shape "
-                         f"{weight.shape}), got input of shape {x.shape} with {x.shape[1]} channels")
+                         f"{weight.shape}), got input of shape {x.shape} with {channels} channels")
     if x.data.dtype.kind != "f":
         raise TypeError(f"{op}{d}d needs a float input, got dtype {x.dtype}")
     if x.dtype != weight.dtype:
@@ -87,15 +89,22 @@ def _geometry(d, kernel, stride, padding, dilation):
     return stride, conv_padding(padding, kernel, stride, dilation), dilation
 
 
-def _channels_last_2d(a):
-    """(N, C, *S) array as an (N * prod(S), C) matrix (a view when ``a`` is channels-last in memory)."""
-    return get_array_module(a).moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+def channel_major(a):
+    """(N, C, *S) array as a (C, N * prod(S)) matrix: a free view when ``a`` is channel-major in memory
+    (as conv outputs and everything computed elementwise from them are), a copy otherwise."""
+    xp = get_array_module(a)
+    return xp.swapaxes(a, 0, 1).reshape(a.shape[1], -1)
 
 
-def _from_channels_last(mat, n, spatial):
-    """(N * prod(S), C) matrix -> (N, C, *S) view (channels-last in memory)."""
-    out = mat.reshape((n,) + tuple(spatial) + (mat.shape[-1],))
-    return out.transpose((0, out.ndim - 1) + tuple(range(1, out.ndim - 1)))
+def from_channel_major(mat, n, spatial):
+    """(C, N * prod(S)) matrix -> (N, C, *S) view."""
+    xp = get_array_module(mat)
+    return xp.swapaxes(mat.reshape((mat.shape[0], n) + tuple(spatial)), 0, 1)
+
+
+def _per_position(mat, n):
+    """(F, N * P) matrix -> (N, P, F) view: a factor in the layout of the paper's eq. (1)."""
+    return mat.reshape(mat.shape[0], n, -1).transpose(1, 2, 0)
 
 
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -108,9 +117,9 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     d = weight.ndim - 2
     _check_groups(groups, "conv")
     _check_types(x, weight, bias, "conv")
+    _check_operands(x, weight, bias, d, "conv", channel_axis=1)
     if x.ndim == d + 1:  # unbatched (c_in, *S), as PyTorch allows
         return squeeze(conv(unsqueeze(x, 0), weight, bias, stride, padding, dilation), 0)
-    _check_operands(x, weight, bias, d, "conv", channel_axis=1)
     kernel = weight.shape[2:]
     stride, pads, dilation = _geometry(d, kernel, stride, padding, dilation)
     in_shape = x.shape[2:]
@@ -122,26 +131,25 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     n, c_out = x.shape[0], weight.shape[0]
     xd, w2 = x.data, weight.data.reshape(c_out, -1)
     col = im2col(xd, kernel, stride, pads, dilation, out_shape)
-    a2 = col.reshape(-1, w2.shape[1])                          # (N*P, c_in*prod(k)), a view
-    out2 = a2 @ w2.T                                           # (N*P, c_out)
+    a2 = col.reshape(w2.shape[1], -1)                          # (c_in*prod(k), N*P), a view
+    out2 = w2 @ a2                                             # (c_out, N*P): one GEMM
     if bias is not None:
-        out2 += bias.data
+        out2 += bias.data[:, None]
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
-        g2 = _channels_last_2d(g)                              # D as (N*P, c_out)
+        d2 = channel_major(g)                                  # D as (c_out, N*P)
         gx = gw = gb = None
         if weight.requires_grad:
-            gw = (g2.T @ a2).reshape(weight.shape)
-            hand_out_factors(weight, a2.reshape(n, -1, a2.shape[1]), g2.reshape(n, -1, c_out))
+            gw = (d2 @ a2.T).reshape(weight.shape)
+            hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
         if x.requires_grad:
-            gcol = (g2 @ w2).reshape(col.shape)
-            gx = col2im(gcol, in_shape, stride, pads, dilation)
+            gx = col2im((w2.T @ d2).reshape(col.shape), in_shape, stride, pads, dilation)
         if bias is not None and bias.requires_grad:
-            gb = g2.sum(axis=0)
+            gb = d2.sum(axis=1)
         return (gx, gw) if bias is None else (gx, gw, gb)
 
-    return result(_from_channels_last(out2, n, out_shape), parents, backward)
+    return result(from_channel_major(out2, n, out_shape), parents, backward)
 
 
 def transpose_output_shape(in_shape, kernel, stride, padding, output_padding, dilation):
@@ -160,10 +168,10 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     d = weight.ndim - 2
     _check_groups(groups, "conv_transpose")
     _check_types(x, weight, bias, "conv_transpose")
+    _check_operands(x, weight, bias, d, "conv_transpose", channel_axis=0)
     if x.ndim == d + 1:  # unbatched (c_in, *S), as PyTorch allows
         return squeeze(conv_transpose(unsqueeze(x, 0), weight, bias, stride, padding, output_padding,
                                       groups, dilation), 0)
-    _check_operands(x, weight, bias, d, "conv_transpose", channel_axis=0)
     kernel = weight.shape[2:]
     stride = as_tuple(stride, d, "stride", minimum=1)
     dilation = as_tuple(dilation, d, "dilation", minimum=1)
@@ -181,23 +189,22 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
                          f"and kernel {kernel}; the output size would be {out_shape}")
     n, c_in, c_out = x.shape[0], weight.shape[0], weight.shape[1]
     w2 = weight.data.reshape(c_in, -1)                         # (c_in, c_out*prod(k))
-    a2 = _channels_last_2d(x.data)                             # (N*P_in, c_in)
-    col = (a2 @ w2).reshape((n,) + tuple(in_shape) + (c_out,) + tuple(kernel))
-    out = col2im(col, out_shape, stride, pads, dilation)       # (N, c_out, *out), channels-last view
+    a2 = channel_major(x.data)                                 # (c_in, N*P_in)
+    col = (w2.T @ a2).reshape((c_out,) + tuple(kernel) + (n,) + tuple(in_shape))
+    out = col2im(col, out_shape, stride, pads, dilation)       # (N, c_out, *out), a view of a fresh buffer
     if bias is not None:
-        out += bias.data.reshape((c_out,) + (1,) * d)            # out is a view of col2im's fresh buffer
+        out += bias.data.reshape((c_out,) + (1,) * d)
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
         gx = gw = gb = None
         if x.requires_grad or weight.requires_grad:
-            gcol = im2col(g, kernel, stride, pads, dilation, in_shape)
-            d2 = gcol.reshape(-1, w2.shape[1])                 # (N*P_in, c_out*prod(k))
+            d2 = im2col(g, kernel, stride, pads, dilation, in_shape).reshape(w2.shape[1], -1)  # (c_out*prod(k), N*P_in)
             if weight.requires_grad:
-                gw = (a2.T @ d2).reshape(weight.shape)
-                hand_out_factors(weight, a2.reshape(n, -1, c_in), d2.reshape(n, -1, d2.shape[1]))
+                gw = (a2 @ d2.T).reshape(weight.shape)
+                hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
             if x.requires_grad:
-                gx = _from_channels_last(d2 @ w2.T, n, in_shape)
+                gx = from_channel_major(w2 @ d2, n, in_shape)
         if bias is not None and bias.requires_grad:
             gb = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
         return (gx, gw) if bias is None else (gx, gw, gb)

@@ -4,13 +4,15 @@ The chainer way: instead of looping over output positions or samples, loop over
 the prod(kernel) offsets of the kernel; each offset picks one strided slice of
 the (padded) input, i.e. that offset's element of every window at once.
 
-Layout. ``im2col`` returns ``col`` of shape (N, *out, C, *kernel), C-contiguous, so
-that ``col.reshape(N * P, C * prod(kernel))`` (P = prod(out)) is a free view whose
-rows are the unfolded patches in PyTorch's weight order (c, *kernel): the GEMM
-with ``weight.reshape(c_out, -1)`` is one contiguous matrix product, and
-``col.reshape(N, P, -1)`` is the factor A of the paper's eq. (1) as it is.
-The padded input is staged channels-last, (N, *S_pad, C), so that every slice
-copied into ``col`` moves runs of C contiguous values.
+Layout. ``im2col`` returns ``col`` of shape (C, *kernel, N, *out), C-contiguous
+("channel-major"): ``col.reshape(C * prod(kernel), N * P)`` (P = prod(out)) is a free
+view whose columns are the unfolded patches in PyTorch's weight order (c, *kernel),
+so the convolution is ONE contiguous GEMM ``weight.reshape(c_out, -1) @ col2``,
+and ``col.reshape(C * prod(kernel), N, P).transpose(1, 2, 0)`` is the factor A
+(N, P, C * prod(kernel)) of the paper's eq. (1) as a view. Each kernel offset
+fills one contiguous block col[c, offset] of N * P values from a strided slice
+of the padded input, staged as (C, N, *S_pad): both sides run along the rows of
+the image, and col2im adds them back block by block.
 """
 import itertools
 import numbers
@@ -75,20 +77,20 @@ def window_slices(kernel, stride, dilation, out_shape):
                             for o, dl, s, n in zip(offset, dilation, stride, out_shape))
 
 
-def pad_channels_last(x, padding, fill=0):
-    """(N, C, *S) -> (N, *S_pad, C), filled with ``fill`` around; a view when there is no padding."""
+def _pad_channel_major(x, padding):
+    """(N, C, *S) -> (C, N, *S_pad), zero-filled around; a view when there is no padding."""
     xp = get_array_module(x)
-    xcl = xp.moveaxis(x, 1, -1)
+    xc = xp.swapaxes(x, 0, 1)
     if not any(lo or hi for lo, hi in padding):
-        return xcl
-    shape = (x.shape[0],) + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding)) + (x.shape[1],)
-    buf = xp.zeros(shape, dtype=x.dtype) if fill == 0 else xp.full(shape, fill, dtype=x.dtype)
-    buf[(slice(None),) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], padding))] = xcl
+        return xc
+    shape = (x.shape[1], x.shape[0]) + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding))
+    buf = xp.zeros(shape, dtype=x.dtype)
+    buf[(slice(None), slice(None)) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], padding))] = xc
     return buf
 
 
 def im2col(x, kernel, stride, padding, dilation, out_shape=None):
-    """Unfold ``x`` (N, C, *S) into ``col`` (N, *out, C, *kernel), C-contiguous.
+    """Unfold ``x`` (N, C, *S) into ``col`` (C, *kernel, N, *out), C-contiguous.
 
     ``padding`` is a tuple of (before, after) pairs. ``out_shape`` may name fewer
     output positions than fit (ConvTranspose with large output_padding needs that).
@@ -96,29 +98,26 @@ def im2col(x, kernel, stride, padding, dilation, out_shape=None):
     xp = get_array_module(x)
     if out_shape is None:
         out_shape = output_shape(x.shape[2:], kernel, stride, padding, dilation)
-    n, c, d = x.shape[0], x.shape[1], len(kernel)
-    src = pad_channels_last(x, padding)
-    col = xp.empty((n,) + tuple(out_shape) + (c,) + tuple(kernel), dtype=x.dtype)
-    lead = (slice(None),) * (d + 2)  # N, *out, C
+    n, c = x.shape[0], x.shape[1]
+    src = _pad_channel_major(x, padding)
+    col = xp.empty((c,) + tuple(kernel) + (n,) + tuple(out_shape), dtype=x.dtype)
     for offset, win in window_slices(kernel, stride, dilation, out_shape):
-        col[lead + offset] = src[(slice(None),) + win]
+        col[(slice(None),) + offset] = src[(slice(None), slice(None)) + win]
     return col
 
 
 def col2im(col, in_shape, stride, padding, dilation):
-    """The adjoint of :func:`im2col`: fold ``col`` (N, *out, C, *kernel) back onto (N, C, *in_shape).
+    """The adjoint of :func:`im2col`: fold ``col`` (C, *kernel, N, *out) back onto (N, C, *in_shape).
 
-    Overlapping windows add up. The result is a channels-last view (no copy is
-    made to reorder it), cropped from the padded buffer.
+    Overlapping windows add up. The result is a view (channel-major in memory, like
+    the outputs of conv), cropped from the padded buffer.
     """
     xp = get_array_module(col)
     d = len(in_shape)
-    n, out_shape, c, kernel = col.shape[0], col.shape[1:1 + d], col.shape[1 + d], col.shape[2 + d:]
-    padded = (n,) + tuple(s + lo + hi for s, (lo, hi) in zip(in_shape, padding)) + (c,)
-    buf = xp.zeros(padded, dtype=col.dtype)
-    lead = (slice(None),) * (d + 2)
+    c, kernel, n, out_shape = col.shape[0], col.shape[1:1 + d], col.shape[1 + d], col.shape[2 + d:]
+    buf = xp.zeros((c, n) + tuple(s + lo + hi for s, (lo, hi) in zip(in_shape, padding)), dtype=col.dtype)
     for offset, win in window_slices(kernel, stride, dilation, out_shape):
-        buf[(slice(None),) + win] += col[lead + offset]
+        buf[(slice(None), slice(None)) + win] += col[(slice(None),) + offset]
     if any(lo or hi for lo, hi in padding):
-        buf = buf[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(in_shape, padding))]
-    return xp.moveaxis(buf, -1, 1)
+        buf = buf[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(in_shape, padding))]
+    return xp.swapaxes(buf, 0, 1)

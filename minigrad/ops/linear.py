@@ -23,19 +23,25 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear expects input (..., {wd.shape[1]}), got shape {x.shape}")
     if bias is not None and bias.shape != (wd.shape[0],):
         raise ValueError(f"linear bias must have shape ({wd.shape[0]},), got {bias.shape}")
+    if x.device != weight.device:
+        raise ValueError(f"linear: input is on {x.device} but the weight is on {weight.device}: "
+                         f"move the model or the input with .to()")
     fan_out, fan_in = wd.shape
-    out = xd @ wd.T
+    # one GEMM over all rows of (N, ..., in): a view for contiguous input
+    x2 = xd.reshape(-1, fan_in)
+    out = x2 @ wd.T
     if bias is not None:
-        out += bias.data
+        out += bias.data  # fused into the fresh GEMM output, no extra array
+    out = out.reshape(xd.shape[:-1] + (fan_out,))
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
-        n = xd.shape[0] if xd.ndim > 1 else 1
-        x2 = xd.reshape(-1, fan_in)
         g2 = g.reshape(-1, fan_out)
         gx = (g2 @ wd).reshape(xd.shape) if x.requires_grad else None
-        gw = g2.T @ x2 if weight.requires_grad else None
+        gw = None
         if weight.requires_grad:
+            gw = g2.T @ x2  # paper eq. (1): sum over samples and positions of D^T A
+            n = xd.shape[0] if xd.ndim > 1 else 1
             hand_out_factors(weight, x2.reshape(n, -1, fan_in), g2.reshape(n, -1, fan_out))
         if bias is None:
             return gx, gw

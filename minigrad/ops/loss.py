@@ -1,5 +1,6 @@
 """Losses, fused for exact and cheap adjoints: MSE, cross entropy, BCE with logits."""
 from ._util import result
+from .. import autograd
 from .elementwise import sigmoid_array
 from .reduction import log_softmax_array
 from .. import backend
@@ -44,7 +45,12 @@ def mse_loss(pred, target, reduction="mean"):
 
     def backward(g):
         # d/dpred of scale * sum(diff^2) = 2 scale diff: one pass with a 0-d factor
-        gd = diff * (g * (2 * scale)) if scale is not None else diff * (g + g)
+        factor = g * (2 * scale) if scale is not None else g + g
+        if autograd.saved_arrays_are_disposable():
+            gd = diff
+            gd *= factor  # diff is private to this closure, which runs only this once
+        else:
+            gd = diff * factor
         return (gd, -gd if target_grad else None)
 
     parents = (pred, target) if isinstance(target, Tensor) else (pred,)
@@ -90,7 +96,8 @@ def cross_entropy(logits, target, reduction="mean"):
     out, scale = _reduce(nll, reduction)
 
     def backward(g):
-        grad = xp.exp(logp)  # softmax
+        # softmax; logp is private to this closure, so a last call may overwrite it
+        grad = xp.exp(logp, out=logp) if autograd.saved_arrays_are_disposable() else xp.exp(logp)
         if grad.ndim == 2:
             grad[rows, t] -= 1  # (row, class) pairs are distinct: plain fancy assignment
         else:

@@ -7,6 +7,8 @@ with -inf and routes the gradient to the first maximum of each window (a NaN cou
 as the maximum and propagates); average pooling divides by prod(kernel)
 (``count_include_pad=True``) or by the number of non-padding elements.
 """
+import itertools
+
 import numpy as np
 
 from ._util import result
@@ -49,22 +51,17 @@ def _batched(fn, x, d, *args):
     return fn(x, *args)
 
 
-def _channels_last(a):
-    """True when the channel axis of (N, C, *S) ``a`` is the innermost in memory (conv outputs are)."""
-    return a.ndim > 2 and a.shape[1] > 1 and a.strides[1] == a.itemsize
-
-
 def _alloc_like(a, shape, zero=False, fill=None):
-    """An array of (N, C, *S) ``shape`` laid out like ``a`` (channels-last or C order), so that
-    elementwise work between the two runs through memory in step."""
+    """An array of ``shape`` whose axes lie in memory in the same order as ``a``'s (e.g. the
+    channel-major order of conv outputs), so that elementwise work between the two runs in step."""
     xp = get_array_module(a)
-    cl = _channels_last(a)
-    alloc_shape = (shape[0],) + tuple(shape[2:]) + (shape[1],) if cl else tuple(shape)
+    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])  # outermost axis first
+    alloc_shape = tuple(shape[i] for i in order)
     if fill is not None:
         buf = xp.full(alloc_shape, fill, dtype=a.dtype)
     else:
         buf = (xp.zeros if zero else xp.empty)(alloc_shape, dtype=a.dtype)
-    return xp.moveaxis(buf, -1, 1) if cl else buf
+    return buf.transpose(tuple(order.index(i) for i in range(a.ndim)))
 
 
 def _pad(a, pads, fill):
@@ -127,11 +124,10 @@ def _max_pool(x, kernel, stride, pads, dilation, out_shape):
         tiles = _tiles(in_shape, kernel, stride, pads, dilation)
         buf = _alloc_like(xd, src.shape, zero=not tiles)
         for k, win in enumerate(windows):
-            share = g * (idx == k)
             if tiles:  # every input element is in exactly one window
-                buf[win] = share
+                xp.multiply(g, idx == k, out=buf[win])
             else:
-                buf[win] += share
+                buf[win] += g * (idx == k)
         return (buf[_interior(in_shape, pads)] if src is not xd else buf,)
 
     return result(best, (x,), backward)
@@ -186,23 +182,27 @@ def upsample_nearest(x, scale_factor, *, dims=None):
     d = x.ndim - 2 if dims is None else dims
     if d not in (1, 2, 3) or x.ndim != d + 2:
         raise ValueError(f"upsample expects an input (N, C, *S) with 1 to 3 spatial axes, got shape {x.shape}")
-    scales = _integer_scales(scale_factor, d)
-    n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
-    # (N, C, S1, 1, S2, 1, ...) broadcast to (N, C, S1, s1, S2, s2, ...), then merged
-    split = (n, c) + tuple(v for size, s in zip(spatial, scales) for v in (size, s))
-    expanded = (n, c) + tuple(v for size in spatial for v in (size, 1))
-    xp = x.xp
-    out = xp.broadcast_to(x.data.reshape(expanded), split).reshape(
-        (n, c) + tuple(size * s for size, s in zip(spatial, scales)))
-    summed_axes = tuple(3 + 2 * i for i in range(d))
+    scales = integer_scales(scale_factor, d)
+    xd = x.data
+    n, c, spatial = xd.shape[0], xd.shape[1], xd.shape[2:]
+    out = _alloc_like(xd, (n, c) + tuple(size * s for size, s in zip(spatial, scales)))
+    # output element (i1 * s1 + o1, ...) copies input element (i1, ...): one strided slice per offset o
+    copies = [(slice(None), slice(None)) + tuple(slice(o, None, s) for o, s in zip(offset, scales))
+              for offset in itertools.product(*(range(s) for s in scales))]
+    for win in copies:
+        out[win] = xd
 
     def backward(g):
-        return (g.reshape(split).sum(axis=summed_axes),)
+        gx = g[copies[0]] + g[copies[1]] if len(copies) > 1 else g[copies[0]].copy()
+        for win in copies[2:]:
+            gx += g[win]
+        return (gx,)
 
     return result(out, (x,), backward)
 
 
-def _integer_scales(scale_factor, d):
+def integer_scales(scale_factor, d):
+    """``scale_factor`` (a number or ``d`` numbers) as ``d`` positive ints; non-integers raise."""
     values = (scale_factor,) * d if not isinstance(scale_factor, (tuple, list)) else tuple(scale_factor)
     if len(values) != d:
         raise ValueError(f"scale_factor must be a number or {d} numbers, got {scale_factor!r}")

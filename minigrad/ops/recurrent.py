@@ -79,7 +79,7 @@ def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="t
             xp.multiply(dh, deriv[t], out=D[t])
             xp.matmul(D[t], w_hh, out=dh)                   # adjoint of h_{t-1}
         del deriv
-        return _finish_backward(D, xs, hs[:-1], dh, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
+        return _finish_backward(D, xs, hs[:-1], dh, w_ih, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
 
     output = _batch_view(hs[1:], batch_first)
     return _multi_result((output, hs[T]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh), backward)
@@ -169,7 +169,8 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
             xp.multiply(dc, f[t], out=dc_next)                # adjoint of c_{t-1}
             xp.matmul(D[t], w_hh, out=dh)                    # adjoint of h_{t-1}
         del partner, o_dtanh
-        grads = _finish_backward(D, xs, hs[:-1], dh, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
+        grads = _finish_backward(D, xs, hs[:-1], dh, w_ih, x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                 batch_first)
         return grads + (dc_next if c0 is not None and c0.requires_grad else None,)
 
     output = _batch_view(hs[1:], batch_first)
@@ -177,8 +178,11 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
 
 
 # ---------------------------------------------------------------- shared pieces
-def _finish_backward(D, xs, h_prev, dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first):
+def _finish_backward(D, xs, h_prev, dh0, w_ih, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first):
     """The weight, bias, input and h0 adjoints from the stacked step adjoints D (T, N, G): one GEMM each.
+
+    ``xs`` (T, N, I) and ``h_prev`` (T, N, H) are what W_ih and W_hh multiplied, ``w_ih``
+    the W_ih array of the forward pass, ``dh0`` the adjoint of the initial state.
 
     Returns them in the order x, h0, weight_ih, weight_hh, bias_ih, bias_hh.
     """
@@ -194,7 +198,7 @@ def _finish_backward(D, xs, h_prev, dh0, x, h0, weight_ih, weight_hh, bias_ih, b
     g_w_hh = D2.T @ h_prev.reshape(T * N, -1) if weight_hh.requires_grad else None
     g_x = None
     if x.requires_grad:
-        g_x = _batch_view((D2 @ weight_ih.data).reshape(T, N, -1), batch_first)
+        g_x = _batch_view((D2 @ w_ih).reshape(T, N, -1), batch_first)
     need_bias = (bias_ih is not None and bias_ih.requires_grad) or (bias_hh is not None and bias_hh.requires_grad)
     g_b = D2.sum(axis=0) if need_bias else None
     g_h0 = dh0 if h0 is not None and h0.requires_grad else None

@@ -31,10 +31,13 @@ def transpose(a, axes=None):
     """Permute axes (reverse them when ``axes`` is None)."""
     if axes is None:
         axes = tuple(reversed(range(a.ndim)))
-    axes = tuple(axes)
-    if len(axes) != a.ndim or sorted(normalize_axis(axes, a.ndim)) != list(range(a.ndim)):
-        raise ValueError(f"axes {axes} are not a permutation of the {a.ndim} axes of a tensor of shape {a.shape}")
-    axes = normalize_axis(axes, a.ndim)
+    given = tuple(axes)
+    try:
+        axes = normalize_axis(given, a.ndim)  # rejects out-of-range and repeated axes
+    except (ValueError, TypeError):
+        axes = None
+    if axes is None or len(axes) != a.ndim:
+        raise ValueError(f"axes {given} are not a permutation of the {a.ndim} axes of a tensor of shape {a.shape}")
     inverse = tuple(int(i) for i in np.argsort(axes))
     return result(a.data.transpose(axes), (a,), lambda g: (g.transpose(inverse),))
 

@@ -348,9 +348,27 @@ def resolve_config(experiment=None, panel=None, config_file=None, overrides=None
     settings = _merge(settings, overrides)
     settings["experiment"], settings["panel"] = name, panel
     try:
-        return ExperimentConfig(**settings)
+        config = ExperimentConfig(**settings)
     except TypeError as exc:  # a key the dataclass does not know (cannot happen after _read_toml, but overrides)
         raise ExperimentError(f"bad settings: {exc}") from None
+    _check_data_settings(config)
+    return config
+
+
+def _check_data_settings(config):
+    """The data table must fit the generator (checked before any work; --data loaders take only n)."""
+    from .datasets import _registry
+
+    if config.data_path:
+        return
+    if config.dataset not in _registry._DATASETS:
+        raise ExperimentError(f"unknown dataset {config.dataset!r}; data sets are {', '.join(_registry.list_datasets())}")
+    factory = _registry._DATASETS[config.dataset][0]
+    accepted = inspect.signature(factory).parameters
+    unknown = sorted(set(config.data) - set(accepted))
+    if unknown:
+        raise ExperimentError(f"{config.experiment}: data setting(s) {unknown} do not apply to data set "
+                              f"{config.dataset!r}, whose generator {factory.__name__} takes {', '.join(accepted)}")
 
 
 # ----------------------------------------------------------------------------- TOML output
@@ -737,15 +755,15 @@ def run_experiment(config, out_dir, quiet=False, progress=None):
                 t = targets if full else targets[idx]
                 labels = groups if full or groups is None else groups[idx]
                 loss = loss_fn(model(x), t)
+                loss_value = float(loss.item())
+                if not math.isfinite(loss_value):
+                    raise ExperimentError(f"training diverged: the loss is {loss_value} at epoch {epoch + 1} "
+                                          f"(step {step + 1}); try a smaller learning rate (--lr)")
                 optimizer.zero_grad()
                 with spec.step(groups=labels, loss=loss):
                     loss.backward()
                 optimizer.step()
-                loss_value = float(loss.item())
                 step += 1
-                if not math.isfinite(loss_value):
-                    raise ExperimentError(f"training diverged: the loss is {loss_value} at epoch {epoch + 1} "
-                                          f"(step {step}); try a smaller learning rate (--lr)")
             update(epoch=epoch + 1, step=step, steps_recorded=len(spec.record), loss=loss_value)
             bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
             if epoch == 0 or (epoch + 1) % log_every == 0 or epoch + 1 == config.epochs:

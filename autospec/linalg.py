@@ -54,7 +54,7 @@ _EPS32 = float(np.finfo(np.float32).eps)
 _TOPK_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 _TOPK_MAX_ITER = 100
 _KRYLOV_DEPTH = 4  # Krylov blocks per restart cycle (see topk_svdvals)
-_AUTO_TOPK_COLD_ITERS = 6  # iterations the cost model assumes for a cold top-k start
+_AUTO_TOPK_COLD_ITERS = 5  # iterations the cost model assumes for a cold top-k start
 
 
 class NonFiniteError(ValueError):
@@ -132,6 +132,7 @@ def _check_finite(x, name, where):
 
 
 def _check_result(s, where):
+    """Raise if s (a result, or an intermediate formed from finite inputs) is not finite."""
     xp = get_array_module(s)
     if s.size and not bool(xp.isfinite(s).all()):
         raise NonFiniteError(
@@ -311,24 +312,33 @@ def _array_operator(M, dtype):
     return Operator(lambda X: Mw @ X, lambda Y: Mw.T @ Y, tuple(M.shape), np.dtype(dtype), get_array_module(M))
 
 
-def gradient_operator(A, D):
-    """Matrix-free G = A^T D for (M, in) factors A and (M, out) factors D (3-D (N, P, *) too).
+def gradient_operator(A, D, *, explicit=None):
+    """G = A^T D (in x out) as an :class:`Operator`, for (M, in) / (M, out) or (N, P, *) factors.
 
-    ``G @ V = A^T (D V)`` and ``G^T @ U = D^T (A U)``; G itself is never formed.
-    Products run in the work dtype (float32 when both are float32).
+    Matrix-free: ``G @ V = A^T (D V)`` and ``G^T @ U = D^T (A U)``, M (in + out) multiply-adds
+    per column, G never formed. Explicit: G formed once (M in out), then in * out per column.
+    ``explicit=None`` picks matrix-free when M (in + out) <= 2 in out (few rows: the
+    matrix-free product is cheap, and G would be the largest array); otherwise forming G
+    pays for itself within the ~8 block products of a warm-started top-k call.
+    Products run in the work dtype (float32 when both factors are float32).
     """
     A2, D2, _ = _gradient_factors(A, D, "gradient_operator")
-    return _gradient_operator(A2, D2)
+    return _gradient_operator(A2, D2, explicit)
 
 
-def _gradient_operator(A2, D2):
+def _gradient_operator(A2, D2, explicit=None):
     dtype = _work_dtype(A2, D2)
     Aw = A2.astype(dtype, copy=False)
     Dw = D2.astype(dtype, copy=False)
+    M, fin, fout = A2.shape[0], A2.shape[1], D2.shape[1]
+    if explicit is None:
+        explicit = M * (fin + fout) > 2 * fin * fout
+    if explicit:
+        return _array_operator(Aw.T @ Dw, dtype)
     return Operator(
         lambda V: Aw.T @ (Dw @ V),
         lambda U: Dw.T @ (Aw @ U),
-        (A2.shape[1], D2.shape[1]),
+        (fin, fout),
         dtype,
         get_array_module(A2),
     )
@@ -336,7 +346,7 @@ def _gradient_operator(A2, D2):
 
 def _as_operator(M, shape, init, where):
     if isinstance(M, Operator):
-        return M, None
+        return M
     if isinstance(M, (tuple, list)) and len(M) == 2 and all(callable(f) for f in M):
         if shape is None or len(shape) != 2:
             raise ValueError(f"{where}: a (matmat, rmatmat) pair needs shape=(m, n)")
@@ -346,12 +356,12 @@ def _as_operator(M, shape, init, where):
                 dtype = np.dtype(np.float64)
         else:
             xp, dtype = np, np.dtype(np.float64)
-        return Operator(M[0], M[1], (int(shape[0]), int(shape[1])), dtype, xp), None
+        return Operator(M[0], M[1], (int(shape[0]), int(shape[1])), dtype, xp)
     arr, _ = _as_array(M, "M")
     if arr.ndim != 2:
         raise ValueError(f"{where}: M must be a 2-D array, got shape {tuple(arr.shape)}")
     _check_finite(arr, "M", where)
-    return _array_operator(arr, arr.dtype), arr
+    return _array_operator(arr, arr.dtype)
 
 
 def _default_oversample(k, r):
@@ -393,7 +403,7 @@ def topk_svdvals(
     depth: Krylov blocks per iteration, default 4. seed: for the random columns.
     """
     where = "topk_svdvals"
-    op, _ = _as_operator(M, shape, init, where)
+    op = _as_operator(M, shape, init, where)
     m, n = op.shape
     r = min(m, n)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
@@ -527,7 +537,7 @@ class TopKTracker:
     def __call__(self, M, *, shape=None):
         """Top-k values (float64, descending) of M: array, Operator or (matmat, rmatmat) pair."""
         init = None if self.last is None else self.last.basis
-        op, _ = _as_operator(M, shape, init, "TopKTracker")
+        op = _as_operator(M, shape, init, "TopKTracker")
         cold = self.restart_every is not None and self.calls % int(self.restart_every) == 0
         if cold or (init is not None and (init.shape[0] != op.shape[1] or get_array_module(init) is not op.xp)):
             init = None
@@ -545,59 +555,81 @@ def _warn_unconverged(result, where):
             f"{where}: top-k iteration stopped after {result.iterations} iterations before reaching "
             f"its tolerance (largest residual {float(result.residuals.max()):.3g}); values are estimates",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of svdvals / gradient_svdvals
         )
 
 
 # --------------------------------------------------------------------------- cost model
-# Costs in units of one float32 multiply-add of a large matrix product, with factors
-# measured on LAPACK/OpenBLAS (2 cores): float64 products 2x, LAPACK SVD about 12 per
-# l*s^2 plus 4 per s^3 (values only), symmetric eigenvalues 8 per s^3, Householder QR 9 per
-# l*s^2. Only the ratios between methods matter.
+# Two regimes, each in its own unit; only ratios within a regime matter.
+# CPU (NumPy + OpenBLAS/LAPACK, measured on 2 cores): units of one float32 multiply-add of a
+# large product. float64 products 2, float64 syrk 1.2 per l s^2, SVD (values only)
+# 10 l s^2 + 6 s^3, symmetric eigenvalues 5 s^3, Householder QR of a thin matrix 12 l s^2.
+# GPU (CuPy, measured on an H200): at these sizes time is latency, not flops: seconds,
+# with cuSOLVER's SVD ~60 us per unit of s (47 ms for s = 784), eigenvalues ~9 us per unit
+# of s, QR ~20 us per unit of s, products ~free, a top-k iteration ~10 ms (host syncs).
 
 
-def _c_svd(l, s):
-    l, s = max(l, s), min(l, s)
-    return 12.0 * l * s * s + 4.0 * s**3
+class _Costs:
+    def __init__(self, gpu):
+        self.gpu = gpu
+
+    def svd(self, l, s):
+        l, s = max(l, s), min(l, s)
+        return 60e-6 * s if self.gpu else 10.0 * l * s * s + 6.0 * s**3
+
+    def eigvalsh(self, s):
+        return 9e-6 * s if self.gpu else 5.0 * s**3
+
+    def qr(self, l, s):
+        return 20e-6 * s if self.gpu else 12.0 * l * s * s
+
+    def gemm(self, m, n, p, dtype):
+        flops = float(m) * n * p * (1.0 if dtype == np.float32 else 2.0)
+        return flops * 1e-13 if self.gpu else flops
+
+    def syrk64(self, l, s):
+        return self.gemm(l, s, s, np.float64) * 0.6
+
+    def topk(self, m, n, b, product, iters, depth=_KRYLOV_DEPTH):
+        """iters * (2 (depth - 1) products on b columns (``product`` each) + Gram
+        Rayleigh-Ritz on d = depth * b columns + SVQB of depth - 1 blocks)."""
+        if self.gpu:
+            return iters * (10e-3 + 2 * (depth - 1) * product)
+        d = depth * b
+        return iters * (2 * (depth - 1) * product + 2.0 * m * d * d + 4.0 * d**3 + 4.0 * (depth - 1) * n * d * b)
 
 
-def _c_gemm(m, n, p, dtype):
-    return float(m) * n * p * (1.0 if dtype == np.float32 else 2.0)
-
-
-def _c_topk(m, n, b, matmat_cost, iters, depth=_KRYLOV_DEPTH):
-    """iters * (2 (depth - 1) products on b columns + Gram Rayleigh-Ritz on depth * b columns
-    + SVQB orthonormalization of depth - 1 blocks); matmat_cost: one product, b columns."""
-    d = depth * b
-    per_iter = 2 * (depth - 1) * matmat_cost + 4.0 * m * d * d + 8.0 * d**3 + 8.0 * (depth - 1) * n * d * b
-    return iters * per_iter
-
-
-def _choose_svdvals_method(m, n, k, dtype):
+def _choose_svdvals_method(m, n, k, dtype, gpu=False):
+    c = _Costs(gpu)
     l, s = max(m, n), min(m, n)
-    costs = {"exact": _c_svd(l, s)}
+    costs = {"exact": c.svd(l, s)}
     if dtype == np.float32:
         # Gram in float64 is as accurate as float32 data (module docstring); for float64
         # input it would lose values below ~1e-8 sigma_1, so auto never picks it there.
-        costs["gram"] = 2.6 * l * s * s + 8.0 * s**3
+        costs["gram"] = c.syrk64(l, s) + c.eigvalsh(s)
     if 4 * k <= s:
         b = min(k + _default_oversample(k, s), s)
-        costs["topk"] = _c_topk(m, n, b, _c_gemm(m, n, b, dtype), _AUTO_TOPK_COLD_ITERS)
+        costs["topk"] = c.topk(m, n, b, c.gemm(m, n, b, dtype), _AUTO_TOPK_COLD_ITERS)
     return min(costs, key=costs.get), costs
 
 
-def _choose_gradient_method(M, fin, fout, k, dtype):
+def _choose_gradient_method(M, fin, fout, k, dtype, gpu=False):
+    c = _Costs(gpu)
     lo, hi = min(fin, fout), max(fin, fout)
-    costs = {"direct": _c_gemm(M, fin, fout, dtype) + _c_svd(hi, lo)}
+    costs = {"direct": c.gemm(M, fin, fout, dtype) + c.svd(hi, lo)}
     if M < hi:
         ra, rd = min(M, fin), min(M, fout)
-        qr = (9.0 * fin * M * M if fin > M else 0.0) + (9.0 * fout * M * M if fout > M else 0.0)
-        costs["factored"] = qr + 2.0 * ra * rd * M + _c_svd(ra, rd)
+        qr = (c.qr(fin, M) if fin > M else 0.0) + (c.qr(fout, M) if fout > M else 0.0)
+        costs["factored"] = qr + c.gemm(ra, rd, M, np.float64) + c.svd(ra, rd)
     if dtype == np.float32:
-        costs["gram"] = _gradient_gram_cost(M, fin, fout) + 8.0 * lo**3
+        costs["gram"] = _gradient_gram_cost(M, fin, fout, c) + c.eigvalsh(lo)
     if 4 * k <= min(lo, M):
         b = min(k + _default_oversample(k, lo), lo)
-        costs["topk"] = _c_topk(fin, fout, b, _c_gemm(M, fin + fout, b, dtype), _AUTO_TOPK_COLD_ITERS)
+        if M * (fin + fout) > 2 * fin * fout:  # _gradient_operator forms G first
+            form, product = c.gemm(M, fin, fout, dtype), c.gemm(fin, fout, b, dtype)
+        else:
+            form, product = 0.0, c.gemm(M, fin + fout, b, dtype)
+        costs["topk"] = form + c.topk(fin, fout, b, product, _AUTO_TOPK_COLD_ITERS)
     return min(costs, key=costs.get), costs
 
 
@@ -609,8 +641,8 @@ def svdvals(M, k=None, method="auto"):
 
     k: how many (the top k); None = all min(m, n). Methods:
 
-    * "exact": LAPACK SVD (gesdd) of M in float64; gesvd fallback if gesdd does not converge.
-      Absolute error about eps64 * sigma_1.
+    * "exact": SVD of M in float64 (LAPACK gesdd, cuSOLVER on CuPy); if it does not converge,
+      recomputed on the host with LAPACK gesvd. Absolute error about eps64 * sigma_1.
     * "gram": eigenvalues of the float64 Gram matrix of the smaller side, sqrt of the
       clipped values. The Gram matrix squares the spectrum, so the absolute eigenvalue error
       ~ c eps64 sigma_1^2 gives sigma_i a relative error of about (c/2) eps64 (sigma_1 /
@@ -623,10 +655,12 @@ def svdvals(M, k=None, method="auto"):
       it is not used.)
     * "topk": :func:`topk_svdvals` (cold start, default tolerance); warns with
       :class:`ConvergenceWarning` if it stopped unconverged.
-    * "auto": the cheapest by a flop model: exact ~ 12 l s^2 + 4 s^3 (l >= s the sides),
-      gram ~ 2.6 l s^2 + 8 s^3 (float32 input only, see above), topk ~ iters * (4 m n b) with
-      b = k + oversample (only when k <= s / 4; falls back to the next cheapest if it does
-      not converge within the budget that keeps it cheaper).
+    * "auto": the cheapest by a cost model. On NumPy, flops with measured LAPACK factors
+      (l >= s the sides): exact ~ 10 l s^2 + 6 s^3, gram ~ 1.2 l s^2 + 5 s^3 (float32
+      input only, see above), topk ~ iters * 6 m n b + small dense work, b = k +
+      oversample. On CuPy, a latency model (cuSOLVER's SVD takes ~60 us per unit of s, so
+      gram wins wherever allowed). topk is a candidate only when k <= s / 4, and falls back
+      to the next cheapest if it has not converged within the budget that keeps it cheaper.
     """
     where = "svdvals"
     _check_method(method, SVDVALS_METHODS, where)
@@ -640,7 +674,7 @@ def svdvals(M, k=None, method="auto"):
     _check_finite(X, "M", where)
     costs = None
     if method == "auto":
-        method, costs = _choose_svdvals_method(m, n, k, X.dtype)
+        method, costs = _choose_svdvals_method(m, n, k, X.dtype, gpu=xp is not np)
     if method == "exact":
         s = _exact_svdvals(X)[:k]
     elif method == "gram":
@@ -706,11 +740,16 @@ def _compressed_transpose(X, M):
     return X.T
 
 
-def _gradient_gram_cost(M, fin, fout):
+def _gram_routes(M, fin, fout, c):
+    """Costs of building G^T G (fout <= fin) by forming G, or as D^T (A A^T) D."""
+    via_g = c.gemm(M, fin, fout, np.float64) + c.syrk64(fin, fout)
+    via_k = c.syrk64(fin, M) + c.gemm(M, M, fout, np.float64) + c.gemm(fout, fout, M, np.float64)
+    return via_g, via_k
+
+
+def _gradient_gram_cost(M, fin, fout, c=None):
     lo, hi = min(fin, fout), max(fin, fout)
-    via_g = 2.0 * M * fin * fout + 1.3 * hi * lo * lo
-    via_k = 1.3 * M * M * hi + 2.0 * M * M * lo + 2.0 * M * lo * lo
-    return min(via_g, via_k)
+    return min(_gram_routes(M, hi, lo, c or _Costs(False)))
 
 
 def _gradient_gram(A2, D2, k):
@@ -722,8 +761,7 @@ def _gradient_gram(A2, D2, k):
     if fout > fin:  # G G^T = A^T (D D^T) A: swap roles so the Gram side is "out"
         A64, D64, fin, fout = D64, A64, fout, fin
     # G^T G (fout x fout) = D^T (A A^T) D
-    via_g = 2.0 * M * fin * fout + 1.3 * fin * fout * fout
-    via_k = 1.3 * M * M * fin + 2.0 * M * M * fout + 2.0 * M * fout * fout
+    via_g, via_k = _gram_routes(M, fin, fout, _Costs(xp is not np))
     if via_g <= via_k:
         G = A64.T @ D64
         C = G.T @ G
@@ -752,10 +790,16 @@ def gradient_svdvals(A, D, k=None, method="auto"):
     * "gram": eigenvalues of the smaller of G^T G, G G^T in float64, built as
       (D^T (A A^T) D) when that is cheaper than forming G. Accuracy as in
       :func:`svdvals` "gram".
-    * "topk": matrix-free top-k through A and D (G v = A^T (D v), G^T u = D^T (A u)):
-      O(M (in + out) b iters), b = k + oversample. See :func:`topk_svdvals`.
-    * "auto": the cheapest of these by the cost model (gram for float32 inputs only, topk
-      only when k <= bound / 4, with a fallback if it does not converge within budget).
+    * "topk": top-k through :func:`gradient_operator`: matrix-free (G v = A^T (D v),
+      G^T u = D^T (A u)) when M (in + out) <= 2 in out, O(M (in + out) k iters); else G is
+      formed first, O(M in out + in out k iters). See :func:`topk_svdvals`.
+    * "auto": the cheapest of these by the cost model of :func:`svdvals` (CPU flops, or
+      GPU latency on CuPy); gram for float32 inputs only, topk only when k <= bound / 4,
+      falling back if it has not converged within budget. Typically: factored when M is
+      well below min(in, out), gram for float32 full spectra, topk for a few top values.
+
+    Tip: for the full-batch G of a layer, the weight gradient that backward already
+    computed is G^T; ``svdvals(grad_W, k)`` skips forming G (the M in out term).
     """
     where = "gradient_svdvals"
     _check_method(method, GRADIENT_METHODS, where)
@@ -768,14 +812,17 @@ def gradient_svdvals(A, D, k=None, method="auto"):
     dtype = _work_dtype(A2, D2)
     costs = None
     if method == "auto":
-        method, costs = _choose_gradient_method(M, fin, fout, k, dtype)
+        method, costs = _choose_gradient_method(M, fin, fout, k, dtype, gpu=xp is not np)
     if method == "direct":
-        G = A2.astype(dtype, copy=False).T @ D2.astype(dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported by _check_result
+            G = A2.astype(dtype, copy=False).T @ D2.astype(dtype, copy=False)
+        _check_result(G, where)
         s = _exact_svdvals(G)[:k]
     elif method == "factored":
         Ra = _compressed_transpose(A2.astype(dtype, copy=False), M)
         Rd = _compressed_transpose(D2.astype(dtype, copy=False), M)
         core = Ra.astype(xp.float64, copy=False) @ Rd.astype(xp.float64, copy=False).T
+        _check_result(core, where)
         s = _exact_svdvals(core)[:k]
     elif method == "gram":
         s = _gradient_gram(A2, D2, k)

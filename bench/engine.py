@@ -10,6 +10,7 @@ Both sides get the same thread count: ``torch.set_num_threads`` and, through
 threadpoolctl, the BLAS (and OpenMP) pools NumPy uses. After a warm-up the two
 steps alternate (minigrad first on even repeats, PyTorch first on odd ones) and
 the medians are compared: ratio = minigrad / PyTorch (< 1 means minigrad is faster).
+The interquartile range (as % of the median) says how noisy each side was.
 
     python bench/engine.py                  # every case
     python bench/engine.py --only mlp       # cases whose module or name contains "mlp"
@@ -35,23 +36,35 @@ def _default_threads():
         return os.cpu_count() or 1
 
 
-def discover():
-    """(part, module) for every bench/engine_<part>.py, sorted by name."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(HERE, "engine_*.py"))):
-        part = os.path.basename(path)[len("engine_"):-len(".py")]
-        spec = importlib.util.spec_from_file_location(f"bench_engine_{part}", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            print(f"error: cannot import {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        if not hasattr(module, "cases"):
-            print(f"warning: {path} defines no cases(threads); skipped", file=sys.stderr)
-            continue
-        found.append((part, module))
-    return found
+def case_files():
+    """{part: path} for every bench/engine_<part>.py, sorted by part."""
+    paths = sorted(glob.glob(os.path.join(HERE, "engine_*.py")))
+    return {os.path.basename(p)[len("engine_"):-len(".py")]: p for p in paths}
+
+
+def load(part, path):
+    """The case module at ``path``, or None (with a message) when it cannot be imported."""
+    spec = importlib.util.spec_from_file_location(f"bench_engine_{part}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        print(f"error: cannot import {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    if not hasattr(module, "cases"):
+        print(f"warning: {path} defines no cases(threads); skipped", file=sys.stderr)
+        return None
+    return module
+
+
+def select(only):
+    """Case files to run: those whose part contains ``only`` if any does, else all (filtered by case name)."""
+    files = case_files()
+    if only is not None:
+        matching = {part: path for part, path in files.items() if only in part}
+        if matching:
+            return matching
+    return files
 
 
 def _matches(only, part, name):
@@ -74,7 +87,7 @@ def _check_losses(name, mg_value, torch_value):
 
 
 def time_case(name, mg_step, torch_step, repeats, warmup):
-    """Median seconds per step of both sides, timed interleaved."""
+    """Seconds per step of both sides (two lists), timed interleaved after a warm-up."""
     mg_first, torch_first = mg_step(), torch_step()
     _check_losses(name, mg_first, torch_first)
     for _ in range(max(warmup - 1, 0)):
@@ -88,7 +101,17 @@ def time_case(name, mg_step, torch_step, repeats, warmup):
         else:
             torch_times.append(_timed(torch_step)[0])
             mg_times.append(_timed(mg_step)[0])
-    return statistics.median(mg_times), statistics.median(torch_times)
+    return mg_times, torch_times
+
+
+def _summary(times):
+    """(median ms, interquartile range as % of the median)."""
+    ms = [t * 1e3 for t in times]
+    median = statistics.median(ms)
+    if len(ms) < 4:
+        return median, 0.0
+    q1, _, q3 = statistics.quantiles(ms, n=4)
+    return median, 100 * (q3 - q1) / median
 
 
 def _blas_summary():
@@ -124,23 +147,28 @@ def main(argv=None):
         print(f"numpy {np.__version__}, torch {torch.__version__}, threads {args.threads}, "
               f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
         print(f"thread pools: {_blas_summary()}")
-        for part, module in discover():
+        for part, path in select(args.only).items():
+            module = load(part, path)
+            if module is None:
+                continue
             try:
                 for name, mg_step, torch_step in module.cases(args.threads):
                     if not _matches(args.only, part, name):
                         continue
-                    mg, tc = time_case(name, mg_step, torch_step, args.repeats, args.warmup)
-                    results.append({"case": name, "minigrad_ms": mg * 1e3, "torch_ms": tc * 1e3,
-                                    "ratio": mg / tc})
+                    mg_times, torch_times = time_case(name, mg_step, torch_step, args.repeats, args.warmup)
+                    (mg, mg_iqr), (tc, tc_iqr) = _summary(mg_times), _summary(torch_times)
+                    results.append({"case": name, "minigrad_ms": mg, "torch_ms": tc, "ratio": mg / tc,
+                                    "minigrad_iqr_pct": mg_iqr, "torch_iqr_pct": tc_iqr})
             except Exception as exc:  # one broken case module must not hide the others' numbers
-                print(f"error: bench/engine_{part}.py failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                print(f"error: {os.path.relpath(path, ROOT)} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     if not results:
         print(f"no case matched --only {args.only!r}" if args.only else "no cases found (bench/engine_*.py)")
         return 1
     width = max(len(r["case"]) for r in results)
-    print(f"\n{'case':<{width}}  {'minigrad':>11}  {'torch':>11}  {'ratio':>6}")
+    print(f"\n{'case':<{width}}  {'minigrad (IQR)':>19}  {'torch (IQR)':>19}  {'ratio':>6}")
     for r in results:
-        print(f"{r['case']:<{width}}  {r['minigrad_ms']:8.2f} ms  {r['torch_ms']:8.2f} ms  {r['ratio']:6.2f}")
+        print(f"{r['case']:<{width}}  {r['minigrad_ms']:8.2f} ms ({r['minigrad_iqr_pct']:4.1f}%)  "
+              f"{r['torch_ms']:8.2f} ms ({r['torch_iqr_pct']:4.1f}%)  {r['ratio']:6.2f}")
     print()
     for r in results:
         print(f"{r['case']:<{width}}  minigrad {r['minigrad_ms']:.1f} ms  torch {r['torch_ms']:.1f} ms  "

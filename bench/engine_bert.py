@@ -3,7 +3,8 @@
 Model (both sides, identical weights and data, float32, dropout 0): a Linear(53, 64) input
 projection of a sequence of L=150 feature vectors, two post-LN TransformerEncoderLayers
 (d_model 64, 4 heads, dim_feedforward 128, GELU), mean pooling over tokens and a Linear(64, 10)
-classifier; cross-entropy on batch N=32; one SGD step (lr 0.01).
+classifier; cross-entropy on batch N=32; one SGD step (lr 0.01). Both sides use ``threads``
+threads: torch.set_num_threads, BLAS through threadpoolctl, and minigrad's attention workers.
 
 Run alone for a quick timing: ``python bench/engine_bert.py [--threads 2] [--repeats 20] [--profile]``.
 """
@@ -101,7 +102,14 @@ def make_steps():
 
 
 def cases(threads):
-    """Yield (name, minigrad_step, torch_step) for bench/engine.py (which sets both sides' threads)."""
+    """Yield (name, minigrad_step, torch_step) for bench/engine.py (which sets torch's and BLAS's threads).
+
+    The attention kernel's own worker threads (it splits the batch; NumPy's elementwise work is
+    single-threaded otherwise) are set to the same count here.
+    """
+    from minigrad.ops import attention
+
+    attention.set_num_threads(threads)
     minigrad_step, torch_step = make_steps()
     yield (f"bert-style encoder {LAYERS}x(d{D_MODEL}, h{HEADS}, ff{FEEDFORWARD}) L={LENGTH} N={BATCH}",
            minigrad_step, torch_step)

@@ -136,6 +136,7 @@ def _main():
     import argparse
     import cProfile
     import pstats
+    import statistics
 
     parser = argparse.ArgumentParser(description="quick standalone timing of the CNN cases")
     parser.add_argument("--threads", type=int, default=2)
@@ -153,7 +154,7 @@ def _main():
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         for name, mg_step, torch_step in cases(args.threads):
-            mg, tc = time_case(name, mg_step, torch_step, args.repeats, 3)
+            mg, tc = (statistics.median(t) for t in time_case(name, mg_step, torch_step, args.repeats, 3))
             print(f"{name}: minigrad {mg * 1e3:.1f} ms  torch {tc * 1e3:.1f} ms  ratio {mg / tc:.2f}")
             if args.layers:
                 for layer, f, b in layer_times(name.endswith("autoencoder")):

@@ -171,6 +171,43 @@ def test_max_pool_ties_and_nan_follow_torch(device):
         np.testing.assert_allclose(m_res["grad_x"], t_res["grad_x"], rtol=1e-12, atol=0)  # same routing
 
 
+def test_max_pool_with_more_than_255_offsets_matches_torch(rng):
+    torch = require_torch()
+    x = rng.standard_normal((2, 2, 700))
+    assert_match(*run_both(MaxPool1d(300, stride=100), torch.nn.MaxPool1d(300, stride=100), x, np.float64),
+                 np.float64)
+
+
+def test_blocked_col2im_matches_one_block(monkeypatch, rng):
+    """The CPU path folds the columns back in blocks of samples; one sample per block gives the same."""
+    torch = require_torch()
+    torch.manual_seed(0)
+    x = rng.standard_normal((5, 3, 6, 7))
+    for tm, mm in [(torch.nn.Conv2d(3, 4, 3, stride=(1, 2), padding=1), Conv2d(3, 4, 3, (1, 2), 1, dtype=np.float64)),
+                   (torch.nn.ConvTranspose2d(3, 4, 3, stride=2), ConvTranspose2d(3, 4, 3, 2, dtype=np.float64))]:
+        tm = torch_twin(mm, tm, np.float64)
+        monkeypatch.setattr("minigrad.ops.im2col.CACHE_BLOCK_BYTES", 1)
+        assert_match(*run_both(mm, tm, x, np.float64), np.float64)
+        monkeypatch.undo()
+
+
+def test_col2im_is_the_adjoint_of_im2col(xp, rng):
+    """<im2col(x), c> == <x, col2im(c)> for any geometry (the identity backward relies on)."""
+    from minigrad.ops.im2col import col2im, im2col, output_shape
+
+    for shape, kernel, stride, padding, dilation in [((2, 3, 7, 6), (3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2)),
+                                                      ((1, 2, 9), (4,), (3,), ((2, 2),), (2,)),
+                                                      ((2, 1, 4, 5, 3), (2, 3, 1), (1, 2, 1), ((0, 1),) * 3, (1, 1, 1))]:
+        x = xp.asarray(rng.standard_normal(shape))
+        out = output_shape(shape[2:], kernel, stride, padding, dilation)
+        col = im2col(x, kernel, stride, padding, dilation)
+        assert col.shape == (shape[1],) + kernel + (shape[0],) + out
+        c = xp.asarray(rng.standard_normal(col.shape))
+        back = col2im(c, shape[2:], stride, padding, dilation)
+        assert back.shape == shape
+        assert float((col * c).sum()) == pytest.approx(float((x * back).sum()), rel=1e-12)
+
+
 def test_unbatched_input_matches_torch(device, rng):
     torch = require_torch()
     torch.manual_seed(0)

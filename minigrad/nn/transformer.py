@@ -98,7 +98,8 @@ class TransformerEncoder(Module):
             if bad:
                 raise TypeError(f"the encoder layer factory must return Modules, got {bad}")
         else:
-            raise TypeError(f"encoder_layer must be a Module or a factory of Modules, got {type(encoder_layer).__name__}")
+            raise TypeError(f"encoder_layer must be a Module or a factory of Modules, "
+                            f"got {type(encoder_layer).__name__}")
         self.layers = ModuleList(layers)
         self.num_layers = int(num_layers)
         self.norm = norm

@@ -26,7 +26,7 @@ from ._util import result
 from .shape import squeeze, unsqueeze
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .im2col import as_padding_pairs, as_tuple, col2im, im2col, output_shape
+from .im2col import as_padding_pairs, as_tuple, col2im_of_product, im2col, output_shape
 from .linear import hand_out_factors
 
 _DIM_NAMES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
@@ -141,10 +141,10 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         d2 = channel_major(g)                                  # D as (c_out, N*P)
         gx = gw = gb = None
         if weight.requires_grad:
-            gw = (d2 @ a2.T).reshape(weight.shape)
+            gw = (a2 @ d2.T).T.reshape(weight.shape)           # this operand order is the faster GEMM
             hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
         if x.requires_grad:
-            gx = col2im((w2.T @ d2).reshape(col.shape), in_shape, stride, pads, dilation)
+            gx = col2im_of_product(w2.T, d2, n, x.shape[1], kernel, in_shape, out_shape, stride, pads, dilation)
         if bias is not None and bias.requires_grad:
             gb = d2.sum(axis=1)
         return (gx, gw) if bias is None else (gx, gw, gb)
@@ -190,8 +190,8 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     n, c_in, c_out = x.shape[0], weight.shape[0], weight.shape[1]
     w2 = weight.data.reshape(c_in, -1)                         # (c_in, c_out*prod(k))
     a2 = channel_major(x.data)                                 # (c_in, N*P_in)
-    col = (w2.T @ a2).reshape((c_out,) + tuple(kernel) + (n,) + tuple(in_shape))
-    out = col2im(col, out_shape, stride, pads, dilation)       # (N, c_out, *out), a view of a fresh buffer
+    # (N, c_out, *out): col2im of the (c_out*prod(k), N*P_in) product, a view of a fresh buffer
+    out = col2im_of_product(w2.T, a2, n, c_out, kernel, out_shape, in_shape, stride, pads, dilation)
     if bias is not None:
         out += bias.data.reshape((c_out,) + (1,) * d)
     parents = (x, weight) if bias is None else (x, weight, bias)
@@ -201,7 +201,7 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
         if x.requires_grad or weight.requires_grad:
             d2 = im2col(g, kernel, stride, pads, dilation, in_shape).reshape(w2.shape[1], -1)  # (c_out*prod(k), N*P_in)
             if weight.requires_grad:
-                gw = (a2 @ d2.T).reshape(weight.shape)
+                gw = (d2 @ a2.T).T.reshape(weight.shape)
                 hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
             if x.requires_grad:
                 gx = from_channel_major(w2 @ d2, n, in_shape)

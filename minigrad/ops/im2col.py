@@ -12,10 +12,14 @@ and ``col.reshape(C * prod(kernel), N, P).transpose(1, 2, 0)`` is the factor A
 (N, P, C * prod(kernel)) of the paper's eq. (1) as a view. Each kernel offset
 fills one contiguous block col[c, offset] of N * P values from a strided slice
 of the padded input, staged as (C, N, *S_pad): both sides run along the rows of
-the image, and col2im adds them back block by block.
+the image, and col2im adds them back block by block (on the CPU also in blocks of
+samples small enough to stay in cache while they are added back).
 """
 import itertools
+import math
 import numbers
+
+import numpy as np
 
 from ..backend import get_array_module
 
@@ -106,6 +110,25 @@ def im2col(x, kernel, stride, padding, dilation, out_shape=None):
     return col
 
 
+def _fold_into(buf, col, windows):
+    """buf (C, n, *S_pad) += the windows of col (C, *kernel, n, *out), one strided add per kernel offset.
+
+    ``windows``: the list of :func:`window_slices` for the geometry."""
+    for offset, win in windows:
+        buf[(slice(None), slice(None)) + win] += col[(slice(None),) + offset]
+
+
+def _padded_buffer(xp, c, n, in_shape, padding, dtype):
+    return xp.zeros((c, n) + tuple(s + lo + hi for s, (lo, hi) in zip(in_shape, padding)), dtype=dtype)
+
+
+def _cropped(xp, buf, in_shape, padding):
+    """(C, N, *S_pad) buffer -> (N, C, *S) view without the padding."""
+    if any(lo or hi for lo, hi in padding):
+        buf = buf[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(in_shape, padding))]
+    return xp.swapaxes(buf, 0, 1)
+
+
 def col2im(col, in_shape, stride, padding, dilation):
     """The adjoint of :func:`im2col`: fold ``col`` (C, *kernel, N, *out) back onto (N, C, *in_shape).
 
@@ -114,10 +137,30 @@ def col2im(col, in_shape, stride, padding, dilation):
     """
     xp = get_array_module(col)
     d = len(in_shape)
-    c, kernel, n, out_shape = col.shape[0], col.shape[1:1 + d], col.shape[1 + d], col.shape[2 + d:]
-    buf = xp.zeros((c, n) + tuple(s + lo + hi for s, (lo, hi) in zip(in_shape, padding)), dtype=col.dtype)
-    for offset, win in window_slices(kernel, stride, dilation, out_shape):
-        buf[(slice(None), slice(None)) + win] += col[(slice(None),) + offset]
-    if any(lo or hi for lo, hi in padding):
-        buf = buf[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(in_shape, padding))]
-    return xp.swapaxes(buf, 0, 1)
+    buf = _padded_buffer(xp, col.shape[0], col.shape[1 + d], in_shape, padding, col.dtype)
+    _fold_into(buf, col, list(window_slices(col.shape[1:1 + d], stride, dilation, col.shape[2 + d:])))
+    return _cropped(xp, buf, in_shape, padding)
+
+
+CACHE_BLOCK_BYTES = 1 << 21  # columns produced and folded per block on the CPU (about an L2/L3 share)
+
+
+def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, padding, dilation):
+    """``col2im((w @ m).reshape(channels, *kernel, n, *out_shape), in_shape, ...)`` without the big temporary.
+
+    w (channels * prod(kernel), F), m (F, n * prod(out_shape)). On the CPU the product is
+    formed and folded block by block of samples, so that each block of columns is added
+    back while it is still in cache (NumPy); on a GPU in one go.
+    """
+    xp = get_array_module(m)
+    per_sample = w.shape[0] * math.prod(out_shape) * m.dtype.itemsize
+    block = n if xp is not np else max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
+    buf = _padded_buffer(xp, channels, n, in_shape, padding, m.dtype)
+    m3 = m.reshape(m.shape[0], n, -1)
+    windows = list(window_slices(kernel, stride, dilation, out_shape))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        cols = (w @ m3[:, start:stop].reshape(m.shape[0], -1)).reshape(
+            (channels,) + tuple(kernel) + (stop - start,) + tuple(out_shape))
+        _fold_into(buf[:, start:stop], cols, windows)
+    return _cropped(xp, buf, in_shape, padding)

@@ -51,17 +51,33 @@ def _batched(fn, x, d, *args):
     return fn(x, *args)
 
 
-def _alloc_like(a, shape, zero=False, fill=None):
+def _memory_order(a):
+    """a's axes from outermost to innermost in memory."""
+    return sorted(range(a.ndim), key=lambda i: -a.strides[i])
+
+
+def _alloc_like(a, shape, zero=False, fill=None, dtype=None):
     """An array of ``shape`` whose axes lie in memory in the same order as ``a``'s (e.g. the
     channel-major order of conv outputs), so that elementwise work between the two runs in step."""
     xp = get_array_module(a)
-    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])  # outermost axis first
+    order = _memory_order(a)
     alloc_shape = tuple(shape[i] for i in order)
+    dtype = a.dtype if dtype is None else dtype
     if fill is not None:
-        buf = xp.full(alloc_shape, fill, dtype=a.dtype)
+        buf = xp.full(alloc_shape, fill, dtype=dtype)
     else:
-        buf = (xp.zeros if zero else xp.empty)(alloc_shape, dtype=a.dtype)
+        buf = (xp.zeros if zero else xp.empty)(alloc_shape, dtype=dtype)
     return buf.transpose(tuple(order.index(i) for i in range(a.ndim)))
+
+
+def _in_layout_of(g, a):
+    """``g`` laid out in memory like ``a`` (same shape): itself when it already is, else one copy.
+    Elementwise work over arrays in different layouts runs several times slower."""
+    if g.ndim < 2 or _memory_order(g) == _memory_order(a):
+        return g
+    out = _alloc_like(a, g.shape, dtype=g.dtype)
+    out[...] = g
+    return out
 
 
 def _pad(a, pads, fill):
@@ -106,8 +122,11 @@ def _max_pool(x, kernel, stride, pads, dilation, out_shape):
     idx = None
     for k, win in enumerate(windows[1:], start=1):
         v = src[win]
-        took = (v > best).astype(idx_dtype)
-        took *= idx_dtype.type(k)
+        took = v > best
+        # bool is one byte of 0/1: view it as uint8 instead of converting it
+        took = took.view(idx_dtype) if idx_dtype == np.uint8 else took.astype(idx_dtype)
+        if k > 1:
+            took *= idx_dtype.type(k)
         idx = took if idx is None else xp.maximum(idx, took, out=idx)
         best = xp.maximum(best, v)
     if idx is None:  # a window of one element
@@ -121,6 +140,7 @@ def _max_pool(x, kernel, stride, pads, dilation, out_shape):
         idx = xp.where(nan, last_nan, idx)
 
     def backward(g):
+        g = _in_layout_of(g, idx)
         tiles = _tiles(in_shape, kernel, stride, pads, dilation)
         buf = _alloc_like(xd, src.shape, zero=not tiles)
         for k, win in enumerate(windows):
@@ -159,7 +179,7 @@ def _avg_pool(x, kernel, stride, pads, dilation, out_shape, count_include_pad):
     total *= scale
 
     def backward(g):
-        share = g * scale
+        share = _in_layout_of(g, total) * scale
         tiles = _tiles(in_shape, kernel, stride, pads, dilation)
         buf = _alloc_like(xd, src.shape, zero=not tiles)
         for win in windows:

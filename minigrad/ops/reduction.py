@@ -1,4 +1,6 @@
 """Reductions over axes (sum, mean, max, min, var), softmax / log_softmax and logsumexp."""
+import numpy as np
+
 from ._util import normalize_axis, result
 from ..backend import get_array_module
 
@@ -80,10 +82,35 @@ def var(a, axis=None, keepdims=False, ddof=0):
     return result(out, (a,), lambda g: (_expand(g * scale, axes, keepdims) * centered,))
 
 
+# NumPy reduces short contiguous axes slowly (per-row loop overhead): for a class axis
+# of at most this many entries, row maxima run on a transposed copy and row sums through BLAS.
+_SHORT_AXIS = 32
+
+
+def _is_short_last_axis(x, axis):
+    return (isinstance(x, np.ndarray) and x.ndim >= 2 and axis in (-1, x.ndim - 1)
+            and x.shape[-1] <= _SHORT_AXIS and x.flags.c_contiguous)
+
+
+def max_keepdims(x, axis):
+    """``x.max(axis, keepdims=True)``, fast for short last axes (softmax over a few classes)."""
+    if not _is_short_last_axis(x, axis):
+        return x.max(axis=axis, keepdims=True)
+    # classes first, contiguous: the max then runs over whole rows of memory
+    return np.ascontiguousarray(np.moveaxis(x, -1, 0)).max(axis=0)[..., None]
+
+
+def sum_keepdims(x, axis):
+    """``x.sum(axis, keepdims=True)``, fast for short last axes (one BLAS matrix-vector product)."""
+    if not _is_short_last_axis(x, axis):
+        return x.sum(axis=axis, keepdims=True)
+    return (x @ np.ones(x.shape[-1], dtype=x.dtype))[..., None]
+
+
 def softmax_array(x, axis=-1):
     """Softmax on a backend array (max-shifted for stability)."""
-    e = get_array_module(x).exp(x - x.max(axis=axis, keepdims=True))
-    e /= e.sum(axis=axis, keepdims=True)
+    e = get_array_module(x).exp(x - max_keepdims(x, axis))
+    e /= sum_keepdims(e, axis)
     return e
 
 
@@ -92,7 +119,7 @@ def softmax(a, axis=-1):
     out = softmax_array(a.data, axis)
 
     def backward(g):
-        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+        return (out * (g - sum_keepdims(g * out, axis)),)
 
     return result(out, (a,), backward)
 
@@ -100,8 +127,8 @@ def softmax(a, axis=-1):
 def log_softmax_array(x, axis=-1):
     """log(softmax(x)) on a backend array, computed stably."""
     xp = get_array_module(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    shifted = x - max_keepdims(x, axis)
+    shifted -= xp.log(sum_keepdims(xp.exp(shifted), axis))
     return shifted
 
 
@@ -111,7 +138,7 @@ def log_softmax(a, axis=-1):
     xp = a.xp
 
     def backward(g):
-        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+        return (g - xp.exp(out) * sum_keepdims(g, axis),)
 
     return result(out, (a,), backward)
 

@@ -1,0 +1,329 @@
+"""The ``autospec`` command line: list, run, demo, sweep, stats, plot.
+
+    autospec demo                                   # a small real run, the README's first command
+    autospec list                                   # experiments, their data, models and panels
+    autospec run digits-mlp --panel G --epochs 300  # one experiment panel -> record, figures, summary
+    autospec sweep --experiments digits-mlp --panels A B --seeds 0 1 --workers 2
+    autospec stats runs/digits-mlp/record.h5 --groups 0 1
+    autospec plot runs/digits-mlp/record.h5 --out figures/
+
+Bad input (unknown experiment or panel, a wrong --data path, a malformed config file, cuda
+without a GPU) ends with a one-line message and exit code 2; Ctrl-C ends a run with code 130
+after saying where it stopped (its record keeps every finished step).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEMO_EPOCHS = 300
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _add_settings(p, sweep=False):
+    """Flags that override experiment settings (shared by run, demo and sweep)."""
+    g = p.add_argument_group("settings (override the experiment's TOML file and panel)")
+    if not sweep:
+        g.add_argument("--seed", type=int, help="random seed of the model initialization (default 0)")
+    g.add_argument("--epochs", type=int, help="training epochs (paper: 1000)")
+    g.add_argument("--device", choices=["cpu", "cuda"], help="where to train (cuda needs CuPy and a GPU)")
+    g.add_argument("--data", metavar="PATH", help="real data for the experiment's loader (folder or file)")
+    g.add_argument("--participants", metavar="CSV", help="participants table (subject, group columns) for --data")
+    g.add_argument("--config", metavar="FILE", help="TOML file with settings (same keys as autospec/configs/*.toml)")
+    g.add_argument("--width", type=int, help="hidden width (Table 1: 8, 32, 64; text: 128 wide/shallow)")
+    g.add_argument("--depth", type=int, help="number of hidden layers (3 with --width 8: the text's deep/thin)")
+    g.add_argument("--activation", choices=["relu", "tanh", "sigmoid", "gelu"])
+    g.add_argument("--task", choices=["autoencode", "classify"])
+    g.add_argument("--lr", type=float, help="learning rate (default 1e-3; the paper's value is not given)")
+    g.add_argument("--optimizer", choices=["adam", "sgd"])
+    g.add_argument("--batch-size", type=int, help="0 = full batch (default)")
+    g.add_argument("--preset", choices=["economy", "business", "full"], help="Introspector preset")
+    g.add_argument("--every", type=int, help="record every k-th step")
+    g.add_argument("--no-figures", action="store_true", help="skip the figures")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting, TOML-valued, e.g. --set data.n=100 --set 'compare=[\"SZ\",\"HC\"]'")
+
+
+def build_parser():
+    parser = _Parser(prog="autospec", description="Gradient spectra of every layer during training, per group "
+                                                  "of samples: the paper's experiments from the command line.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("list", help="list the experiments and panels")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run one experiment (one panel)")
+    p.add_argument("experiment", nargs="?", help="experiment name (see `autospec list`); optional with --config")
+    p.add_argument("--panel", help="panel A-H of Table 1 (default: the experiment's own settings, as panel A)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/EXPERIMENT[-PANEL])")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    _add_settings(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help=f"a small real run (digits MLP auto-encoder with groups, {DEMO_EPOCHS} epochs)")
+    p.add_argument("--out", metavar="DIR", default="autospec-demo", help="output folder (default ./autospec-demo)")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="run experiments x panels x seeds (skips finished runs)")
+    p.add_argument("--experiments", nargs="+", metavar="NAME", help="default: all")
+    p.add_argument("--panels", nargs="+", metavar="P", help="default: each experiment's panels (A-H)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default 1)")
+    where.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler (workers share OUT)")
+    where.add_argument("--dask-local", type=int, metavar="N", help="start a local dask cluster of N workers")
+    p.add_argument("--out", metavar="DIR", default="sweep", help="output folder (default ./sweep)")
+    p.add_argument("--force", action="store_true", help="rerun finished runs too")
+    p.add_argument("--quiet", action="store_true")
+    _add_settings(p, sweep=True)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("stats", help="group statistics of a record")
+    p.add_argument("record", help="record.h5 (or a run folder holding one)")
+    p.add_argument("--groups", nargs="+", metavar="G", help="groups to compare (default: every pair)")
+    p.add_argument("--fdr", action=argparse.BooleanOptionalAction, default=True,
+                   help="Benjamini-Hochberg FDR within each map (default on)")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--mode", choices=["auto", "paper", "per_sample"], default="auto",
+                   help="paper: the paper's t-tests; per_sample: Welch tests over samples (needs per-sample values)")
+    p.add_argument("--layers", nargs="+", metavar="L")
+    p.add_argument("--quantities", nargs="+", choices=["G", "A", "D"])
+    p.add_argument("--significant", action="store_true", help="only rows with significant cells")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("plot", help="figures of one or more records")
+    p.add_argument("records", nargs="+", metavar="RECORD", help="record.h5 files or run folders; several records "
+                                                                "with panel letters also give the panel figure")
+    p.add_argument("--out", metavar="DIR", help="default: figures/ beside the (first) record")
+    p.add_argument("--groups", nargs=2, metavar="G", help="the two groups of the difference maps")
+    p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def _overrides(args, sweep=False):
+    from .experiments import parse_assignment
+
+    out = {}
+    for flag, key in (("epochs", "epochs"), ("device", "device"), ("data", "data_path"),
+                      ("participants", "participants"), ("width", "width"), ("depth", "depth"),
+                      ("activation", "activation"), ("task", "task"), ("lr", "lr"), ("optimizer", "optimizer"),
+                      ("batch_size", "batch_size"), ("preset", "preset"), ("every", "every"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[key] = value
+    if getattr(args, "no_figures", False):
+        out["figures"] = False
+    for text in args.set:
+        path, value = parse_assignment(text)
+        if len(path) == 1:
+            out[path[0]] = value
+        else:
+            out.setdefault(path[0], {})[path[1]] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_list(args):
+    from .experiments import PANELS, experiment_info, list_experiments
+
+    rows = []
+    for name in list_experiments():
+        info = experiment_info(name)
+        data = info.get("dataset", "?") + (f" (real: --data via {info['loader']})" if info.get("loader") else "")
+        rows.append((name, data, info.get("model", "?"), "".join(info.get("panels", PANELS)),
+                     info.get("description", "")))
+    head = ("experiment", "data", "model", "panels", "description")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(4)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  " + head[4]
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)) + "  " + r[4])
+    print("\npanels (Table 1):")
+    for key, (_, text) in PANELS.items():
+        print(f"  {key}  {text}")
+    return 0
+
+
+def _print_findings(summary, limit=12):
+    if summary is None:
+        print("group findings: none (fewer than two groups recorded)")
+        return
+    rows = summary.significant_rows()
+    print(f"group findings: {len(rows)} of {len(summary.rows)} tested maps have significant cells "
+          f"(BH-FDR q <= {summary.alpha:g})")
+    if rows:
+        from .stats import Summary
+
+        shown = Summary(rows[:limit], [], summary.alpha, summary.fdr, summary.method)
+        print(shown.to_text(only_significant=True))
+        if len(rows) > limit:
+            print(f"... {len(rows) - limit} more in summary.txt")
+
+
+def _run_one(config, out, quiet):
+    from .experiments import run_experiment
+
+    result = run_experiment(config, out, quiet=quiet)
+    if not quiet:
+        _print_findings(result.summary)
+    return result
+
+
+def _sigterm_as_interrupt():
+    """Turn SIGTERM (kill) into KeyboardInterrupt so a killed run records where it stopped."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+def cmd_run(args):
+    from .experiments import resolve_config
+
+    config = resolve_config(args.experiment, panel=args.panel, config_file=args.config, overrides=_overrides(args))
+    out = Path(args.out or Path("runs") / (config.experiment + (f"-{config.panel}" if config.panel else "")))
+    _sigterm_as_interrupt()
+    _run_one(config, out, args.quiet)
+    return 0
+
+
+def cmd_demo(args):
+    from .experiments import resolve_config
+
+    start = time.perf_counter()
+    # The digits MLP auto-encoder with group differences (panel G), classes 0-9 as groups; the
+    # text summary compares digits 0 and 1 (every pair is in the record for `autospec stats`).
+    config = resolve_config("digits-mlp", panel="G", overrides={
+        "epochs": args.epochs, "data": {"n": 300}, "compare": ["0", "1"], "figure_formats": ["png"]})
+    if not args.quiet:
+        print(f"autospec demo: {config.label} -- MLP auto-encoder [32] ReLU on 300 handwritten digits, "
+              f"groups = digit classes, spectra of G, A, D every step for {config.epochs} epochs\n")
+    _sigterm_as_interrupt()
+    result = _run_one(config, Path(args.out), args.quiet)
+    if not args.quiet:
+        print(f"\ndone in {time.perf_counter() - start:.1f} s. Next: `autospec stats {result.record_path} "
+              f"--groups 3 8`, `autospec plot {result.record_path}`, `autospec list`")
+    return 0
+
+
+def cmd_sweep(args):
+    from .sweep import run_sweep
+
+    report = run_sweep(experiments=args.experiments, panels=args.panels, seeds=args.seeds, out=args.out,
+                       overrides=_overrides(args, sweep=True), config_file=args.config, workers=args.workers,
+                       dask=args.dask, dask_local=args.dask_local, force=args.force, quiet=args.quiet)
+    return 0 if report.ok else 1
+
+
+def _record_path(text):
+    path = Path(text)
+    if path.is_dir():
+        path = path / "record.h5"
+    if not path.is_file():
+        raise FileNotFoundError(f"no record at {text} (give a record.h5 file or a run folder holding one)")
+    return path
+
+
+def cmd_stats(args):
+    from . import stats
+    from .record import load_record
+
+    rec = load_record(_record_path(args.record))
+    summary = stats.summarize(rec, groups=args.groups, fdr=args.fdr, alpha=args.alpha, mode=args.mode,
+                              layers=args.layers, quantities=args.quantities)
+    meta = rec.metadata or {}
+    print(f"record: {args.record} ({meta.get('experiment', 'run')}, {len(rec)} steps, groups "
+          f"{', '.join(rec.groups) or 'none'})")
+    print(summary.to_text(only_significant=args.significant))
+    return 0
+
+
+def cmd_plot(args):
+    from .experiments import write_figures
+    from .record import load_record
+
+    paths = [_record_path(r) for r in args.records]
+    records = [load_record(p) for p in paths]
+    out = Path(args.out) if args.out else paths[0].parent / "figures"
+    written = []
+    for path, rec in zip(paths, records):
+        folder = out if len(records) == 1 else out / path.parent.name
+        written += write_figures(rec, folder, compare=args.groups, quantities=None,
+                                 group_differences=len(rec.groups) >= 2, formats=args.formats)
+    panels = {(r.metadata or {}).get("panel"): r for r in records}
+    if len(records) > 1 and None not in panels and len(panels) == len(records):
+        from . import plot
+
+        fig = plot.plot_panels(panels, groups=args.groups)
+        written += plot.save_figure(fig, out / "panels", formats=tuple(args.formats))
+    for p in written:
+        print(p)
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv=None):
+    """Run the command line; returns the exit code (0 ok, 1 failed runs in a sweep, 2 bad input,
+    130 interrupted). Set AUTOSPEC_DEBUG=1 to see tracebacks of input errors."""
+    from .experiments import ExperimentError, RunInterrupted
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except RunInterrupted as exc:
+        s = exc.status
+        print(f"\nautospec: interrupted at epoch {s.get('epoch')} of {s.get('epochs')} (step {s.get('step')}); "
+              f"{s.get('record')} keeps {s.get('steps_recorded')} steps; status.json says 'interrupted'",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\nautospec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ExperimentError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
+            TypeError, KeyError) as exc:
+        if os.environ.get("AUTOSPEC_DEBUG"):
+            raise
+        message = str(exc) if not isinstance(exc, KeyError) else str(exc.args[0] if exc.args else exc)
+        print(f"autospec: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # DeviceError and friends from deeper layers
+        from minigrad.backend import DeviceError
+
+        if isinstance(exc, DeviceError) and not os.environ.get("AUTOSPEC_DEBUG"):
+            print(f"autospec: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -111,11 +111,14 @@ def build_parser():
     p.add_argument("--significant", action="store_true", help="only rows with significant cells")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("plot", help="figures of one or more records")
-    p.add_argument("records", nargs="+", metavar="RECORD", help="record.h5 files or run folders; several records "
-                                                                "with panel letters also give the panel figure")
+    p = sub.add_parser("plot", help="figures of a record, or the panel figure of several panel records")
+    p.add_argument("records", nargs="+", metavar="RECORD",
+                   help="record.h5 files or run folders; records of different panels (A-H) give the paper's "
+                        "panel figure (add --each for every record's own figures too)")
     p.add_argument("--out", metavar="DIR", help="default: figures/ beside the (first) record")
     p.add_argument("--groups", nargs=2, metavar="G", help="the two groups of the difference maps")
+    p.add_argument("--quantities", nargs="+", choices=["G", "A", "D"], help="trajectories of these (default: all)")
+    p.add_argument("--each", action="store_true", help="with several panel records: each record's figures too")
     p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
     p.set_defaults(func=cmd_plot)
     return parser
@@ -266,23 +269,26 @@ def cmd_stats(args):
 
 
 def cmd_plot(args):
+    from . import plot
     from .experiments import write_figures
     from .record import load_record
 
     paths = [_record_path(r) for r in args.records]
     records = [load_record(p) for p in paths]
     out = Path(args.out) if args.out else paths[0].parent / "figures"
-    written = []
-    for path, rec in zip(paths, records):
-        folder = out if len(records) == 1 else out / path.parent.name
-        written += write_figures(rec, folder, compare=args.groups, quantities=None,
-                                 group_differences=len(rec.groups) >= 2, formats=args.formats)
     panels = {(r.metadata or {}).get("panel"): r for r in records}
-    if len(records) > 1 and None not in panels and len(panels) == len(records):
-        from . import plot
+    panel_figure = len(records) > 1 and None not in panels and len(panels) == len(records)
+    written = []
+    if panel_figure:
+        from .sweep import _comparable_layers
 
-        fig = plot.plot_panels(panels, groups=args.groups)
+        fig = plot.plot_panels(panels, layers=_comparable_layers(panels), groups=args.groups)
         written += plot.save_figure(fig, out / "panels", formats=tuple(args.formats))
+    if not panel_figure or args.each:
+        for path, rec in zip(paths, records):
+            folder = out if len(records) == 1 else out / path.parent.name
+            written += write_figures(rec, folder, compare=args.groups, quantities=args.quantities,
+                                     group_differences=len(rec.groups) >= 2, formats=args.formats)
     for p in written:
         print(p)
     return 0

@@ -6,12 +6,12 @@ projection of a sequence of L=150 feature vectors, two post-LN TransformerEncode
 classifier; cross-entropy on batch N=32; one SGD step (lr 0.01). Both sides use ``threads``
 threads: torch.set_num_threads, BLAS through threadpoolctl, and minigrad's attention workers.
 
-Run alone for a quick timing: ``python bench/engine_bert.py [--threads 2] [--repeats 20] [--profile]``.
+Run: ``python bench/engine.py --only bert``, or ``python bench/engine_bert.py [--threads 2]
+[--repeats 21] [--profile]`` (the same through bench/engine.py, plus a cProfile of minigrad's step).
 """
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -89,14 +89,14 @@ def make_steps():
         loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
         loss.backward()
         topt.step()
-        return loss
+        return float(loss.item())
 
     def minigrad_step():
         mopt.zero_grad()
         loss = criterion(mmodel(mx), y)
         loss.backward()
         mopt.step()
-        return loss
+        return float(loss.item())
 
     return minigrad_step, torch_step
 
@@ -115,45 +115,42 @@ def cases(threads):
            minigrad_step, torch_step)
 
 
-def _time_interleaved(steps, repeats, warmup=3):
-    for _ in range(warmup):
-        for f in steps:
-            f()
-    times = [[] for _ in steps]
-    for _ in range(repeats):
-        for f, ts in zip(steps, times):
-            t0 = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t0)
-    return [float(np.median(ts)) for ts in times]
+def _profile(threads, steps=20):
+    """Where minigrad's step time goes: cProfile of ``steps`` steps, sorted by own time."""
+    import cProfile
+    import pstats
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):
+        (_, minigrad_step, _), = cases(threads)
+        for _ in range(3):
+            minigrad_step()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(steps):
+            minigrad_step()
+        prof.disable()
+    print(f"minigrad, {steps} steps, {threads} threads:")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(20)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--profile", action="store_true", help="also print where minigrad's time goes")
     args = parser.parse_args(argv)
-    import torch
-    from threadpoolctl import threadpool_limits
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import engine
 
-    torch.set_num_threads(args.threads)
-    with threadpool_limits(args.threads):
-        for name, mstep, tstep in cases(args.threads):
-            m, t = _time_interleaved((mstep, tstep), args.repeats)
-            print(f"{name}: minigrad {1e3 * m:.1f} ms, torch {1e3 * t:.1f} ms, ratio {m / t:.2f} "
-                  f"({args.threads} threads)")
-            if args.profile:
-                import cProfile
-                import pstats
-
-                prof = cProfile.Profile()
-                prof.enable()
-                for _ in range(10):
-                    mstep()
-                prof.disable()
-                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    code = engine.main(["--only", "bert", "--threads", str(args.threads), "--repeats", str(args.repeats)])
+    if args.profile:
+        _profile(args.threads)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

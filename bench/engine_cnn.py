@@ -36,19 +36,6 @@ def _layers(nn, autoencoder):
     return encoder + [nn.Flatten(), nn.Linear(16 * 7 * 7, CLASSES)]
 
 
-class _MinigradNN:
-    """minigrad.nn plus the conv/pool layers (importable before nn/__init__ exports them)."""
-
-    def __getattr__(self, name):
-        from minigrad import nn
-        from minigrad.nn import conv, pool
-
-        for module in (nn, conv, pool):
-            if hasattr(module, name):
-                return getattr(module, name)
-        raise AttributeError(name)
-
-
 def _pair(autoencoder):
     """The same CNN in PyTorch and minigrad, with identical weights."""
     import torch
@@ -57,7 +44,7 @@ def _pair(autoencoder):
 
     torch.manual_seed(0)
     tmodel = torch.nn.Sequential(*_layers(torch.nn, autoencoder))
-    mmodel = mg.nn.Sequential(*_layers(_MinigradNN(), autoencoder))
+    mmodel = mg.nn.Sequential(*_layers(mg.nn, autoencoder))
     mmodel.load_state_dict({k: v.detach().numpy() for k, v in tmodel.state_dict().items()})
     return tmodel, mmodel, torch, mg
 

@@ -188,9 +188,11 @@ def main(argv=None):
     parser.add_argument("--cpu-repeats", type=int, default=3)
     parser.add_argument("--only", default=None)
     parser.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
+    parser.add_argument("--gpu-device", default="cuda", help="'cpu' only to dry-run this script without a GPU")
     args = parser.parse_args(argv)
-    backend.xp_for("cuda")  # clear error without a GPU
-    card = device_name()
+    gpu_dev = args.gpu_device
+    backend.xp_for(gpu_dev)  # clear error without a GPU
+    card = device_name() if gpu_dev == "cuda" else "none (dry run on CPU)"
     threads = os.cpu_count()
     rows = []
     print(f"GPU: {card}; NumPy on {threads} CPU threads; medians of {args.repeats} GPU / {args.cpu_repeats} CPU repeats")
@@ -202,8 +204,8 @@ def main(argv=None):
             continue
         cpu_plain, cpu_spec = medians([make_step(factory, X, Y, kind, "cpu", False),
                                        make_step(factory, X, Y, kind, "cpu", True)], args.cpu_repeats, warmup=1)
-        gpu = [make_step(factory, X, Y, kind, "cuda", False), make_step(factory, X, Y, kind, "cuda", True)]
-        t_step = torch_step(name, X, Y, kind)
+        gpu = [make_step(factory, X, Y, kind, gpu_dev, False), make_step(factory, X, Y, kind, gpu_dev, True)]
+        t_step = torch_step(name, X, Y, kind) if gpu_dev == "cuda" else None
         if t_step is not None:
             gpu.append(t_step)
         med = medians(gpu, args.repeats)

@@ -195,9 +195,10 @@ def test_col2im_is_the_adjoint_of_im2col(xp, rng):
     """<im2col(x), c> == <x, col2im(c)> for any geometry (the identity backward relies on)."""
     from minigrad.ops.im2col import col2im, im2col, output_shape
 
-    for shape, kernel, stride, padding, dilation in [((2, 3, 7, 6), (3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2)),
-                                                      ((1, 2, 9), (4,), (3,), ((2, 2),), (2,)),
-                                                      ((2, 1, 4, 5, 3), (2, 3, 1), (1, 2, 1), ((0, 1),) * 3, (1, 1, 1))]:
+    geometries = [((2, 3, 7, 6), (3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2)),
+                  ((1, 2, 9), (4,), (3,), ((2, 2),), (2,)),
+                  ((2, 1, 4, 5, 3), (2, 3, 1), (1, 2, 1), ((0, 1),) * 3, (1, 1, 1))]
+    for shape, kernel, stride, padding, dilation in geometries:
         x = xp.asarray(rng.standard_normal(shape))
         out = output_shape(shape[2:], kernel, stride, padding, dilation)
         col = im2col(x, kernel, stride, padding, dilation)

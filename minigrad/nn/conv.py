@@ -7,6 +7,7 @@ A (N, P_in, c_in) and D (N, P_in, c_out * prod(k)) with
 ``factors[name].gradient().T.reshape(weight.shape) == weight.grad`` (see minigrad/ops/conv.py).
 """
 import math
+import numbers
 
 from . import init
 from .module import Module, new_parameter
@@ -25,14 +26,14 @@ class _ConvNd(Module):
         super().__init__()
         name = type(self).__name__
         for label, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name}: {label} must be a positive int, got {value!r}")
         if groups != 1:
             raise ValueError(f"{name}: groups={groups!r} is not supported, only groups=1")
         if padding_mode != "zeros":
             raise ValueError(f"{name}: padding_mode={padding_mode!r} is not supported, only 'zeros'")
         d = self.dims
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = as_tuple(kernel_size, d, "kernel_size", minimum=1)
         self.stride = as_tuple(stride, d, "stride", minimum=1)
         self.dilation = as_tuple(dilation, d, "dilation", minimum=1)

@@ -71,10 +71,19 @@ def normalize_axis(axis, ndim):
 
 
 def scatter_add(target, index, values):
-    """``target[index] += values`` in place, repeated indices adding up (np.add.at; cupyx.scatter_add)."""
-    if backend.is_cupy_array(target):
-        import cupyx
+    """``target[index] += values`` in place, repeated indices adding up.
 
-        cupyx.scatter_add(target, index, values)
+    NumPy: ``np.add.at``. CuPy: ``cupy.add.at`` (CuPy >= 13), else ``cupyx.scatter_add``
+    (the older spelling, deprecated since).
+    """
+    if backend.is_cupy_array(target):
+        cp = backend.get_array_module(target)
+        add_at = getattr(cp.add, "at", None)
+        if add_at is not None:
+            add_at(target, index, values)
+        else:  # pragma: no cover - CuPy < 13
+            import cupyx
+
+            cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)

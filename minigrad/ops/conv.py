@@ -22,12 +22,12 @@ Outputs are channel-major in memory, (C, N, *S), seen as an (N, C, *S) view: the
 GEMM writes them that way, elementwise ops and pooling keep that order, and the
 next im2col and the backward GEMMs read them without copies (minigrad/ops/im2col.py).
 """
-from ._util import result
-from .shape import squeeze, unsqueeze
 from ..backend import get_array_module
 from ..tensor import Tensor
+from ._util import result
 from .im2col import as_padding_pairs, as_tuple, col2im_of_product, im2col, output_shape
 from .linear import hand_out_factors
+from .shape import squeeze, unsqueeze
 
 _DIM_NAMES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
@@ -214,7 +214,7 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
 
 def _fixed_dim(fn, d, name):
     def op(x, weight, *args, **kwargs):
-        if weight.ndim != d + 2:
+        if isinstance(weight, Tensor) and weight.ndim != d + 2:
             raise ValueError(f"{name} needs a {d + 2}-D weight, got shape {weight.shape}")
         return fn(x, weight, *args, **kwargs)
     op.__name__ = op.__qualname__ = name

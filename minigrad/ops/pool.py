@@ -8,19 +8,22 @@ as the maximum and propagates); average pooling divides by prod(kernel)
 (``count_include_pad=True``) or by the number of non-padding elements.
 """
 import itertools
+import math
+import numbers
 
 import numpy as np
 
-from ._util import result
-from .im2col import as_padding_pairs, as_tuple, output_shape, window_slices
 from ..backend import get_array_module
 from ..tensor import Tensor
+from ._util import result
+from .im2col import as_padding_pairs, as_tuple, output_shape, window_slices
+from .shape import squeeze, unsqueeze
 
 _DIM_NAMES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
 
 def _pool_geometry(x, d, kernel_size, stride, padding, dilation, op):
-    """Validate the input and window parameters; returns (kernel, stride, pads, dilation, out_shape, unbatched)."""
+    """Validate the input and window parameters; returns (kernel, stride, pads, dilation, out_shape)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a minigrad Tensor, got {type(x).__name__}")
     if x.ndim not in (d + 1, d + 2):
@@ -46,7 +49,6 @@ def _pool_geometry(x, d, kernel_size, stride, padding, dilation, op):
 def _batched(fn, x, d, *args):
     """Apply ``fn`` to (N, C, *S) data, adding and removing the batch axis of unbatched (C, *S) input."""
     if x.ndim == d + 1:
-        from .shape import squeeze, unsqueeze
         return squeeze(fn(unsqueeze(x, 0), *args), 0)
     return fn(x, *args)
 
@@ -228,7 +230,8 @@ def integer_scales(scale_factor, d):
         raise ValueError(f"scale_factor must be a number or {d} numbers, got {scale_factor!r}")
     scales = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or v != int(v) or v < 1:
+        if (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+                or v != int(v) or v < 1):
             raise ValueError(f"nearest upsampling supports positive integer scale factors only, got {scale_factor!r}")
         scales.append(int(v))
     return tuple(scales)

@@ -116,6 +116,15 @@ def _moments(x):
     return n.astype(np.float64), mean, ss
 
 
+def _no_spread(na, ma, ssa, nb, mb, ssb):
+    """Cells whose samples do not vary beyond rounding (e.g. a spectrum constant over steps).
+
+    A t statistic there is 0/0 or +-inf by accident of rounding, not evidence: such cells give NaN.
+    """
+    scale = np.maximum(np.abs(ma), np.abs(mb))
+    return (ssa + ssb) <= (na + nb) * (64.0 * np.finfo(np.float64).eps * scale) ** 2
+
+
 def _two_sided_p(t, df):
     with np.errstate(invalid="ignore"):
         p = 2.0 * _special.stdtr(df, -np.abs(t))
@@ -141,7 +150,7 @@ def student_t_test(a, b, axis=0):
         df = np.where(ok, df, np.nan)
         pooled = (ssa + ssb) / df
         t = (ma - mb) / np.sqrt(pooled * (1.0 / na + 1.0 / nb))
-    t = np.where(ok, t, np.nan)
+    t = np.where(ok & ~_no_spread(na, ma, ssa, nb, mb, ssb), t, np.nan)
     return TTestResult(_scalarize(t), _scalarize(_two_sided_p(t, df)), _scalarize(df))
 
 
@@ -152,7 +161,7 @@ def _welch_from_moments(na, ma, ssa, nb, mb, ssb):
         t = (ma - mb) / np.sqrt(se2)
         # Welch-Satterthwaite degrees of freedom
         df = se2**2 / (va**2 / (na - 1.0) + vb**2 / (nb - 1.0))
-    ok = (na >= 2) & (nb >= 2)
+    ok = (na >= 2) & (nb >= 2) & ~_no_spread(na, ma, ssa, nb, mb, ssb)
     return np.where(ok, t, np.nan), np.where(ok, df, np.nan)
 
 
@@ -175,7 +184,8 @@ def cohens_d(a, b, axis=0):
     with np.errstate(invalid="ignore", divide="ignore"):
         df = na + nb - 2.0
         d = (ma - mb) / np.sqrt((ssa + ssb) / df)
-    return _scalarize(np.where((na >= 1) & (nb >= 1) & (df >= 1), d, np.nan))
+    ok = (na >= 1) & (nb >= 1) & (df >= 1) & ~_no_spread(na, ma, ssa, nb, mb, ssb)
+    return _scalarize(np.where(ok, d, np.nan))
 
 
 def hedges_g(a, b, axis=0):

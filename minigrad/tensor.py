@@ -255,7 +255,7 @@ class Tensor:
     def var(self, axis=None, keepdims=False, ddof=0): return _rd.var(self, axis, keepdims, ddof)
     def softmax(self, axis=-1): return _rd.softmax(self, axis)
     def log_softmax(self, axis=-1): return _rd.log_softmax(self, axis)
-    def reshape(self, *shape): return _sh.reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape)
+    def reshape(self, *shape): return _sh.reshape(self, _one_or_many(shape))
     view = reshape
     def flatten(self, start_axis=0, end_axis=-1): return _sh.flatten(self, start_axis, end_axis)
     def transpose(self, *axes):
@@ -267,7 +267,7 @@ class Tensor:
             return _sh.swapaxes(self, *axes)
         return _sh.transpose(self, axes or None)
 
-    def permute(self, *axes): return _sh.transpose(self, axes[0] if len(axes) == 1 and not isinstance(axes[0], numbers.Integral) else axes)
+    def permute(self, *axes): return _sh.transpose(self, _one_or_many(axes))
     def swapaxes(self, a, b): return _sh.swapaxes(self, a, b)
     def squeeze(self, axis=None): return _sh.squeeze(self, axis)
     def unsqueeze(self, axis): return _sh.unsqueeze(self, axis)
@@ -275,6 +275,11 @@ class Tensor:
     @property
     def T(self):
         return _sh.transpose(self, None)
+
+
+def _one_or_many(args):
+    """``f(2, 3)`` and ``f((2, 3))`` alike: the sizes/axes as one sequence."""
+    return args[0] if len(args) == 1 and not isinstance(args[0], numbers.Integral) else args
 
 
 class Parameter(Tensor):

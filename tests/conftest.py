@@ -6,8 +6,21 @@ With ``MINIGRAD_TEST_DEVICE=cuda`` and no usable GPU, cuda cases skip cleanly.
 """
 import os
 
-import numpy as np
-import pytest
+# Tests run in parallel workers (pytest -n 2) on 2 cores, and notebooks in child kernels:
+# one BLAS/OpenMP thread per process avoids oversubscription that slows shared cores ~10x.
+# (OPENBLAS_CORETYPE, where set, is left alone.)
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+try:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+except ImportError:  # pragma: no cover
+    pass
 
 TEST_DEVICES = ["cpu"]
 if os.environ.get("MINIGRAD_TEST_DEVICE", "cpu").lower().startswith("cuda"):

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PNG_ONLY = ["--set", 'figure_formats=["png"]']
 _COBRE = ["--set", "data.n_subjects=8", "--set", "data.n_timepoints=16", "--set", "data.n_components=8"]
 TINY = {  # data small enough for a 2-epoch run in well under a second
-    "digits-mlp": ["--set", "data.n=40"], "digits-cnn2d": ["--set", "data.n=40"],
+    "digits-mlp": ["--set", "data.n=40", "--set", 'compare=["0", "1"]'],
+    "digits-cnn2d": ["--set", "data.n=40", "--set", 'compare=["0", "1"]'],
     "sinusoid-rnn": ["--set", "data.n=16", "--set", "data.length=12"], "freesurfer-mlp": ["--set", "data.n=20"],
     "cobre-lstm": _COBRE, "cobre-bert": _COBRE, "cobre-cnn1d": _COBRE, "cobre-cnn2d": _COBRE,
     "spatialmap-cnn3d": ["--set", "data.n_subjects=8", "--set", "data.shape=[6, 6, 6]"],
@@ -143,18 +144,15 @@ def test_stats_finds_the_planted_cobre_effect(effect, found, tmp_path, capsys):
     """Per-sample tests of the COBRE-style 1-D CNN find SZ vs HC differences when the generator
     plants them, and none when it does not."""
     out = tmp_path / "run"
-    assert main(["run", "cobre-cnn1d", "--panel", "G", "--epochs", "10", "--no-figures", "--quiet", "--out",
-                 str(out), "--set", "data.n_subjects=40", "--set", "data.n_timepoints=40",
+    assert main(["run", "cobre-cnn1d", "--panel", "G", "--epochs", "5", "--no-figures", "--quiet", "--out",
+                 str(out), "--set", "data.n_subjects=40", "--set", "data.n_timepoints=24",
                  "--set", f"data.effect={effect}"]) == 0
     capsys.readouterr()
     assert main(["stats", str(out), "--groups", "SZ", "HC", "--mode", "per_sample"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if "welch-samples" in line]
     assert len(rows) == 2  # encoder.0.weight and decoder.0.weight
     significant = {row[0]: int(row[row.index("welch-samples") + 1].split("/")[0]) for row in rows}
-    if found:
-        assert significant["encoder.0.weight"] > 0
-    else:
-        assert sum(significant.values()) == 0
+    assert (sum(significant.values()) > 0) == found  # (checked reliable over data seeds 0-4)
 
 
 def test_plot_command_and_panel_figure(tmp_path, capsys):
@@ -173,10 +171,11 @@ def test_plot_command_and_panel_figure(tmp_path, capsys):
 
 
 def test_sweeps_on_local_workers_and_dask_agree_and_resume(tmp_path, capsys):
-    grid = ["--experiments", "digits-mlp", "--panels", "A", "H", "--seeds", "3", "--epochs", "2",
+    grid = ["--experiments", "freesurfer-mlp", "--panels", "A", "H", "--seeds", "3", "--epochs", "2",
             "--set", "data.n=20", "--no-figures", "--quiet"]
-    assert main(["sweep", *grid, "--workers", "2", "--out", str(tmp_path / "local")]) == 0
-    assert main(["sweep", *grid, "--dask-local", "2", "--out", str(tmp_path / "dask")]) == 0
+    for where, how in (("local", ["--workers", "2"]), ("dask", ["--dask-local", "2"])):
+        code = main(["sweep", *grid, *how, "--out", str(tmp_path / where)])
+        assert code == 0, (tmp_path / where / "sweep.json").read_text()
     runs = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("record.h5"))
     assert len(runs) == 2
     for run in runs:

@@ -156,7 +156,7 @@ def _tiny(name, **extra):
 
 
 def test_run_writes_record_with_full_metadata_and_status(tmp_path):
-    result = run_experiment(_tiny("digits-mlp", epochs=3, batch_size=16), tmp_path, quiet=True)
+    result = run_experiment(_tiny("digits-mlp", epochs=3, batch_size=16, compare=["0", "1"]), tmp_path, quiet=True)
     rec = load_record(result.record_path)
     assert len(rec) == 9  # 3 epochs x 3 mini-batches of 40 samples
     meta = rec.metadata

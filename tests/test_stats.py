@@ -339,3 +339,18 @@ def test_summarize_skips_quantities_recorded_without_groups():
     assert "(no significant cells)" in summary.to_text(only_significant=True) or summary.significant_rows()
     with pytest.raises(ValueError, match="no group spectra to compare"):
         stats.summarize(rec, quantities=["A"])
+
+
+def test_samples_without_spread_give_nan_not_infinite_significance():
+    """A spectrum constant over steps (e.g. a fixed input's A) is no evidence of a difference."""
+    from autospec.stats import cohens_d, student_t_test, welch_test
+
+    a = np.full((50, 3), 2.0)
+    b = np.full((50, 3), 3.0)
+    b[:, 2] += np.random.default_rng(0).normal(0, 0.1, 50)  # only the last column varies
+    for test in (student_t_test, welch_test):
+        res = test(a, b)
+        assert np.all(np.isnan(res.t[:2])) and np.all(np.isnan(res.p[:2]))
+        assert np.isfinite(res.t[2]) and res.p[2] < 1e-10
+    d = cohens_d(a, b)
+    assert np.all(np.isnan(d[:2])) and np.isfinite(d[2])

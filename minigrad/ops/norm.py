@@ -75,7 +75,8 @@ def embedding(indices, weight):
         raise TypeError(f"embedding indices must be integers, got dtype {idx.dtype}")
     num = weight.shape[0]
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
-        raise IndexError(f"embedding indices must lie in [0, {num}), got values in [{int(idx.min())}, {int(idx.max())}]")
+        raise IndexError(f"embedding indices must lie in [0, {num}), "
+                         f"got values in [{int(idx.min())}, {int(idx.max())}]")
     wd = weight.data
     xp = weight.xp
 

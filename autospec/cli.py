@@ -224,7 +224,7 @@ def cmd_demo(args):
     # The digits MLP auto-encoder with group differences (panel G), classes 0-9 as groups; the
     # text summary compares digits 0 and 1 (every pair is in the record for `autospec stats`).
     config = resolve_config("digits-mlp", panel="G", overrides={
-        "epochs": args.epochs, "data": {"n": 300}, "compare": ["0", "1"], "figure_formats": ["png"]})
+        "epochs": args.epochs, "data": {"n": 300}, "compare": ["0", "1"]})
     if not args.quiet:
         print(f"autospec demo: {config.label} -- MLP auto-encoder [32] ReLU on 300 handwritten digits, "
               f"groups = digit classes, spectra of G, A, D every step for {config.epochs} epochs\n")

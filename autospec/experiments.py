@@ -603,9 +603,7 @@ def describe_stale(status):
     if not status or status.get("state") == "finished":
         return None
     state = status.get("state")
-    if state == "running" and _pid_alive(status.get("pid")) and status.get("pid") != os.getpid():
-        state = "still running (process %s)" % status.get("pid")
-    elif state == "running":
+    if state in ("running", "writing"):
         state = "stopped without finishing (killed?)"
     return (f"previous run {state} at epoch {status.get('epoch')} of {status.get('epochs')} "
             f"(step {status.get('step')}, {status.get('steps_recorded', '?')} steps recorded)")
@@ -704,7 +702,12 @@ def run_experiment(config, out_dir, quiet=False, progress=None):
         raise ExperimentError(str(exc)) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stale = describe_stale(read_status(out))
+    previous = read_status(out)
+    if (previous and previous.get("state") in ("running", "writing") and previous.get("pid") != os.getpid()
+            and _pid_alive(previous.get("pid"))):
+        raise ExperimentError(f"{out} is in use by another run (process {previous.get('pid')}, epoch "
+                              f"{previous.get('epoch')} of {previous.get('epochs')}); wait for it or choose another --out")
+    stale = describe_stale(previous)
     if stale:
         _say(quiet, f"{out}: {stale}; starting over")
     status_path, record_path = out / "status.json", out / "record.h5"

@@ -54,6 +54,8 @@ _EPS32 = float(np.finfo(np.float32).eps)
 _TOPK_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 _TOPK_MAX_ITER = 100
 _KRYLOV_DEPTH = 4  # Krylov blocks per restart cycle (see topk_svdvals)
+_WARM_DEPTH = 2  # Krylov blocks in the first two cycles of a warm start
+_WARM_CYCLES = 2
 _AUTO_TOPK_COLD_ITERS = 5  # iterations the cost model assumes for a cold top-k start
 
 
@@ -266,6 +268,9 @@ def _orthonormalize(X, against=None, dtype=None):
     (nearly dependent columns, or columns that were inside span(against)). Done twice with
     the projection ("twice is enough"). Only matrix products and a small eigh, so much
     faster than Householder QR for tall thin blocks. May return fewer columns than X has.
+    A well-conditioned block (the usual case: random or warm-start columns) takes the
+    Cholesky factor of the same Gram matrix instead of its eigenvectors (CholeskyQR2,
+    several times cheaper than a small eigh); see :func:`_cholesky_inverse`.
     """
     xp = get_array_module(X)
     dtype = X.dtype if dtype is None else dtype
@@ -278,10 +283,35 @@ def _orthonormalize(X, against=None, dtype=None):
         if X.shape[1] == 0:
             return X
         X64 = X.astype(xp.float64, copy=False)
-        lam, W = xp.linalg.eigh(X64.T @ X64)
-        keep = lam > 16 * X.shape[1] * eps * float(lam[-1])
-        X = X @ (W[:, keep] / xp.sqrt(lam[keep])).astype(dtype, copy=False)
+        C = X64.T @ X64
+        T = _cholesky_inverse(C, 1600 * X.shape[1] * eps)
+        if T is None:
+            lam, W = xp.linalg.eigh(C)
+            keep = lam > 16 * X.shape[1] * eps * float(lam[-1])
+            T = W[:, keep] / xp.sqrt(lam[keep])
+        X = X @ T.astype(dtype, copy=False)
     return X
+
+
+def _cholesky_inverse(C, min_ratio):
+    """L^-T for C = L L^T (so X L^-T has orthonormal columns when C = X^T X), or None.
+
+    None unless C is safely positive definite: Cholesky succeeds and the bound
+    lambda_min / lambda_max >= 1 / (||L^-1||_1 ||L^-1||_inf ||C||_inf) (lambda_min =
+    1 / ||L^-1||_2^2, and Gershgorin for lambda_max) exceeds ``min_ratio``, set 100x above
+    the level at which SVQB would drop a direction, so that both give the same span.
+    """
+    xp = get_array_module(C)
+    try:
+        L = xp.linalg.cholesky(C)
+    except _linalg_errors(xp):
+        return None
+    Linv = xp.linalg.inv(L)  # CuPy signals a failed factorization with NaN, caught here
+    absinv = xp.abs(Linv)
+    bound = float(absinv.sum(axis=0).max()) * float(absinv.sum(axis=1).max()) * float(xp.abs(C).sum(axis=1).max())
+    if not math.isfinite(bound) or bound * min_ratio >= 1.0:
+        return None
+    return Linv.T
 
 
 def _rayleigh_ritz(images, b, gram_ok):
@@ -369,7 +399,8 @@ def _default_oversample(k, r):
 
 
 def topk_svdvals(
-    M, k, init=None, *, shape=None, tol=None, max_iter=_TOPK_MAX_ITER, oversample=None, depth=_KRYLOV_DEPTH, seed=0
+    M, k, init=None, *, shape=None, tol=None, max_iter=_TOPK_MAX_ITER, oversample=None, depth=_KRYLOV_DEPTH,
+    warm_depth=_WARM_DEPTH, seed=0
 ):
     """Top-k singular values of a matrix or matrix-free operator, warm-startable.
 
@@ -400,7 +431,10 @@ def topk_svdvals(
 
     tol: default 1e-6 for float64 work, 1e-4 for float32 work (float32 when M is float32).
     max_iter: default 100. oversample: default min(max(10, k // 2), min(m, n) - k).
-    depth: Krylov blocks per iteration, default 4. seed: for the random columns.
+    depth: Krylov blocks per iteration, default 4. warm_depth: Krylov blocks in the first
+    two iterations of a warm start, default 2 (a good init needs one cheap expansion, not a
+    deep one: 4 products per call instead of 8; a poor init switches to ``depth`` from the
+    third iteration on). seed: for the random columns.
     """
     where = "topk_svdvals"
     op = _as_operator(M, shape, init, where)
@@ -420,9 +454,9 @@ def topk_svdvals(
     tol = _TOPK_TOL[op.dtype] if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"{where}: tol must be > 0, got {tol}")
-    if depth < 2:
-        raise ValueError(f"{where}: depth must be >= 2, got {depth}")
-    return _topk(op, k, b, init, tol, int(max_iter), seed, where, int(depth))
+    if depth < 2 or warm_depth < 2:
+        raise ValueError(f"{where}: depth and warm_depth must be >= 2, got {depth} and {warm_depth}")
+    return _topk(op, k, b, init, tol, int(max_iter), seed, where, int(depth), int(warm_depth))
 
 
 def _start_block(op, k, b, init, seed, where):
@@ -449,7 +483,7 @@ def _start_block(op, k, b, init, seed, where):
     return V
 
 
-def _topk(op, k, b, init, tol, max_iter, seed, where, depth):
+def _topk(op, k, b, init, tol, max_iter, seed, where, depth, warm_depth=_WARM_DEPTH):
     xp, dtype = op.xp, op.dtype
     m, n = op.shape
     eps = _EPS32 if dtype == np.float32 else _EPS64
@@ -495,7 +529,8 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth):
         # spans (G^T G) V modulo V (column scaling is irrelevant: SVQB normalizes).
         blocks, imgs = [V], [GV]
         new = Rres
-        for j in range(depth - 1):
+        cycle_depth = warm_depth if init is not None and it <= _WARM_CYCLES else depth
+        for j in range(cycle_depth - 1):
             room = n - sum(blk.shape[1] for blk in blocks)
             if j > 0:
                 new = op.rmatmat(imgs[-1])

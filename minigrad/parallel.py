@@ -1,0 +1,216 @@
+"""CPU threads: BLAS's pool and a small pool of Python workers for large elementwise work.
+
+NumPy runs one ufunc or copy on one core, but releases the GIL while it does, so a
+large elementwise pass split into a few contiguous chunks runs on several cores
+from plain Python threads. ``set_num_threads(n)`` sets both that pool and the BLAS
+threads (through threadpoolctl, when installed); the default is the number of
+cores this process may use. Only NumPy arrays above a size threshold are split
+(below it the hand-off costs more than it saves); CuPy arrays never are.
+"""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# arrays (bytes) below this size are worked on by the calling thread alone
+MIN_SPLIT_BYTES = 1 << 17
+
+
+def _available_cores():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_state = {"n": _available_cores(), "pool": None}
+_lock = threading.Lock()
+_local = threading.local()  # .busy: this thread is already running a share of a split
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for BLAS and for minigrad's own split CPU work (1 = no worker threads)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    n = int(n)
+    with _lock:
+        if n != _state["n"] and _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True)
+            _state["pool"] = None
+        _state["n"] = n
+    _set_blas_threads(n)
+
+
+def get_num_threads():
+    """The thread count set by :func:`set_num_threads` (default: the cores this process may use)."""
+    return _state["n"]
+
+
+def _blas_libraries():
+    """threadpoolctl's controllers of the loaded BLAS libraries (empty without threadpoolctl)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn/scipy stacks
+        return []
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+def _set_blas_threads(n):
+    for lib in _blas_libraries():
+        lib.set_num_threads(n)
+
+
+def _pool():
+    """The shared pool of n - 1 workers (the calling thread takes a share too), or None for one thread."""
+    n = _state["n"]
+    if n == 1:
+        return None
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(n - 1, thread_name_prefix="minigrad")
+        return _state["pool"]
+
+
+def parts_for(nbytes, xp=np):
+    """How many threads to split work over ``nbytes`` of NumPy data into (1: do not split)."""
+    if xp is not np or nbytes < MIN_SPLIT_BYTES or getattr(_local, "busy", False):
+        return 1
+    return _state["n"]
+
+
+def run_parts(work, count):
+    """Call ``work(i)`` for i in range(count), the first on this thread, the others on the workers.
+
+    Falls back to a plain loop with one thread or from inside a worker (no nested splitting);
+    a worker's exception is re-raised here.
+    """
+    pool = _pool() if count > 1 and not getattr(_local, "busy", False) else None
+    if pool is None:
+        for i in range(count):
+            work(i)
+        return
+
+    def guarded(i):
+        _local.busy = True
+        try:
+            work(i)
+        finally:
+            _local.busy = False
+
+    futures = [pool.submit(guarded, i) for i in range(1, count)]
+    try:
+        guarded(0)
+    finally:
+        for f in futures:
+            f.result()
+
+
+def run_items(work, items):
+    """Call ``work(item)`` for every item, the items cut into one contiguous run per thread."""
+    items = list(items)
+    count = min(len(items), _state["n"])
+    if count <= 1:
+        for item in items:
+            work(item)
+        return
+    bounds = np.linspace(0, len(items), count + 1).astype(int)
+
+    def share(i):
+        for item in items[bounds[i]:bounds[i + 1]]:
+            work(item)
+
+    run_parts(share, count)
+
+
+def ranges(length, parts):
+    """``parts`` contiguous slices covering range(length) (fewer when length is small)."""
+    parts = max(1, min(parts, length))
+    bounds = np.linspace(0, length, parts + 1).astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def split_axis(a, parts):
+    """The axis to split ``a`` along: its outermost axis in memory with at least ``parts`` entries
+    (slices along it are few large blocks of memory), or None when none is long enough."""
+    for ax in sorted(range(a.ndim), key=lambda i: -abs(a.strides[i])):
+        if a.shape[ax] >= parts and a.strides[ax] != 0:
+            return ax
+    return None
+
+
+def elementwise(fn, out, *operands):
+    """``fn(out, *operands)`` with every operand sliced alike, split over threads when ``out`` is large.
+
+    ``fn`` writes its result into its first argument. Operands are arrays of ``out``'s
+    shape (or broadcastable to it: an axis of size 1 is not sliced) or scalars; returns ``out``.
+    """
+    parts = parts_for(out.nbytes)
+    axis = split_axis(out, parts) if parts > 1 else None
+    if axis is None:
+        fn(out, *operands)
+        return out
+    chunks = ranges(out.shape[axis], parts)
+    offset = out.ndim
+
+    def sliced(a, sl):
+        if not isinstance(a, np.ndarray) or a.ndim == 0:
+            return a
+        ax = axis - (offset - a.ndim)  # operands broadcast from the right
+        if ax < 0 or a.shape[ax] == 1:
+            return a
+        index = (slice(None),) * ax + (sl,)
+        return a[index]
+
+    def work(i):
+        sl = chunks[i]
+        fn(sliced(out, sl), *(sliced(a, sl) for a in operands))
+
+    run_parts(work, len(chunks))
+    return out
+
+
+def empty_like_layout(a, dtype=None):
+    """An uninitialized array of ``a``'s shape whose axes lie in memory in ``a``'s order."""
+    dtype = a.dtype if dtype is None else np.dtype(dtype)
+    if a.flags.c_contiguous or a.ndim < 2:
+        return np.empty(a.shape, dtype)
+    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+    buf = np.empty(tuple(a.shape[i] for i in order), dtype)
+    return buf.transpose(tuple(order.index(i) for i in range(a.ndim)))
+
+
+def blas_single_threaded():
+    """A context in which BLAS uses one thread (for BLAS calls made from several workers at once)."""
+    return _BlasThreads(1)
+
+
+class _BlasThreads:
+    def __init__(self, n):
+        self.n = n
+        self.libs = []
+
+    def __enter__(self):
+        self.libs = [(lib, lib.get_num_threads()) for lib in _cached_blas()]
+        for lib, _ in self.libs:
+            lib.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, old in self.libs:
+            lib.set_num_threads(old)
+        return False
+
+
+_blas_cache = {}
+
+
+def _cached_blas():
+    """The BLAS controllers, looked up once (threadpoolctl scans the loaded libraries)."""
+    if "libs" not in _blas_cache:
+        _blas_cache["libs"] = _blas_libraries()
+    return _blas_cache["libs"]
+
+
+__all__ = ["set_num_threads", "get_num_threads", "elementwise", "run_parts", "run_items", "ranges",
+           "parts_for", "split_axis", "empty_like_layout", "blas_single_threaded", "MIN_SPLIT_BYTES"]

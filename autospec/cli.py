@@ -4,8 +4,8 @@
     autospec list                                   # experiments, their data, models and panels
     autospec run digits-mlp --panel G --epochs 300  # one experiment panel -> record, figures, summary
     autospec sweep --experiments digits-mlp --panels A B --seeds 0 1 --workers 2
-    autospec stats runs/digits-mlp/record.h5 --groups 0 1
-    autospec plot runs/digits-mlp/record.h5 --out figures/
+    autospec stats runs/digits-mlp/G/seed0 --groups 0 1
+    autospec plot runs/digits-mlp/G/seed0 --out figures/
 
 Bad input (unknown experiment or panel, a wrong --data path, a malformed config file, cuda
 without a GPU) ends with a one-line message and exit code 2; Ctrl-C ends a run with code 130
@@ -14,6 +14,7 @@ after saying where it stopped (its record keeps every finished step).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -73,7 +74,7 @@ def build_parser():
     p = sub.add_parser("run", help="run one experiment (one panel)")
     p.add_argument("experiment", nargs="?", help="experiment name (see `autospec list`); optional with --config")
     p.add_argument("--panel", help="panel A-H of Table 1 (default: the experiment's own settings, as panel A)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/EXPERIMENT[-PANEL])")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/EXPERIMENT/PANEL/seedS)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     _add_settings(p)
     p.set_defaults(func=cmd_run)
@@ -196,24 +197,32 @@ def _run_one(config, out, quiet):
     return result
 
 
+@contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """Turn SIGTERM (kill) into KeyboardInterrupt so a killed run records where it stopped."""
+    """While a run goes, turn SIGTERM (kill) into KeyboardInterrupt so that the run records where it
+    stopped; the previous handler comes back afterwards."""
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        pass
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_run(args):
     from .experiments import resolve_config
 
     config = resolve_config(args.experiment, panel=args.panel, config_file=args.config, overrides=_overrides(args))
-    out = Path(args.out or Path("runs") / (config.experiment + (f"-{config.panel}" if config.panel else "")))
-    _sigterm_as_interrupt()
-    _run_one(config, out, args.quiet)
+    out = Path(args.out) if args.out else Path("runs") / config.experiment / (config.panel or "base") / \
+        f"seed{config.seed}"
+    with _sigterm_as_interrupt():
+        _run_one(config, out, args.quiet)
     return 0
 
 
@@ -228,8 +237,8 @@ def cmd_demo(args):
     if not args.quiet:
         print(f"autospec demo: {config.label} -- MLP auto-encoder [32] ReLU on 300 handwritten digits, "
               f"groups = digit classes, spectra of G, A, D every step for {config.epochs} epochs\n")
-    _sigterm_as_interrupt()
-    result = _run_one(config, Path(args.out), args.quiet)
+    with _sigterm_as_interrupt():
+        result = _run_one(config, Path(args.out), args.quiet)
     if not args.quiet:
         print(f"\ndone in {time.perf_counter() - start:.1f} s. Next: `autospec stats {result.record_path} "
               f"--groups 3 8`, `autospec plot {result.record_path}`, `autospec list`")

@@ -55,8 +55,8 @@ except ModuleNotFoundError:  # Python 3.10
 __all__ = [
     "PANELS", "ExperimentConfig", "ExperimentError", "RunInterrupted", "RunResult",
     "list_experiments", "experiment_info", "resolve_config", "load_config_file", "parse_assignment",
-    "config_to_toml", "load_experiment_data", "run_experiment", "read_status", "write_figures",
-    "write_summary",
+    "config_to_toml", "load_experiment_data", "load_npz_dataset", "run_experiment", "read_status",
+    "describe_stale", "write_figures", "write_summary",
 ]
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -243,15 +243,6 @@ def _check_field(name, value):
     return value
 
 
-def _registry():
-    """{name: settings dict} of every TOML file in autospec/configs."""
-    experiments = {}
-    for path in sorted(CONFIG_DIR.glob("*.toml")):
-        settings = _read_toml(path)
-        experiments[path.stem] = settings
-    return experiments
-
-
 def list_experiments():
     """Names of the registered experiments, sorted."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
@@ -362,7 +353,8 @@ def _check_data_settings(config):
     if config.data_path:
         return
     if config.dataset not in _registry._DATASETS:
-        raise ExperimentError(f"unknown dataset {config.dataset!r}; data sets are {', '.join(_registry.list_datasets())}")
+        raise ExperimentError(f"unknown dataset {config.dataset!r}; data sets are "
+                              f"{', '.join(_registry.list_datasets())}")
     factory = _registry._DATASETS[config.dataset][0]
     accepted = inspect.signature(factory).parameters
     unknown = sorted(set(config.data) - set(accepted))
@@ -706,7 +698,8 @@ def run_experiment(config, out_dir, quiet=False, progress=None):
     if (previous and previous.get("state") in ("running", "writing") and previous.get("pid") != os.getpid()
             and _pid_alive(previous.get("pid"))):
         raise ExperimentError(f"{out} is in use by another run (process {previous.get('pid')}, epoch "
-                              f"{previous.get('epoch')} of {previous.get('epochs')}); wait for it or choose another --out")
+                              f"{previous.get('epoch')} of {previous.get('epochs')}); wait for it or choose "
+                              f"another --out")
     stale = describe_stale(previous)
     if stale:
         _say(quiet, f"{out}: {stale}; starting over")

@@ -54,8 +54,8 @@ _EPS32 = float(np.finfo(np.float32).eps)
 _TOPK_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 _TOPK_MAX_ITER = 100
 _KRYLOV_DEPTH = 4  # Krylov blocks per restart cycle (see topk_svdvals)
-_WARM_DEPTH = 2  # Krylov blocks in the first two cycles of a warm start
-_WARM_CYCLES = 2
+_WARM_DEPTH = 2  # Krylov blocks in the first cycle of a warm start (one more in the next)
+_WARM_CYCLES = 2  # cycles of a warm start before the full depth is used
 _AUTO_TOPK_COLD_ITERS = 5  # iterations the cost model assumes for a cold top-k start
 
 
@@ -432,9 +432,9 @@ def topk_svdvals(
     tol: default 1e-6 for float64 work, 1e-4 for float32 work (float32 when M is float32).
     max_iter: default 100. oversample: default min(max(10, k // 2), min(m, n) - k).
     depth: Krylov blocks per iteration, default 4. warm_depth: Krylov blocks in the first
-    two iterations of a warm start, default 2 (a good init needs one cheap expansion, not a
-    deep one: 4 products per call instead of 8; a poor init switches to ``depth`` from the
-    third iteration on). seed: for the random columns.
+    iteration of a warm start, default 2, one more in the second, ``depth`` from the third
+    on (a good init needs one cheap expansion, not a deep one: 4 products per call instead
+    of 8). seed: for the random columns.
     """
     where = "topk_svdvals"
     op = _as_operator(M, shape, init, where)
@@ -529,7 +529,9 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth, warm_depth=_WARM_DE
         # spans (G^T G) V modulo V (column scaling is irrelevant: SVQB normalizes).
         blocks, imgs = [V], [GV]
         new = Rres
-        cycle_depth = warm_depth if init is not None and it <= _WARM_CYCLES else depth
+        cycle_depth = depth
+        if init is not None and it <= _WARM_CYCLES:  # cheap cycles first, deeper if they fall short
+            cycle_depth = min(depth, warm_depth + it - 1)
         for j in range(cycle_depth - 1):
             room = n - sum(blk.shape[1] for blk in blocks)
             if j > 0:

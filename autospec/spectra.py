@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from minigrad.backend import get_array_module
+from minigrad.backend import get_array_module, to_numpy
 
 from . import linalg
 from .groups import selector_size
@@ -29,6 +29,17 @@ def _all_finite(x):
     return bool(xp.isfinite(x.sum())) or bool(xp.isfinite(x).all())
 
 
+def _selectors_tag(subsets):
+    """A hashable summary of the group selectors (labels and the samples they pick)."""
+    tag = []
+    for label, sel in subsets:
+        if isinstance(sel, slice):
+            tag.append((label, sel.start, sel.stop, sel.step))
+        else:
+            tag.append((label, to_numpy(sel).tobytes()))
+    return tuple(tag)
+
+
 class _ConstantCache:
     """Spectra of factor matrices that stay the same from step to step.
 
@@ -41,11 +52,12 @@ class _ConstantCache:
         self._entries = {}
         self._varying = set()
 
-    def get(self, key, X, compute):
+    def get(self, key, X, compute, tag=None):
+        """compute()'s result, reused while X (and the hashable ``tag``) stay the same."""
         if key in self._varying:
             return compute()
         xp = get_array_module(X)
-        sig = (tuple(X.shape), X.dtype.str, tuple(X.strides), _pointer(X))
+        sig = (tuple(X.shape), X.dtype.str, tuple(X.strides), _pointer(X), tag)
         entry = self._entries.get(key)
         if entry is not None and entry["sig"] == sig:
             if entry["copy"] is not None:
@@ -101,6 +113,13 @@ class LayerSpectra:
             return linalg.svdvals(X, k, method="exact")
         return values
 
+    def _factor_spectra(self, q, parts, fin, fout, P):
+        out = {}
+        for label, A2, D2, _, _, n_s in parts:
+            k = self._k(min(fin, fout, n_s * P))
+            out[(self.name, q, label, None)] = self._factor_values((q, label), A2 if q == "A" else D2, k)
+        return out
+
     def _positions(self, P):
         pos = self.positions
         if pos is None or pos is False or P <= 1:
@@ -136,15 +155,13 @@ class LayerSpectra:
         for q in ("A", "D"):
             if q not in self.quantities:
                 continue
-            for label, A2, D2, _, _, n_s in parts:
-                X = A2 if q == "A" else D2
-                k = self._k(min(fin, fout, n_s * P))
-                key = (q, label)
-                if q == "A":
-                    values = self._constant.get(key, X, lambda X=X, k=k, key=key: self._factor_values(key, X, k))
-                else:
-                    values = self._factor_values(key, X, k)
-                out[(self.name, q, label, None)] = values
+            if q == "A":
+                # One equality check of the whole batch covers its groups too (same selectors).
+                values = self._constant.get("A", A, lambda: self._factor_spectra("A", parts, fin, fout, P),
+                                            tag=_selectors_tag(subsets))
+            else:
+                values = self._factor_spectra("D", parts, fin, fout, P)
+            out.update(values)
         for p in self._positions(P):
             for label, _, _, A_s, D_s, n_s in parts:
                 out.update(self._position(p, label, A_s[:, p, :], D_s[:, p, :]))

@@ -683,6 +683,7 @@ class Summary:
     alpha: float
     fdr: bool
     method: str
+    skipped: list = dataclasses.field(default_factory=list)  # (layer, quantity, test, reason) left untested
 
     def __len__(self):
         return len(self.rows)
@@ -714,6 +715,7 @@ class Summary:
         lines.insert(1, "-" * len(lines[0]))
         if not body:
             lines.append("(no significant cells)" if only_significant else "(nothing tested)")
+        lines += [f"not tested: {layer} {quantity} ({test}): {reason}" for layer, quantity, test, reason in self.skipped]
         return "\n".join([f"significance: {crit}"] + lines)
 
     def __str__(self):
@@ -758,7 +760,7 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
     combos = [(layer, q) for layer in layer_list for q in qty_list]
     opts = dict(fdr=fdr, method=method, log=log)
 
-    results = []
+    results, skipped = [], []
     if seeds:
         if layers is None or quantities is None:  # skip what some seed did not record per group
             combos = [c for c in combos if all(_records_groups(r, *c, groups, position) for r in source)]
@@ -779,8 +781,13 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
                 combos = [c for c in combos if _records_groups(source, *c, groups, position)]
                 _require(combos, layer_list, qty_list, groups, "the record")
             for layer, q in combos:
-                results += paper_step_tests(source, layer, q, groups=groups, position=position, **opts)
-                results += paper_index_tests(source, layer, q, groups=groups, position=position, **opts)
+                for test in (paper_step_tests, paper_index_tests):
+                    try:
+                        results += test(source, layer, q, groups=groups, position=position, **opts)
+                    except ValueError as exc:
+                        if not str(exc).startswith("too few samples") or (layers is not None and quantities is not None):
+                            raise
+                        skipped.append((layer, q, test.__name__, str(exc)))
         if run_ps:
             for layer in layer_list:
                 if mode == "auto" and not _has_per_sample(source, layer):
@@ -788,7 +795,7 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
                 results += per_sample_tests(source, layer, groups=groups, n_permutations=n_permutations,
                                             seed=seed, **opts)
     rows = [_row(res, alpha, top) for res in results]
-    return Summary(rows, results, alpha, fdr, method)
+    return Summary(rows, results, alpha, fdr, method, skipped)
 
 
 def _records_groups(rec, layer, quantity, groups, position):

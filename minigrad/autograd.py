@@ -8,6 +8,7 @@ has been passed on, and drops the closures (and the arrays they saved) unless
 ``retain_graph`` is asked for.
 """
 import contextlib
+import itertools
 import threading
 
 _state = threading.local()
@@ -118,7 +119,9 @@ def _walk(root, seed, retain_graph):
         if grad is not None:
             if node._retains_grad:
                 node._accumulate(grad)
+            _state.current_op = node._seq
             parent_grads = node._backward(grad)
+            _state.current_op = 0
             del grad
             for parent, pgrad in zip(node._parents, parent_grads):
                 if pgrad is None or not parent.requires_grad:
@@ -147,6 +150,18 @@ def _walk(root, seed, retain_graph):
         del node
 
 
+_op_counter = itertools.count(1)
+
+
+def current_op_index():
+    """Forward index of the op whose backward is running (0 outside backward).
+
+    Ops are numbered as they are recorded, so sorting by this index puts the uses
+    of a weight back in forward order (factors of an unrolled loop come out in time order).
+    """
+    return getattr(_state, "current_op", 0)
+
+
 def make_result(tensor_cls, data, parents, backward):
     """Wrap ``data`` as the output of an op; record the graph only when needed."""
     if is_grad_enabled():
@@ -155,5 +170,6 @@ def make_result(tensor_cls, data, parents, backward):
                 out = tensor_cls._wrap(data, requires_grad=True)
                 out._parents = parents
                 out._backward = backward
+                out._seq = next(_op_counter)
                 return out
     return tensor_cls._wrap(data)

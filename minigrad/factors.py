@@ -9,31 +9,39 @@ D (N, P, fan_out) the adjoints of its output, so that (paper eq. 1)
 The arrays are the very ones backward multiplies: no copy is made, and nothing
 at all happens while no capture is active.
 """
+import bisect
 import contextlib
 from collections import OrderedDict
 
-from . import backend
+from . import autograd, backend
 
 
 class Factors:
     """The (A, D) pair of one weight. ``A``: (N, P, fan_in); ``D``: (N, P, fan_out).
 
     When a weight is used several times in one graph, each use is kept in
-    ``uses`` and ``A``/``D`` join them along the position axis P.
+    ``uses`` in forward order (each use is tagged with the forward index of its op)
+    and ``A``/``D`` join them along the position axis P -- e.g. the time steps of a
+    loop-unrolled RNN, in time order.
     """
 
-    __slots__ = ("name", "shape", "uses", "_joined")
+    __slots__ = ("name", "shape", "uses", "_order", "_joined")
 
     def __init__(self, name, shape):
         self.name, self.shape = name, tuple(shape)
         self.uses = []
+        self._order = []
         self._joined = None
 
-    def add(self, A, D):
+    def add(self, A, D, order=None):
+        """Add one use; ``order`` (default: the running op's forward index) places it among the others."""
         if A.ndim != 3 or D.ndim != 3 or A.shape[:2] != D.shape[:2]:
             raise ValueError(f"factors of '{self.name}' must be A (N, P, in) and D (N, P, out) with equal N, P; "
                              f"got {A.shape} and {D.shape}")
-        self.uses.append((A, D))
+        order = autograd.current_op_index() if order is None else order
+        at = bisect.bisect_right(self._order, order)
+        self._order.insert(at, order)
+        self.uses.insert(at, (A, D))
         self._joined = None
 
     def _join(self):

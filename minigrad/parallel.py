@@ -57,7 +57,8 @@ def _blas_libraries():
 
 
 def _set_blas_threads(n):
-    for lib in _blas_libraries():
+    _blas_cache["libs"] = _blas_libraries()  # libraries loaded since the last look-up count too
+    for lib in _blas_cache["libs"]:
         lib.set_num_threads(n)
 
 

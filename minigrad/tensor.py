@@ -41,7 +41,8 @@ class Tensor:
     _is_minigrad_tensor = True
     __array_ufunc__ = None  # make NumPy defer to our reflected operators
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_retains_grad", "name", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_retains_grad", "_seq", "name",
+                 "__weakref__")
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         if isinstance(data, Tensor):
@@ -65,6 +66,7 @@ class Tensor:
         self._parents = ()
         self._backward = None
         self._retains_grad = False
+        self._seq = 0
         self.name = None
 
     @classmethod

@@ -1,6 +1,5 @@
 """The `autospec` command line end to end: every experiment, stats, plot, sweeps, demo, bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -161,7 +160,8 @@ def test_plot_command_and_panel_figure(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "G"), "--out", str(tmp_path / "figs"), "--formats", "png",
                  "--quantities", "D", "--groups", "3", "8"]) == 0
     printed = [Path(p) for p in capsys.readouterr().out.split()]
-    assert {p.name for p in printed} == {"dashboard.png", "trajectories_D.png", "group_differences_encoder.0.weight.png",
+    assert {p.name for p in printed} == {"dashboard.png", "trajectories_D.png",
+                                         "group_differences_encoder.0.weight.png",
                                          "group_differences_decoder.0.weight.png"}
     assert main(["plot", str(tmp_path / "A"), str(tmp_path / "G"), "--out", str(tmp_path / "figs"),
                  "--formats", "png"]) == 0

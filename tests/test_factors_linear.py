@@ -153,3 +153,22 @@ def test_factors_are_released_with_the_store(device):
     del factors
     gc.collect()
     assert ref() is None, "a captured D outlived its store"
+
+
+def test_a_weight_used_in_a_loop_hands_out_its_uses_in_forward_order():
+    """An unrolled recurrence: position p of the joined factors is time step p."""
+    rng = np.random.default_rng(3)
+    lin = nn.Linear(4, 4).double()
+    xs = [mg.tensor(rng.standard_normal((2, 4)), dtype=np.float64) for _ in range(3)]
+    h = mg.tensor(np.zeros((2, 4)), dtype=np.float64)
+    inputs = []
+    for x in xs:
+        inputs.append(h + x)
+        h = mg.tanh(lin(inputs[-1]))
+    with mg.capture_factors(lin) as factors:
+        h.sum().backward()
+    f = factors["weight"]
+    assert f.A.shape == (2, 3, 4)
+    for t, inp in enumerate(inputs):
+        np.testing.assert_array_equal(f.A[:, t], inp.numpy())
+    np.testing.assert_allclose(np.einsum("npo,npi->oi", f.D, f.A), lin.weight.grad, rtol=1e-12)

@@ -354,3 +354,17 @@ def test_samples_without_spread_give_nan_not_infinite_significance():
         assert np.isfinite(res.t[2]) and res.p[2] < 1e-10
     d = cohens_d(a, b)
     assert np.all(np.isnan(d[:2])) and np.isfinite(d[2])
+
+
+def test_summary_notes_layers_too_small_for_the_per_step_test():
+    """A layer with one singular value (e.g. a 1-feature input weight) is listed as not tested."""
+    rng = np.random.default_rng(0)
+    rec = Record()
+    for s in range(20):
+        rec.append(s, {("w", "G", "a", None): 1 + rng.random(1), ("w", "G", "b", None): 1 + rng.random(1)})
+    summary = stats.summarize(rec)
+    assert [r["test"] for r in summary.rows] == ["paper-index"]
+    assert summary.skipped and summary.skipped[0][:3] == ("w", "G", "paper_step_tests")
+    assert "not tested: w G (paper_step_tests)" in summary.to_text()
+    with pytest.raises(ValueError, match="too few samples"):  # asked for explicitly: a clear error
+        stats.summarize(rec, layers="w", quantities="G")

@@ -21,13 +21,12 @@ A row whose sum r_i shows the bound was too loose (exp(-margin)) is recomputed w
 row maximum. Masked keys get a zero row in [v, 1], so they add nothing to out, r or dS.
 """
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ._util import result
 from .linear import hand_out_factors
-from .. import backend
+from .. import backend, parallel
 from ..random import default_generator
 from ..tensor import Tensor
 
@@ -37,31 +36,9 @@ _SHIFT_MARGIN = {np.dtype(np.float32): 50.0, np.dtype(np.float64): 600.0}
 _CHUNK_BYTES = 1 << 19
 
 
-_threads = {"n": 1, "pool": None}
-
-
-def set_num_threads(n):
-    """Worker threads the CPU attention kernel splits the batch over (1, the default: none)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"the number of attention threads must be a positive integer, got {n!r}")
-    if n != _threads["n"]:
-        if _threads["pool"] is not None:
-            _threads["pool"].shutdown(wait=True)
-        _threads.update(n=int(n), pool=None)
-
-
-def get_num_threads():
-    """Worker threads of the CPU attention kernel."""
-    return _threads["n"]
-
-
-def _pool():
-    """The shared thread pool, or None when one thread is asked for (NumPy releases the GIL)."""
-    if _threads["n"] == 1:
-        return None
-    if _threads["pool"] is None:
-        _threads["pool"] = ThreadPoolExecutor(_threads["n"], thread_name_prefix="minigrad-attention")
-    return _threads["pool"]
+# the kernel's CPU threads are minigrad's (set_num_threads here is minigrad.set_num_threads)
+set_num_threads = parallel.set_num_threads
+get_num_threads = parallel.get_num_threads
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -155,16 +132,14 @@ class _Attention:
         self.chunk = n if xp is not np else max(1, min(n, _CHUNK_BYTES // max(per_sample, 1)))
 
     def _run_chunks(self, work):
-        """Call ``work(slice)`` on every chunk of samples, on the worker threads when there are several."""
+        """Call ``work(slice)`` on every chunk of samples, split over minigrad's threads on the CPU."""
         n, step = self.shape[0], self.chunk
         chunks = [slice(a, min(a + step, n)) for a in range(0, n, step)]
-        pool = _pool() if self.xp is np and len(chunks) > 1 else None
-        if pool is None:
+        if self.xp is np and len(chunks) > 1:
+            parallel.run_items(work, chunks)  # re-raises a worker's exception here
+        else:
             for sl in chunks:
                 work(sl)
-        else:
-            for _ in pool.map(work, chunks):  # re-raises a worker's exception here
-                pass
 
     # ------------------------------------------------------------------------- forward
     def forward(self, out):
@@ -457,7 +432,7 @@ def linear_block(x, weight, bias, start, stop):
                 hand_out_factors(weight, x2.reshape(n, -1, fan_in), padded.reshape(n, -1, fan_out))
         if bias is not None and bias.requires_grad:
             gb = xp.zeros_like(bias.data)
-            gb[start:stop] = g2.sum(axis=0)
+            gb[start:stop] = g2.T @ xp.ones(g2.shape[0], dtype=g2.dtype)  # column sums as one BLAS product
         return (gx, gw) if bias is None else (gx, gw, gb)
 
     return result(out, parents, backward)

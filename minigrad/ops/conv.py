@@ -22,6 +22,9 @@ Outputs are channel-major in memory, (C, N, *S), seen as an (N, C, *S) view: the
 GEMM writes them that way, elementwise ops and pooling keep that order, and the
 next im2col and the backward GEMMs read them without copies (minigrad/ops/im2col.py).
 """
+import numpy as np
+
+from .. import parallel
 from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import result
@@ -102,6 +105,22 @@ def from_channel_major(mat, n, spatial):
     return xp.swapaxes(mat.reshape((mat.shape[0], n) + tuple(spatial)), 0, 1)
 
 
+def _add_bias(out2, b):
+    """out2 (c_out, M) += b[:, None], in place (split over threads on the CPU)."""
+    if get_array_module(out2) is np:
+        parallel.elementwise(lambda o, bb: np.add(o, bb, out=o), out2, b[:, None])
+    else:
+        out2 += b[:, None]
+
+
+def row_sums(mat):
+    """Row sums of a 2-D array as one BLAS matrix-vector product (faster than NumPy's sum on the CPU)."""
+    xp = get_array_module(mat)
+    if xp is not np:
+        return mat.sum(axis=1)
+    return mat @ np.ones(mat.shape[1], dtype=mat.dtype)
+
+
 def _per_position(mat, n):
     """(F, N * P) matrix -> (N, P, F) view: a factor in the layout of the paper's eq. (1)."""
     return mat.reshape(mat.shape[0], n, -1).transpose(1, 2, 0)
@@ -134,7 +153,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     a2 = col.reshape(w2.shape[1], -1)                          # (c_in*prod(k), N*P), a view
     out2 = w2 @ a2                                             # (c_out, N*P): one GEMM
     if bias is not None:
-        out2 += bias.data[:, None]
+        _add_bias(out2, bias.data)
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
@@ -146,7 +165,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if x.requires_grad:
             gx = col2im_of_product(w2.T, d2, n, x.shape[1], kernel, in_shape, out_shape, stride, pads, dilation)
         if bias is not None and bias.requires_grad:
-            gb = d2.sum(axis=1)
+            gb = row_sums(d2)
         return (gx, gw) if bias is None else (gx, gw, gb)
 
     return result(from_channel_major(out2, n, out_shape), parents, backward)

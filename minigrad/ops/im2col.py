@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from .. import parallel
 from ..backend import get_array_module
 
 
@@ -98,16 +99,34 @@ def im2col(x, kernel, stride, padding, dilation, out_shape=None):
 
     ``padding`` is a tuple of (before, after) pairs. ``out_shape`` may name fewer
     output positions than fit (ConvTranspose with large output_padding needs that).
+    On the CPU, large unfoldings are split over minigrad's threads by samples.
     """
     xp = get_array_module(x)
     if out_shape is None:
         out_shape = output_shape(x.shape[2:], kernel, stride, padding, dilation)
     n, c = x.shape[0], x.shape[1]
-    src = _pad_channel_major(x, padding)
     col = xp.empty((c,) + tuple(kernel) + (n,) + tuple(out_shape), dtype=x.dtype)
-    for offset, win in window_slices(kernel, stride, dilation, out_shape):
-        col[(slice(None),) + offset] = src[(slice(None), slice(None)) + win]
+    windows = list(window_slices(kernel, stride, dilation, out_shape))
+    lead = (slice(None),) * (1 + len(kernel))
+
+    def fill(samples):
+        src = _pad_channel_major(x[samples], padding)
+        dst = col[lead + (samples,)]
+        for offset, win in windows:
+            dst[(slice(None),) + offset] = src[(slice(None), slice(None)) + win]
+
+    _over_samples(fill, n, col.nbytes, xp)
     return col
+
+
+def _over_samples(work, n, nbytes, xp):
+    """``work(slice of samples)`` once for all samples, or on one range of samples per thread."""
+    parts = parallel.parts_for(nbytes, xp)
+    if parts > 1 and n > 1:
+        chunks = parallel.ranges(n, parts)
+        parallel.run_parts(lambda i: work(chunks[i]), len(chunks))
+    else:
+        work(slice(None))
 
 
 def _fold_into(buf, col, windows):
@@ -150,7 +169,8 @@ def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, pa
 
     w (channels * prod(kernel), F), m (F, n * prod(out_shape)). On the CPU the product is
     formed and folded block by block of samples, so that each block of columns is added
-    back while it is still in cache (NumPy); on a GPU in one go.
+    back while it is still in cache (NumPy), the blocks split over minigrad's threads
+    (each then running its products on one BLAS thread); on a GPU in one go.
     """
     xp = get_array_module(m)
     per_sample = w.shape[0] * math.prod(out_shape) * m.dtype.itemsize
@@ -158,9 +178,18 @@ def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, pa
     buf = _padded_buffer(xp, channels, n, in_shape, padding, m.dtype)
     m3 = m.reshape(m.shape[0], n, -1)
     windows = list(window_slices(kernel, stride, dilation, out_shape))
-    for start in range(0, n, block):
+    starts = list(range(0, n, block))
+
+    def fold_block(start):
         stop = min(n, start + block)
         cols = (w @ m3[:, start:stop].reshape(m.shape[0], -1)).reshape(
             (channels,) + tuple(kernel) + (stop - start,) + tuple(out_shape))
         _fold_into(buf[:, start:stop], cols, windows)
+
+    if len(starts) > 1 and parallel.parts_for(per_sample * n, xp) > 1:
+        with parallel.blas_single_threaded():
+            parallel.run_items(fold_block, starts)
+    else:
+        for start in starts:
+            fold_block(start)
     return _cropped(xp, buf, in_shape, padding)

@@ -4,7 +4,10 @@ Its weight gradient is the paper's eq. (1): grad W = sum_{n,p} D[n,p]^T A[n,p] w
 A the input x and D the output adjoint, P the positions between the batch axis and
 the feature axis (1 for (N, in) inputs, L tokens for (N, L, in)).
 """
+import numpy as np
+
 from ._util import result
+from .. import parallel
 
 
 def hand_out_factors(weight, A, D):
@@ -31,8 +34,11 @@ def linear(x, weight, bias=None):
     # one GEMM over all rows of (N, ..., in): a view for contiguous input
     x2 = xd.reshape(-1, fan_in)
     out = x2 @ wd.T
-    if bias is not None:
-        out += bias.data  # fused into the fresh GEMM output, no extra array
+    if bias is not None:  # into the fresh GEMM output, no extra array (split over threads on the CPU)
+        if xp is np:
+            parallel.elementwise(lambda o, b: np.add(o, b, out=o), out, bias.data)
+        else:
+            out += bias.data
     out = out.reshape(xd.shape[:-1] + (fan_out,))
     parents = (x, weight) if bias is None else (x, weight, bias)
 

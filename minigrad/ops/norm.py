@@ -1,8 +1,15 @@
 """LayerNorm, dropout and embedding lookup."""
+import math
+
 import numpy as np
 
 from ._util import result, scatter_add
-from .. import backend
+from .. import backend, parallel
+
+# LayerNorm on the CPU works on blocks of rows of about this many elements: they stay in cache
+# across the passes, and each row reduction is a matrix-vector product small enough that BLAS
+# runs it on the calling thread (the blocks themselves are split over minigrad's threads).
+_LN_BLOCK_ELEMENTS = 8192
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -15,6 +22,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         if p is not None and p.shape != normalized_shape:
             raise ValueError(f"layer_norm {name} must have shape {normalized_shape}, got {p.shape}")
     xp = x.xp
+    if xp is np:
+        return _layer_norm_cpu(x, normalized_shape, weight, bias, eps)
     xd = x.data
     axes = tuple(range(xd.ndim - k, xd.ndim))
     mu = xd.mean(axis=axes, keepdims=True)
@@ -50,6 +59,88 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         return tuple(grads)
 
     return result(out, parents, backward)
+
+
+def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
+    """layer_norm on NumPy data: row means as BLAS matrix-vector products, blocks of rows over threads."""
+    xd = x.data
+    width = math.prod(normalized_shape)
+    x2 = np.ascontiguousarray(xd).reshape(-1, width)
+    rows, dt = x2.shape[0], x2.dtype
+    wd = weight.data.reshape(width) if weight is not None else None
+    bd = bias.data.reshape(width) if bias is not None else None
+    inv_width = np.full(width, 1.0 / width, dtype=dt)
+    eps = dt.type(eps)
+    step = max(1, _LN_BLOCK_ELEMENTS // width)
+    blocks = [slice(a, min(rows, a + step)) for a in range(0, rows, step)]
+    xhat = np.empty_like(x2)
+    rstd = np.empty((rows, 1), dt)
+    out = np.empty_like(x2)
+
+    def forward(sl):
+        xs, xh = x2[sl], xhat[sl]
+        np.subtract(xs, (xs @ inv_width)[:, None], out=xh)          # x - mean
+        var = np.square(xh, out=out[sl]) @ inv_width                   # out[sl] as scratch
+        var += eps
+        np.sqrt(var, out=var)
+        np.divide(1, var[:, None], out=rstd[sl])
+        xh *= rstd[sl]
+        if wd is not None:
+            np.multiply(xh, wd, out=out[sl])
+        else:
+            out[sl] = xh
+        if bd is not None:
+            out[sl] += bd
+
+    _run_blocks(forward, blocks, x2.nbytes)
+    parents = tuple(t for t in (x, weight, bias) if t is not None)
+
+    def backward(g):
+        g2 = np.ascontiguousarray(g, dtype=dt).reshape(-1, width)
+        want_x = x.requires_grad
+        want_w = weight is not None and weight.requires_grad
+        want_b = bias is not None and bias.requires_grad
+        gx = np.empty_like(x2) if want_x else None
+        # per-block column sums of g * xhat and g (for the weight and bias), added up at the end
+        gw_parts = np.zeros((len(blocks), width), dt) if want_w else None
+        gb_parts = np.zeros((len(blocks), width), dt) if want_b else None
+        ones = np.ones(step, dt)
+
+        def work(i):
+            sl = blocks[i]
+            gs, xh = g2[sl], xhat[sl]
+            ones_rows = ones[:gs.shape[0]]
+            if want_b:
+                gb_parts[i] = ones_rows @ gs
+            if want_w:
+                gw_parts[i] = ones_rows @ (gs * xh)
+            if want_x:
+                gxh = gs * wd if wd is not None else gs.copy()
+                mean_g = gxh @ inv_width
+                mean_gx = np.multiply(gxh, xh, out=gx[sl]) @ inv_width    # gx[sl] as scratch
+                # rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat))
+                gxh -= mean_g[:, None]
+                np.multiply(xh, mean_gx[:, None], out=gx[sl])
+                np.subtract(gxh, gx[sl], out=gx[sl])
+                gx[sl] *= rstd[sl]
+
+        _run_blocks(work, range(len(blocks)), x2.nbytes)
+        grads = [gx.reshape(xd.shape) if want_x else None]
+        if weight is not None:
+            grads.append(gw_parts.sum(axis=0).reshape(normalized_shape) if want_w else None)
+        if bias is not None:
+            grads.append(gb_parts.sum(axis=0).reshape(normalized_shape) if want_b else None)
+        return tuple(grads)
+
+    return result(out.reshape(xd.shape), parents, backward)
+
+
+def _run_blocks(work, items, nbytes):
+    if parallel.parts_for(nbytes) > 1:
+        parallel.run_items(work, items)
+    else:
+        for item in items:
+            work(item)
 
 
 def dropout(x, p, training, generator):

@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from .. import parallel
 from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import result
@@ -109,47 +110,77 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, *, dims):
     return _batched(_max_pool, x, dims, *geometry)
 
 
+def _split_lead(a, xp):
+    """Slices of the batch or channel axis (whichever is outer in memory) to split pooling work
+    over minigrad's threads, as index tuples; one full slice when the work is not split."""
+    parts = parallel.parts_for(a.nbytes, xp)
+    whole = [(slice(None), slice(None))]
+    if parts == 1:
+        return whole
+    for ax in sorted((0, 1), key=lambda i: -a.strides[i]):
+        if a.shape[ax] >= parts:
+            return [(sl, slice(None)) if ax == 0 else (slice(None), sl) for sl in parallel.ranges(a.shape[ax], parts)]
+    return whole
+
+
+def _run_split(work, parts):
+    if len(parts) == 1:
+        work(parts[0])
+    else:
+        parallel.run_items(work, parts)
+
+
 def _max_pool(x, kernel, stride, pads, dilation, out_shape):
     xp = x.xp
     xd = x.data
     in_shape = xd.shape[2:]
     src = _pad(xd, pads, -np.inf)
-    lead = (slice(None), slice(None))
-    windows = [lead + win for _, win in window_slices(kernel, stride, dilation, out_shape)]
+    windows = [win for _, win in window_slices(kernel, stride, dilation, out_shape)]
     idx_dtype = np.dtype(np.uint8 if len(windows) <= 255 else np.int32)
-    # Running maximum (xp.maximum propagates NaN) and the offset that holds it: offset k
-    # takes over where it is strictly larger, so ties keep the first maximum, as PyTorch.
-    # The winner is the last offset that took over: idx = max_k k * [k took over].
-    best = src[windows[0]]
-    idx = None
-    for k, win in enumerate(windows[1:], start=1):
-        v = src[win]
-        took = v > best
-        # bool is one byte of 0/1: view it as uint8 instead of converting it
-        took = took.view(idx_dtype) if idx_dtype == np.uint8 else took.astype(idx_dtype)
-        if k > 1:
-            took *= idx_dtype.type(k)
-        idx = took if idx is None else xp.maximum(idx, took, out=idx)
-        best = xp.maximum(best, v)
-    if idx is None:  # a window of one element
-        best = best.copy()
-        idx = xp.zeros(best.shape, dtype=idx_dtype)
+    full_out = xd.shape[:2] + tuple(out_shape)
+    best = _alloc_like(xd, full_out)
+    idx = _alloc_like(xd, full_out, zero=True, dtype=idx_dtype)
+    lead_parts = _split_lead(src, xp)
+
+    def forward(lead):
+        # Running maximum (xp.maximum propagates NaN) and the offset that holds it: offset k
+        # takes over where it is strictly larger, so ties keep the first maximum, as PyTorch.
+        # The winner is the last offset that took over: idx = max_k k * [k took over].
+        b, ix = best[lead], idx[lead]
+        b[...] = src[lead + windows[0]]
+        for k, win in enumerate(windows[1:], start=1):
+            v = src[lead + win]
+            took = v > b
+            # bool is one byte of 0/1: view it as uint8 instead of converting it
+            took = took.view(idx_dtype) if idx_dtype == np.uint8 else took.astype(idx_dtype)
+            if k > 1:
+                took *= idx_dtype.type(k)
+            xp.maximum(ix, took, out=ix)
+            xp.maximum(b, v, out=b)
+
+    _run_split(forward, lead_parts)
     nan = xp.isnan(best)
     if nan.any():  # PyTorch's `val > max || isnan(val)`: the last NaN of a window is its argmax
+        lead = (slice(None), slice(None))
         last_nan = xp.zeros(best.shape, dtype=idx_dtype)
         for k, win in enumerate(windows):
-            last_nan = xp.maximum(last_nan, xp.isnan(src[win]).astype(idx_dtype) * idx_dtype.type(k))
+            last_nan = xp.maximum(last_nan, xp.isnan(src[lead + win]).astype(idx_dtype) * idx_dtype.type(k))
         idx = xp.where(nan, last_nan, idx)
 
     def backward(g):
         g = _in_layout_of(g, idx)
         tiles = _tiles(in_shape, kernel, stride, pads, dilation)
         buf = _alloc_like(xd, src.shape, zero=not tiles)
-        for k, win in enumerate(windows):
-            if tiles:  # every input element is in exactly one window
-                xp.multiply(g, idx == k, out=buf[win])
-            else:
-                buf[win] += g * (idx == k)
+
+        def scatter(lead):
+            gl, il, bl = g[lead], idx[lead], buf[lead]
+            for k, win in enumerate(windows):
+                if tiles:  # every input element is in exactly one window
+                    xp.multiply(gl, il == k, out=bl[(slice(None), slice(None)) + win])
+                else:
+                    bl[(slice(None), slice(None)) + win] += gl * (il == k)
+
+        _run_split(scatter, _split_lead(buf, xp))
         return (buf[_interior(in_shape, pads)] if src is not xd else buf,)
 
     return result(best, (x,), backward)

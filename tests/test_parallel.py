@@ -1,0 +1,146 @@
+"""minigrad.parallel (thread count, split elementwise work) and the fast float32 erf/GELU."""
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import parallel
+from minigrad.nn import functional as F
+from minigrad.ops import attention
+from minigrad.ops.elementwise import erf
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Split even tiny arrays over 3 threads (restoring minigrad's and BLAS's thread counts after)."""
+    blas = [(lib, lib.get_num_threads()) for lib in parallel._cached_blas()]
+    previous = mg.get_num_threads()
+    monkeypatch.setattr(parallel, "MIN_SPLIT_BYTES", 0)
+    yield
+    parallel._state["n"] = previous  # not set_num_threads: that would also reset BLAS
+    for lib, n in blas:
+        lib.set_num_threads(n)
+
+
+def _set_threads(n):
+    parallel._state["n"] = n  # the Python pool only: BLAS threads do not change results here
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+def test_set_num_threads_rejects_non_positive_integers(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        mg.set_num_threads(bad)
+
+
+def test_set_num_threads_sets_blas_and_workers(split_everything):
+    pytest.importorskip("threadpoolctl")
+    mg.set_num_threads(1)
+    assert mg.get_num_threads() == 1 == attention.get_num_threads()
+    assert all(lib.get_num_threads() == 1 for lib in parallel._cached_blas())
+    mg.set_num_threads(2)
+    assert mg.get_num_threads() == 2
+    assert all(lib.get_num_threads() == 2 for lib in parallel._cached_blas())
+
+
+def test_erf_float32_is_within_1e7_of_scipy_on_a_dense_grid():
+    from scipy.special import erf as scipy_erf
+
+    x = np.linspace(-7, 7, 1_400_001, dtype=np.float32)
+    exact = scipy_erf(x.astype(np.float64))
+    got = erf(x)
+    assert got.dtype == np.float32
+    assert np.abs(got - exact).max() < 1e-7
+    small = (np.abs(x) < 1e-3) & (x != 0)
+    assert np.abs(got[small] / x[small] - 2 / np.sqrt(np.pi)).max() < 1e-6  # relative accuracy near 0
+    special = erf(np.array([np.nan, np.inf, -np.inf, 0.0], np.float32))
+    assert np.isnan(special[0]) and special[1] == 1 and special[2] == -1 and special[3] == 0
+
+
+def test_erf_float64_is_scipys():
+    from scipy.special import erf as scipy_erf
+
+    x = np.linspace(-5, 5, 1001)
+    np.testing.assert_array_equal(erf(x), scipy_erf(x))
+
+
+def test_gelu_float32_matches_the_float64_exact_gelu(rng):
+    x64 = rng.standard_normal((300, 70)) * 3
+    g64 = rng.standard_normal(x64.shape)
+    outs = {}
+    for dtype in (np.float32, np.float64):
+        x = mg.tensor(x64, dtype=dtype, requires_grad=True)
+        y = F.gelu(x)
+        y.backward(g64.astype(dtype))
+        assert y.dtype == dtype and x.grad.dtype == dtype
+        outs[dtype] = (y.numpy().astype(np.float64), x.grad.astype(np.float64))
+    for a, b in zip(outs[np.float32], outs[np.float64]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+def _run(fn, inputs, threads):
+    """fn's output and input gradients (loss: sum of output * fixed weights) with ``threads`` threads."""
+    _set_threads(threads)
+    tensors = [mg.tensor(a, requires_grad=True) for a in inputs]
+    out = fn(*tensors)
+    weights = np.random.default_rng(7).standard_normal(out.shape).astype(out.dtype)
+    out.backward(weights)
+    return [out.numpy()] + [t.grad for t in tensors]
+
+
+CASES = {
+    "relu": (lambda x: F.relu(x), [(5, 6, 7)]),
+    "gelu": (lambda x: F.gelu(x), [(40, 33)]),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, (12,), w, b), [(9, 300, 12), (12,), (12,)]),
+    "linear": (lambda x, w, b: F.linear(x, w, b), [(7, 5, 6), (4, 6), (4,)]),
+    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(5, 3, 9, 8), (4, 3, 3, 3), (4,)]),
+    "conv2d_chain": (lambda x, w: F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2),
+                     [(6, 2, 8, 8), (4, 2, 3, 3)]),
+    "max_pool2d_overlap": (lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(4, 5, 9, 9)]),
+    "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2), [(5, 3, 4, 4), (3, 2, 3, 3), (2,)]),
+    "attention": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [(5, 2, 6, 4)] * 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_split_work_gives_the_single_thread_result(split_everything, name, monkeypatch):
+    from minigrad.ops import im2col
+
+    monkeypatch.setattr(im2col, "CACHE_BLOCK_BYTES", 64)  # several sample blocks in col2im
+    monkeypatch.setattr(attention, "_CHUNK_BYTES", 1)     # one sample per attention chunk
+    fn, shapes = CASES[name]
+    rng = np.random.default_rng(3)
+    inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    single = _run(fn, inputs, 1)
+    split = _run(fn, inputs, 3)
+    for a, b in zip(single, split):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_elementwise_splits_with_broadcast_operands(split_everything):
+    _set_threads(3)
+    a = np.arange(24.0).reshape(4, 6)
+    out = parallel.elementwise(lambda o, x, b: np.add(x, b, out=o), np.empty_like(a), a, np.ones((4, 1)))
+    np.testing.assert_array_equal(out, a + 1)
+    column_major = np.asfortranarray(a)
+    assert parallel.split_axis(column_major, 3) == 1  # the outer axis in memory
+    out = parallel.elementwise(lambda o, x, s: np.multiply(x, s, out=o),
+                               parallel.empty_like_layout(column_major), column_major, 2.0)
+    np.testing.assert_array_equal(out, 2 * a)
+
+
+def test_run_parts_reraises_and_does_not_nest(split_everything):
+    _set_threads(2)
+
+    def failing(i):
+        if i == 1:
+            raise RuntimeError("worker failed")
+
+    with pytest.raises(RuntimeError, match="worker failed"):
+        parallel.run_parts(failing, 2)
+    seen = []
+
+    def outer(i):
+        assert parallel.parts_for(1 << 30) == 1  # inside a share, work is not split again
+        parallel.run_parts(lambda j: seen.append((i, j)), 2)
+
+    parallel.run_parts(outer, 2)
+    assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]

@@ -15,33 +15,17 @@ Everything runs side by side in one process, steps interleaved, medians reported
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import autospec  # noqa: E402
+from _timing import interleaved_medians, set_threads  # noqa: E402
 import minigrad as mg  # noqa: E402
 from minigrad import nn, optim  # noqa: E402
-
-
-def set_threads(n):
-    """Same thread count for NumPy's BLAS and PyTorch."""
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
 
 
 def make_data(n, features=784, seed=0):
@@ -109,30 +93,15 @@ def torch_naive_step(X, labels, width, state_dict, lr=1e-3):
     return step
 
 
-def interleaved_medians(fns, repeats, warmup=2):
-    """Median seconds of each zero-argument callable, run in alternating order."""
-    for f in fns:
-        for _ in range(warmup):
-            f()
-    times = [[] for _ in fns]
-    for r in range(repeats):
-        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
-        for i in order:
-            t0 = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
-
-
-def part_ab(n, width, repeats, skip_torch):
+def part_ab(n, width, repeats, skip_torch, clock):
     X, labels = make_data(n)
     plain, intro, spec, model = minigrad_steps(X, labels, width)
     fns = [plain, intro]
     if not skip_torch:
         fns.append(torch_naive_step(X, labels, width, model.state_dict()))
-    med = interleaved_medians(fns, repeats)
+    med = interleaved_medians(fns, repeats, clock=clock)
     print(f"MLP autoencoder 784 -> {width} -> 784, N={n}, full batch, float32, groups HC/SZ, "
-          f"spectra of G, A, D for both weights every step ({repeats} repeats, medians)")
+          f"spectra of G, A, D for both weights every step ({repeats} repeats, medians of {clock} time)")
     print(f"  plain minigrad step        {med[0] * 1e3:9.2f} ms")
     print(f"  introspected minigrad step {med[1] * 1e3:9.2f} ms")
     print(f"  (a) introspected / plain   {med[1] / med[0]:9.2f}x   (target <= 1.5)")
@@ -143,14 +112,14 @@ def part_ab(n, width, repeats, skip_torch):
     print(f"  spectra time inside the introspected step: median {np.median(seconds) * 1e3:.2f} ms")
 
 
-def part_c(sizes, widths, repeats):
+def part_c(sizes, widths, repeats, clock):
     print("(c) scaling: median step times (ms) and introspected/plain ratio")
     print(f"  {'N':>6} {'width':>6} {'plain':>10} {'introspected':>13} {'ratio':>7}")
     for width in widths:
         for n in sizes:
             X, labels = make_data(n)
             plain, intro, _, _ = minigrad_steps(X, labels, width)
-            p, i = interleaved_medians([plain, intro], repeats, warmup=1)
+            p, i = interleaved_medians([plain, intro], repeats, warmup=1, clock=clock)
             print(f"  {n:>6} {width:>6} {p * 1e3:>10.2f} {i * 1e3:>13.2f} {i / p:>7.2f}")
 
 
@@ -165,11 +134,13 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000, 16000])
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--scaling-repeats", type=int, default=3)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time (robust on a busy machine; use with --threads 1)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    part_ab(args.n, args.width, args.repeats, args.skip_torch)
+    part_ab(args.n, args.width, args.repeats, args.skip_torch, args.clock)
     if not args.skip_scaling:
-        part_c(args.sizes, args.widths, args.scaling_repeats)
+        part_c(args.sizes, args.widths, args.scaling_repeats, args.clock)
 
 
 if __name__ == "__main__":

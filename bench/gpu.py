@@ -13,15 +13,15 @@ the batch and two groups, every step. Medians of interleaved repeats.
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import autospec  # noqa: E402
+from _timing import interleaved_medians as medians  # noqa: E402
 import minigrad as mg  # noqa: E402
 from minigrad import backend, nn, optim  # noqa: E402
 
@@ -157,19 +157,6 @@ def torch_step(name, X, Y, loss_kind):
         torch.cuda.synchronize()
 
     return step
-
-
-def medians(fns, repeats, warmup=3):
-    for f in fns:
-        for _ in range(warmup):
-            f()
-    times = [[] for _ in fns]
-    for r in range(repeats):
-        for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
-            t0 = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def device_name():

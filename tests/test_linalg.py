@@ -12,7 +12,6 @@ inputs: of the float32 numbers, upcast), with a tolerance stated per method:
   floor = 4 sqrt(max(m, n)) eps(work) scale: the criterion topk_svdvals documents.
 """
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest

@@ -110,26 +110,34 @@ class _Attention:
         self.scale = dt.type(1 / math.sqrt(d))
         self.k = k
 
-        # scores minus the row bound in one matmul: [q / sqrt(d), -c] [k, 1]^T
-        self.q_aug = xp.empty((n, h, lq, d + 1), dt)
-        self.qs = self.q_aug[..., :d]                                   # q / sqrt(d)
-        xp.multiply(q, self.scale, out=self.qs)
-        k_norm_max = xp.sqrt(xp.einsum("nhld,nhld->nhl", k, k).max(axis=-1))          # (N, H)
-        bound = xp.sqrt(xp.einsum("nhld,nhld->nhl", self.qs, self.qs)) * k_norm_max[..., None]
-        xp.negative(bound, out=self.q_aug[..., d])
-        self.kt_aug = xp.empty((n, h, d + 1, lk), dt)
-        self.kt_aug[..., :d, :] = k.swapaxes(-1, -2)
-        self.kt_aug[..., d, :] = 1
-        # [v, 1] with masked keys zeroed: they drop out of E v, of the row sums and of dS
-        self.v_aug = xp.empty((n, h, lk, dv + 1), dt)
-        self.v_aug[..., :dv] = v
-        self.v_aug[..., dv] = 1
-        if keep is not None:
-            self.v_aug *= keep[:, None, :, None]
-
         # samples per chunk: the chunk's scores stay in cache between the matmuls and exp
         per_sample = h * lq * lk * dt.itemsize
         self.chunk = n if xp is not np else max(1, min(n, _CHUNK_BYTES // max(per_sample, 1)))
+
+        # scores minus the row bound in one matmul: [q / sqrt(d), -c] [k, 1]^T
+        self.q_aug = xp.empty((n, h, lq, d + 1), dt)
+        self.qs = self.q_aug[..., :d]                                   # q / sqrt(d)
+        self.kt_aug = xp.empty((n, h, d + 1, lk), dt)
+        # [v, 1] with masked keys zeroed: they drop out of E v, of the row sums and of dS
+        self.v_aug = xp.empty((n, h, lk, dv + 1), dt)
+
+        def prepare(sl):
+            qs, ks = self.qs[sl], k[sl]
+            xp.multiply(q[sl], self.scale, out=qs)
+            k_norm_max = xp.sqrt(xp.einsum("nhld,nhld->nhl", ks, ks).max(axis=-1))          # (n, H)
+            bound = xp.sqrt(xp.einsum("nhld,nhld->nhl", qs, qs)) * k_norm_max[..., None]
+            xp.negative(bound, out=self.q_aug[sl, ..., d])
+            self.kt_aug[sl, ..., :d, :] = ks.swapaxes(-1, -2)
+            self.kt_aug[sl, ..., d, :] = 1
+            self.v_aug[sl, ..., :dv] = v[sl]
+            self.v_aug[sl, ..., dv] = 1
+            if keep is not None:
+                self.v_aug[sl] *= keep[sl, None, :, None]
+
+        # one range of samples per thread (cache-sized chunks only pay off around the scores)
+        parts = parallel.parts_for(self.q_aug.nbytes * 3, xp)
+        ranges = parallel.ranges(n, parts)
+        parallel.run_parts(lambda i: prepare(ranges[i]), len(ranges))
 
     def _run_chunks(self, work):
         """Call ``work(slice)`` on every chunk of samples, split over minigrad's threads on the CPU."""

@@ -65,7 +65,7 @@ _ERF_P = (1.1283790328601764, 0.19193241151311086, 0.05296562297095941, 0.003836
 _ERF_Q = (1.0, 0.5034274538046698, 0.11475450049331351, 0.015108381515633672,
           0.0011816163914941276, 3.822938176376789e-05)
 _ERF_CLIP = 3.9
-_CHUNK = 1 << 14  # elements per chunk: its float64 temporaries stay in cache between the passes
+_CHUNK = 1 << 15  # elements per chunk: its float64 temporaries stay in cache between the passes
 
 
 def _erf_rational(x, out):

@@ -6,10 +6,10 @@ import numpy as np
 from ._util import result, scatter_add
 from .. import backend, parallel
 
-# LayerNorm on the CPU works on blocks of rows of about this many elements: they stay in cache
-# across the passes, and each row reduction is a matrix-vector product small enough that BLAS
-# runs it on the calling thread (the blocks themselves are split over minigrad's threads).
-_LN_BLOCK_ELEMENTS = 8192
+# LayerNorm on the CPU works on blocks of rows of at most about this many elements (they stay in
+# cache across the passes; much smaller blocks cost more in per-call overhead than they save),
+# as many blocks as a multiple of minigrad's threads, which split them.
+_LN_BLOCK_ELEMENTS = 1 << 16
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -71,7 +71,10 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
     bd = bias.data.reshape(width) if bias is not None else None
     inv_width = np.full(width, 1.0 / width, dtype=dt)
     eps = dt.type(eps)
-    step = max(1, _LN_BLOCK_ELEMENTS // width)
+    threads = parallel.parts_for(x2.nbytes)
+    count = -(-x2.size // _LN_BLOCK_ELEMENTS)
+    count = max(1, min(rows, -(-count // threads) * threads))
+    step = -(-rows // count)
     blocks = [slice(a, min(rows, a + step)) for a in range(0, rows, step)]
     xhat = np.empty_like(x2)
     rstd = np.empty((rows, 1), dt)
@@ -137,7 +140,8 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
 
 def _run_blocks(work, items, nbytes):
     if parallel.parts_for(nbytes) > 1:
-        parallel.run_items(work, items)
+        with parallel.blas_single_threaded():  # each thread runs its own row reductions
+            parallel.run_items(work, items)
     else:
         for item in items:
             work(item)

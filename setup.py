@@ -18,6 +18,7 @@ setup(
         "scikit-learn>=1.2",  # bundled handwritten digits, the offline MNIST stand-in
         "nibabel>=5.0",       # NIfTI loaders for real neuroimaging data
         "tqdm>=4.60",         # progress bars on long runs and sweeps
+        "threadpoolctl>=3",   # one thread setting for BLAS and minigrad's pool (mg.set_num_threads)
         "tomli>=2.0; python_version<'3.11'",
     ],
     extras_require={

@@ -11,9 +11,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "svdvals": ("linalg", "svdvals"),
     "gradient_svdvals": ("linalg", "gradient_svdvals"),
+    "topk_svdvals": ("linalg", "topk_svdvals"),
+    "TopKTracker": ("linalg", "TopKTracker"),
+    "NonFiniteError": ("linalg", "NonFiniteError"),
     "Record": ("record", "Record"),
     "RecordError": ("record", "RecordError"),
     "load_record": ("record", "load_record"),
+    "from_npz": ("record", "from_npz"),
     "Introspector": ("introspect", "Introspector"),
     "PRESETS": ("introspect", "PRESETS"),
 }

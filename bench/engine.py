@@ -16,6 +16,12 @@ The interquartile range (as % of the median) says how noisy each side was.
     python bench/engine.py --only mlp       # cases whose module or name contains "mlp"
     python bench/engine.py --threads 1 --repeats 50 --json out.json
 """
+import os
+
+# OpenBLAS workers otherwise spin long after each GEMM and steal the core PyTorch needs:
+# without this the 2-thread comparison is unfair (to PyTorch).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import argparse
 import glob
 import importlib.util
@@ -137,6 +143,10 @@ def main(argv=None):
         parser.error("--threads, --repeats and --warmup must be positive")
 
     sys.path.insert(0, ROOT)
+    import minigrad
+
+    minigrad.set_num_threads(args.threads)
+    minigrad.parallel.keep_freed_memory()
     import numpy as np
     import torch
     from threadpoolctl import threadpool_limits

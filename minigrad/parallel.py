@@ -171,6 +171,46 @@ def elementwise(fn, out, *operands):
     return out
 
 
+# inner-dimension block of matmul_split_inner: both operands' blocks together about this size
+_INNER_BLOCK_BYTES = 1 << 19
+
+
+def matmul_split_inner(a, b):
+    """``a @ b`` for 2-D NumPy arrays with a long inner dimension and a small result (e.g. a
+    weight gradient summed over every position), in cache-sized blocks of the inner dimension.
+
+    BLAS runs such skinny products several times below its speed on cache-sized blocks, and
+    splits only the result's rows and columns over threads; here the blocks are multiplied
+    one by one (on one BLAS thread each, the blocks split over minigrad's threads) and added.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if not isinstance(a, np.ndarray) or m * n > k:
+        return a @ b
+    step = max(1024, _INNER_BLOCK_BYTES // ((m + n) * a.itemsize))
+    if k < 2 * step:
+        return a @ b
+    parts = parts_for(a.nbytes + b.nbytes)
+    shares = ranges(-(-k // step), parts)  # blocks of the inner dimension, a run per thread
+    partial = [None] * len(shares)
+
+    def work(i):
+        blocks = shares[i]
+        total = None
+        for j in range(blocks.start, blocks.stop):
+            sl = slice(j * step, min(k, (j + 1) * step))
+            p = a[:, sl] @ b[sl]
+            total = p if total is None else np.add(total, p, out=total)
+        partial[i] = total
+
+    with blas_single_threaded():
+        run_parts(work, len(shares))
+    total = partial[0]
+    for p in partial[1:]:
+        total += p
+    return total
+
+
 def empty_like_layout(a, dtype=None):
     """An uninitialized array of ``a``'s shape whose axes lie in memory in ``a``'s order."""
     dtype = a.dtype if dtype is None else np.dtype(dtype)
@@ -213,5 +253,35 @@ def _cached_blas():
     return _blas_cache["libs"]
 
 
-__all__ = ["set_num_threads", "get_num_threads", "elementwise", "run_parts", "run_items", "ranges",
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
+
+
+def keep_freed_memory(enabled=True):
+    """Let glibc's malloc keep freed memory for reuse instead of returning it to the system.
+
+    By default every array over a few hundred KiB is mapped fresh from the kernel and given
+    back when freed, so each training step page-faults (and zero-fills) all its large
+    temporaries again, on one core at a time. With ``enabled`` the heap serves arrays up to
+    32 MiB and keeps up to 1 GiB of freed memory (the process's memory then stays at its
+    peak); ``enabled=False`` puts back glibc's initial values (128 KiB each, without its
+    self-tuning of the mapping threshold). Returns True when glibc accepted the settings, False
+    where the C library has no ``mallopt`` (nothing changed). Process-wide: PyTorch's CPU
+    tensors are affected alike.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    if enabled:
+        settings = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
+    else:
+        settings = ((_M_MMAP_THRESHOLD, 128 << 10), (_M_TRIM_THRESHOLD, 128 << 10), (_M_TOP_PAD, 128 << 10))
+    return all(mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in settings)
+
+
+__all__ = ["keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "elementwise", "run_parts", "run_items", "ranges",
            "parts_for", "split_axis", "empty_like_layout", "blas_single_threaded", "MIN_SPLIT_BYTES"]

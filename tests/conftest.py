@@ -22,6 +22,10 @@ try:
 except ImportError:  # pragma: no cover
     pass
 
+import minigrad  # noqa: E402
+
+minigrad.set_num_threads(1)  # minigrad's own worker pool too
+
 TEST_DEVICES = ["cpu"]
 if os.environ.get("MINIGRAD_TEST_DEVICE", "cpu").lower().startswith("cuda"):
     TEST_DEVICES.append("cuda")

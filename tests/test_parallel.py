@@ -16,13 +16,17 @@ def split_everything(monkeypatch):
     previous = mg.get_num_threads()
     monkeypatch.setattr(parallel, "MIN_SPLIT_BYTES", 0)
     yield
-    parallel._state["n"] = previous  # not set_num_threads: that would also reset BLAS
+    _set_threads(previous)  # not set_num_threads: that would also change BLAS's threads
     for lib, n in blas:
         lib.set_num_threads(n)
 
 
 def _set_threads(n):
-    parallel._state["n"] = n  # the Python pool only: BLAS threads do not change results here
+    """minigrad's worker count only (BLAS threads do not change results here)."""
+    pool = parallel._state["pool"]
+    if pool is not None:
+        pool.shutdown(wait=True)
+    parallel._state.update(n=n, pool=None)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
@@ -96,6 +100,9 @@ CASES = {
                      [(6, 2, 8, 8), (4, 2, 3, 3)]),
     "max_pool2d_overlap": (lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(4, 5, 9, 9)]),
     "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2), [(5, 3, 4, 4), (3, 2, 3, 3), (2,)]),
+    "upsample_then_conv": (lambda x, w: F.conv2d(F.upsample_nearest(x, 2), w, padding=1),
+                           [(3, 4, 5, 5), (2, 4, 3, 3)]),
+    "avg_pool2d": (lambda x: F.avg_pool2d(x, 2, padding=1, count_include_pad=False), [(3, 4, 7, 7)]),
     "attention": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [(5, 2, 6, 4)] * 3),
 }
 
@@ -144,3 +151,28 @@ def test_run_parts_reraises_and_does_not_nest(split_everything):
 
     parallel.run_parts(outer, 2)
     assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_keep_freed_memory_toggles_malloc_settings():
+    import platform
+
+    kept = parallel.keep_freed_memory()
+    try:
+        assert isinstance(kept, bool)
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            assert kept
+        a = np.ones((512, 1024), np.float32)  # allocations still work either way
+        assert float(a.sum()) == 512 * 1024
+    finally:
+        assert parallel.keep_freed_memory(False) == kept
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_matmul_split_inner_equals_the_plain_product(split_everything, threads):
+    _set_threads(threads)
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((3, 5000))
+    b = rng.standard_normal((2, 5000)).T  # a transposed view, as conv's backward passes it
+    np.testing.assert_allclose(parallel.matmul_split_inner(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    small = rng.standard_normal((4, 10))
+    np.testing.assert_array_equal(parallel.matmul_split_inner(small, small.T), small @ small.T)

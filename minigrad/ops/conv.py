@@ -22,6 +22,8 @@ Outputs are channel-major in memory, (C, N, *S), seen as an (N, C, *S) view: the
 GEMM writes them that way, elementwise ops and pooling keep that order, and the
 next im2col and the backward GEMMs read them without copies (minigrad/ops/im2col.py).
 """
+import math
+
 import numpy as np
 
 from .. import parallel
@@ -105,22 +107,6 @@ def from_channel_major(mat, n, spatial):
     return xp.swapaxes(mat.reshape((mat.shape[0], n) + tuple(spatial)), 0, 1)
 
 
-def _add_bias(out2, b):
-    """out2 (c_out, M) += b[:, None], in place (split over threads on the CPU)."""
-    if get_array_module(out2) is np:
-        parallel.elementwise(lambda o, bb: np.add(o, bb, out=o), out2, b[:, None])
-    else:
-        out2 += b[:, None]
-
-
-def row_sums(mat):
-    """Row sums of a 2-D array as one BLAS matrix-vector product (faster than NumPy's sum on the CPU)."""
-    xp = get_array_module(mat)
-    if xp is not np:
-        return mat.sum(axis=1)
-    return mat @ np.ones(mat.shape[1], dtype=mat.dtype)
-
-
 def _per_position(mat, n):
     """(F, N * P) matrix -> (N, P, F) view: a factor in the layout of the paper's eq. (1)."""
     return mat.reshape(mat.shape[0], n, -1).transpose(1, 2, 0)
@@ -149,23 +135,37 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"(spatial size {in_shape}, padding {pads}); the output would be empty")
     n, c_out = x.shape[0], weight.shape[0]
     xd, w2 = x.data, weight.data.reshape(c_out, -1)
-    col = im2col(xd, kernel, stride, pads, dilation, out_shape)
-    a2 = col.reshape(w2.shape[1], -1)                          # (c_in*prod(k), N*P), a view
-    out2 = w2 @ a2                                             # (c_out, N*P): one GEMM
-    if bias is not None:
-        _add_bias(out2, bias.data)
+    fan_in = w2.shape[1]
+    xp = x.xp
+    # The bias rides along in the GEMMs: a row of ones under the patches and the bias as an extra
+    # weight column give out = [W, b] [A; 1] and, in backward, [A; 1] D^T = [grad W^T; grad b]
+    # (no separate passes over the output for adding the bias and summing its gradient).
+    fused = bias is not None
+    col_aug = xp.empty((fan_in + fused, n * math.prod(out_shape)), dtype=xd.dtype)
+    col = im2col(xd, kernel, stride, pads, dilation, out_shape,
+                 out=col_aug[:fan_in].reshape((x.shape[1],) + tuple(kernel) + (n,) + tuple(out_shape)))
+    a2 = col.reshape(fan_in, -1)                               # (c_in*prod(k), N*P), a view
+    if fused:
+        col_aug[fan_in] = 1
+        out2 = xp.concatenate([w2, bias.data[:, None]], axis=1) @ col_aug   # (c_out, N*P): one GEMM
+    else:
+        out2 = w2 @ a2
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
         d2 = channel_major(g)                                  # D as (c_out, N*P)
         gx = gw = gb = None
-        if weight.requires_grad:
-            gw = (a2 @ d2.T).T.reshape(weight.shape)           # this operand order is the faster GEMM
-            hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
+        want_b = fused and bias.requires_grad
+        if weight.requires_grad or want_b:
+            # this operand order is the faster GEMM; with the bias, its gradient is the last row
+            prod = parallel.matmul_split_inner(col_aug if want_b else a2, d2.T)  # (fan_in [+ 1], c_out)
+            if weight.requires_grad:
+                gw = prod[:fan_in].T.reshape(weight.shape)
+                hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
+            if want_b:
+                gb = prod[fan_in].copy()
         if x.requires_grad:
             gx = col2im_of_product(w2.T, d2, n, x.shape[1], kernel, in_shape, out_shape, stride, pads, dilation)
-        if bias is not None and bias.requires_grad:
-            gb = row_sums(d2)
         return (gx, gw) if bias is None else (gx, gw, gb)
 
     return result(from_channel_major(out2, n, out_shape), parents, backward)
@@ -212,7 +212,11 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     # (N, c_out, *out): col2im of the (c_out*prod(k), N*P_in) product, a view of a fresh buffer
     out = col2im_of_product(w2.T, a2, n, c_out, kernel, out_shape, in_shape, stride, pads, dilation)
     if bias is not None:
-        out += bias.data.reshape((c_out,) + (1,) * d)
+        b = bias.data.reshape((c_out,) + (1,) * d)
+        if get_array_module(out) is np:
+            parallel.elementwise(lambda o, bb: np.add(o, bb, out=o), out, b)
+        else:
+            out += b
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):

@@ -4,6 +4,7 @@ Large NumPy arrays are worked on in chunks split over minigrad's threads
 (:mod:`minigrad.parallel`); CuPy arrays in one go.
 """
 import math
+import threading
 
 import numpy as np
 
@@ -65,15 +66,27 @@ _ERF_P = (1.1283790328601764, 0.19193241151311086, 0.05296562297095941, 0.003836
 _ERF_Q = (1.0, 0.5034274538046698, 0.11475450049331351, 0.015108381515633672,
           0.0011816163914941276, 3.822938176376789e-05)
 _ERF_CLIP = 3.9
-_CHUNK = 1 << 15  # elements per chunk: its float64 temporaries stay in cache between the passes
+# elements per chunk: big enough that the per-call overhead (and, over threads, the GIL hand-offs
+# between NumPy calls) stays small, small enough that the float64 temporaries stay in cache
+_CHUNK = 1 << 16
+_scratch = threading.local()
+
+
+def _float64_scratch(size):
+    """Four float64 work arrays of at least ``size`` elements, kept per thread and reused."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None or bufs[0].size < size:
+        bufs = _scratch.bufs = tuple(np.empty(max(size, _CHUNK)) for _ in range(4))
+    return tuple(b[:size] for b in bufs)
 
 
 def _erf_rational(x, out):
     """out[:] = erf(x) for 1-D float32 arrays (the rational fit, in float64 temporaries)."""
-    v = np.clip(x, -_ERF_CLIP, _ERF_CLIP, dtype=np.float64)
-    t = v * v
-    p = t * _ERF_P[5]
-    q = t * _ERF_Q[5]
+    v, t, p, q = _float64_scratch(x.size)
+    np.clip(x, -_ERF_CLIP, _ERF_CLIP, out=v)
+    np.multiply(v, v, out=t)
+    np.multiply(t, _ERF_P[5], out=p)
+    np.multiply(t, _ERF_Q[5], out=q)
     for cp, cq in zip(_ERF_P[4:0:-1], _ERF_Q[4:0:-1]):
         p += cp
         p *= t

@@ -94,18 +94,22 @@ def _pad_channel_major(x, padding):
     return buf
 
 
-def im2col(x, kernel, stride, padding, dilation, out_shape=None):
+def im2col(x, kernel, stride, padding, dilation, out_shape=None, out=None):
     """Unfold ``x`` (N, C, *S) into ``col`` (C, *kernel, N, *out), C-contiguous.
 
     ``padding`` is a tuple of (before, after) pairs. ``out_shape`` may name fewer
     output positions than fit (ConvTranspose with large output_padding needs that).
+    ``out``: a C-contiguous array of that shape to fill (else a new one).
     On the CPU, large unfoldings are split over minigrad's threads by samples.
     """
     xp = get_array_module(x)
     if out_shape is None:
         out_shape = output_shape(x.shape[2:], kernel, stride, padding, dilation)
     n, c = x.shape[0], x.shape[1]
-    col = xp.empty((c,) + tuple(kernel) + (n,) + tuple(out_shape), dtype=x.dtype)
+    shape = (c,) + tuple(kernel) + (n,) + tuple(out_shape)
+    if out is not None and (tuple(out.shape) != shape or out.dtype != x.dtype):
+        raise ValueError(f"im2col: out must have shape {shape} and dtype {x.dtype}, got {out.shape} {out.dtype}")
+    col = xp.empty(shape, dtype=x.dtype) if out is None else out
     windows = list(window_slices(kernel, stride, dilation, out_shape))
     lead = (slice(None),) * (1 + len(kernel))
 

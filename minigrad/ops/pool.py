@@ -240,15 +240,31 @@ def upsample_nearest(x, scale_factor, *, dims=None):
     n, c, spatial = xd.shape[0], xd.shape[1], xd.shape[2:]
     out = _alloc_like(xd, (n, c) + tuple(size * s for size, s in zip(spatial, scales)))
     # output element (i1 * s1 + o1, ...) copies input element (i1, ...): one strided slice per offset o
-    copies = [(slice(None), slice(None)) + tuple(slice(o, None, s) for o, s in zip(offset, scales))
+    copies = [tuple(slice(o, None, s) for o, s in zip(offset, scales))
               for offset in itertools.product(*(range(s) for s in scales))]
-    for win in copies:
-        out[win] = xd
+    xp = x.xp
+
+    def spread(lead):
+        src, dst = xd[lead], out[lead]
+        for win in copies:
+            dst[(slice(None), slice(None)) + win] = src
+
+    _run_split(spread, _split_lead(out, xp))
 
     def backward(g):
-        gx = g[copies[0]] + g[copies[1]] if len(copies) > 1 else g[copies[0]].copy()
-        for win in copies[2:]:
-            gx += g[win]
+        gx = _alloc_like(xd, xd.shape, dtype=g.dtype)
+
+        def gather(lead):
+            gl, dst = g[lead], gx[lead]
+            wins = [(slice(None), slice(None)) + win for win in copies]
+            if len(wins) == 1:
+                dst[...] = gl[wins[0]]
+                return
+            xp.add(gl[wins[0]], gl[wins[1]], out=dst)
+            for win in wins[2:]:
+                dst += gl[win]
+
+        _run_split(gather, _split_lead(gx, xp))
         return (gx,)
 
     return result(out, (x,), backward)

@@ -36,9 +36,10 @@ _UNSET = object()
 
 
 def _select_layers(model, layers):
+    """(chosen parameter names or None for all, names given without wildcards)."""
     names = [n for n, _ in model.named_parameters()]
     if layers is None:
-        return None
+        return None, []
     if isinstance(layers, str):
         layers = [layers]
     chosen = []
@@ -47,7 +48,9 @@ def _select_layers(model, layers):
         if not hits:
             raise ValueError(f"layer {pattern!r} matches no parameter of the model; its parameters are {names}")
         chosen.extend(h for h in hits if h not in chosen)
-    return chosen
+    # names given without wildcards must hand out factors; patterns may match biases too
+    explicit = [n for n in layers if not any(c in n for c in "*?[")]
+    return chosen, explicit
 
 
 class Introspector:
@@ -85,11 +88,8 @@ class Introspector:
         self.model = model
         self.quantities, self.k, self.every = quantities, settings["k"], int(every)
         self.positions, self.per_sample, self.method = settings["positions"], bool(settings["per_sample"]), method
-        self.layers = _select_layers(model, layers)
+        self.layers, self._explicit = _select_layers(model, layers)
         self._order = [n for n, _ in model.named_parameters()]
-        # names given without wildcards must hand out factors; patterns may match biases too
-        self._explicit = [n for n in ([layers] if isinstance(layers, str) else layers or [])
-                          if not any(c in n for c in "*?[")]
         self.steps_seen = 0
         self._layer_state = OrderedDict()
         self._sample_groups_set = False

@@ -5,6 +5,7 @@ top-k iteration (one per layer, quantity and group) and the spectra of activatio
 that did not change (the first layer's A under full-batch training).
 """
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -78,6 +79,25 @@ class _ConstantCache:
         return values
 
 
+class _Part(NamedTuple):
+    """One subset of the batch (the whole batch or a group): its factors, and with positions as rows."""
+
+    label: object
+    A: object   # (n, P, in)
+    D: object   # (n, P, out)
+    A2: object  # (n * P, in)
+    D2: object  # (n * P, out)
+
+    @classmethod
+    def select(cls, label, selector, A, D):
+        A_s, D_s = A[selector], D[selector]
+        return cls(label, A_s, D_s, A_s.reshape(-1, A.shape[2]), D_s.reshape(-1, D.shape[2]))
+
+    @property
+    def rows(self):
+        return self.A2.shape[0]
+
+
 class LayerSpectra:
     """Computes the spectra one layer contributes to a record step."""
 
@@ -113,11 +133,11 @@ class LayerSpectra:
             return linalg.svdvals(X, k, method="exact")
         return values
 
-    def _factor_spectra(self, q, parts, fin, fout, P):
+    def _factor_spectra(self, q, parts, fin, fout):
         out = {}
-        for label, A2, D2, _, _, n_s in parts:
-            k = self._k(min(fin, fout, n_s * P))
-            out[(self.name, q, label, None)] = self._factor_values((q, label), A2 if q == "A" else D2, k)
+        for part in parts:
+            k = self._k(min(fin, fout, part.rows))
+            out[(self.name, q, part.label, None)] = self._factor_values((q, part.label), getattr(part, q + "2"), k)
         return out
 
     def _positions(self, P):
@@ -145,26 +165,18 @@ class LayerSpectra:
         if not (_all_finite(A) and _all_finite(D)):
             return self._nonfinite(N, P, fin, fout, everyone)
         out = {}
-        parts = []
-        for label, sel in everyone:
-            A_s, D_s = A[sel], D[sel]
-            n_s = selector_size(sel, N)
-            parts.append((label, A_s.reshape(n_s * P, fin), D_s.reshape(n_s * P, fout), A_s, D_s, n_s))
+        parts = [_Part.select(label, sel, A, D) for label, sel in everyone]
         if "G" in self.quantities:
             out.update(self._gradient(parts, fin, fout, partition=bool(subsets)))
-        for q in ("A", "D"):
-            if q not in self.quantities:
-                continue
-            if q == "A":
-                # One equality check of the whole batch covers its groups too (same selectors).
-                values = self._constant.get("A", A, lambda: self._factor_spectra("A", parts, fin, fout, P),
-                                            tag=_selectors_tag(subsets))
-            else:
-                values = self._factor_spectra("D", parts, fin, fout, P)
-            out.update(values)
+        if "A" in self.quantities:
+            # One equality check of the whole batch covers its groups too (same selectors).
+            out.update(self._constant.get("A", A, lambda: self._factor_spectra("A", parts, fin, fout),
+                                          tag=_selectors_tag(subsets)))
+        if "D" in self.quantities:
+            out.update(self._factor_spectra("D", parts, fin, fout))
         for p in self._positions(P):
-            for label, _, _, A_s, D_s, n_s in parts:
-                out.update(self._position(p, label, A_s[:, p, :], D_s[:, p, :]))
+            for part in parts:
+                out.update(self._position(p, part.label, part.A[:, p, :], part.D[:, p, :]))
         per_sample = self._per_sample(A, D) if self.per_sample else None
         return out, per_sample
 
@@ -172,22 +184,20 @@ class LayerSpectra:
         """Spectra of G for the batch and each group (eq. 5); group G's sum to the batch's."""
         out = {}
         share = (self.g_method in ("auto", "direct", "exact") and fin * fout <= _SHARE_G_MAX_ENTRIES
-                 and all(A2.shape[0] >= min(fin, fout) for _, A2, _, _, _, _ in parts))
+                 and all(part.rows >= min(fin, fout) for part in parts))
         if share:
-            mats = {}
-            for label, A2, D2, _, _, _ in parts[1:] if partition else parts:
-                mats[label] = A2.T @ D2
+            mats = {part.label: part.A2.T @ part.D2 for part in (parts[1:] if partition else parts)}
             if partition:
                 mats[None] = sum(mats.values())  # the groups partition the batch
             method = "exact" if self.g_method == "exact" else "auto"
-            for label, A2, _, _, _, _ in parts:
-                k = self._k(min(fin, fout, A2.shape[0]))
-                out[(self.name, "G", label, None)] = linalg.svdvals(mats[label], k, method=method)
+            for part in parts:
+                k = self._k(min(fin, fout, part.rows))
+                out[(self.name, "G", part.label, None)] = linalg.svdvals(mats[part.label], k, method=method)
             return out
-        for label, A2, D2, _, _, _ in parts:
-            k = self._k(min(fin, fout, A2.shape[0]))
-            method = self.g_method if self.g_method != "exact" else "direct"
-            out[(self.name, "G", label, None)] = linalg.gradient_svdvals(A2, D2, k, method=method)
+        method = self.g_method if self.g_method != "exact" else "direct"
+        for part in parts:
+            k = self._k(min(fin, fout, part.rows))
+            out[(self.name, "G", part.label, None)] = linalg.gradient_svdvals(part.A2, part.D2, k, method=method)
         return out
 
     def _position(self, p, label, A_p, D_p):

@@ -1,4 +1,4 @@
-"""Shared timing helpers for the bench scripts: interleaved medians, thread pinning."""
+"""Shared timing helpers for the bench scripts: medians of blocked repeats, thread pinning."""
 import statistics
 import time
 
@@ -21,20 +21,35 @@ def set_threads(n):
         pass
 
 
-def interleaved_medians(fns, repeats, warmup=2, clock="wall"):
-    """Median time of each zero-argument callable, run in alternating order after a warm-up.
+def blocked_times(fns, repeats, block=5, warmup=2, clock="wall"):
+    """Per-call times (one list per callable) of ``repeats`` timed calls each, run in blocks.
 
-    clock="cpu" counts this process's CPU time (robust on a machine shared with other jobs,
-    meaningful with one thread); "wall" counts elapsed time.
+    Each round runs every callable for one untimed call and then ``block`` timed calls,
+    in alternating order from round to round. Blocks rather than strict alternation: a
+    library's worker threads keep spinning for a while after its call returns (OpenMP's
+    and OpenBLAS's wait policies), and with strict alternation they steal the cores the
+    other side's next call needs, which measures the interference, not the libraries.
+    The untimed call lets the previous side's threads settle; alternating rounds and
+    medians keep slow drift of a shared machine out of the ratio.
+    clock="cpu" counts this process's CPU time (meaningful with one thread); "wall" elapsed time.
     """
     now = CLOCKS[clock]
     for f in fns:
         for _ in range(warmup):
             f()
     times = [[] for _ in fns]
-    for r in range(repeats):
-        for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
-            t0 = now()
+    rounds = -(-repeats // block)
+    for r in range(rounds):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
             fns[i]()
-            times[i].append(now() - t0)
-    return [statistics.median(t) for t in times]
+            for _ in range(min(block, repeats - r * block)):
+                t0 = now()
+                fns[i]()
+                times[i].append(now() - t0)
+    return times
+
+
+def medians(fns, repeats, warmup=2, clock="wall", block=5):
+    """Median time of each zero-argument callable, timed by :func:`blocked_times`."""
+    return [statistics.median(t) for t in blocked_times(fns, repeats, block, warmup, clock)]

@@ -8,7 +8,7 @@ spectra of G, A and D for every weight, for the batch and two groups, every step
     for the batch and each group) / introspected minigrad step   (target >= 10)
 (c) how both grow with N and width: a table of step times and ratios.
 
-Everything runs side by side in one process, steps interleaved, medians reported.
+Everything runs side by side in one process, steps timed in alternating blocks, medians reported.
 
     python bench/autospec_overhead.py               # (a), (b), (c)
     python bench/autospec_overhead.py --skip-scaling --repeats 30
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import autospec  # noqa: E402
-from _timing import interleaved_medians, set_threads  # noqa: E402
+from _timing import medians, set_threads  # noqa: E402
 import minigrad as mg  # noqa: E402
 from minigrad import nn, optim  # noqa: E402
 
@@ -99,7 +99,7 @@ def part_ab(n, width, repeats, skip_torch, clock):
     fns = [plain, intro]
     if not skip_torch:
         fns.append(torch_naive_step(X, labels, width, model.state_dict()))
-    med = interleaved_medians(fns, repeats, clock=clock)
+    med = medians(fns, repeats, clock=clock)
     print(f"MLP autoencoder 784 -> {width} -> 784, N={n}, full batch, float32, groups HC/SZ, "
           f"spectra of G, A, D for both weights every step ({repeats} repeats, medians of {clock} time)")
     print(f"  plain minigrad step        {med[0] * 1e3:9.2f} ms")
@@ -119,7 +119,7 @@ def part_c(sizes, widths, repeats, clock):
         for n in sizes:
             X, labels = make_data(n)
             plain, intro, _, _ = minigrad_steps(X, labels, width)
-            p, i = interleaved_medians([plain, intro], repeats, warmup=1, clock=clock)
+            p, i = medians([plain, intro], repeats, warmup=1, clock=clock)
             print(f"  {n:>6} {width:>6} {p * 1e3:>10.2f} {i * 1e3:>13.2f} {i / p:>7.2f}")
 
 

@@ -8,8 +8,9 @@ the first losses of both sides are then compared as a sanity check.
 
 Both sides get the same thread count: ``torch.set_num_threads`` and, through
 threadpoolctl, the BLAS (and OpenMP) pools NumPy uses. After a warm-up the two
-steps alternate (minigrad first on even repeats, PyTorch first on odd ones) and
-the medians are compared: ratio = minigrad / PyTorch (< 1 means minigrad is faster).
+sides run in alternating blocks (one untimed step, then ``--block`` timed steps;
+see ``_timing.blocked_times`` for why not strict alternation) and the medians are
+compared: ratio = minigrad / PyTorch (< 1 means minigrad is faster).
 The interquartile range (as % of the median) says how noisy each side was.
 
     python bench/engine.py                  # every case
@@ -26,10 +27,11 @@ import argparse
 import glob
 import importlib.util
 import json
-import os
 import statistics
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import blocked_times  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -77,12 +79,6 @@ def _matches(only, part, name):
     return only is None or only in part or only in name
 
 
-def _timed(step):
-    start = time.perf_counter()
-    value = step()
-    return time.perf_counter() - start, value
-
-
 def _check_losses(name, mg_value, torch_value):
     """Warn when both steps return losses that disagree (different weights or data)."""
     if not (isinstance(mg_value, (int, float)) and isinstance(torch_value, (int, float))):
@@ -92,22 +88,11 @@ def _check_losses(name, mg_value, torch_value):
               file=sys.stderr)
 
 
-def time_case(name, mg_step, torch_step, repeats, warmup):
-    """Seconds per step of both sides (two lists), timed interleaved after a warm-up."""
+def time_case(name, mg_step, torch_step, repeats, warmup, block=5):
+    """Seconds per step of both sides (two lists), timed in alternating blocks after a warm-up."""
     mg_first, torch_first = mg_step(), torch_step()
     _check_losses(name, mg_first, torch_first)
-    for _ in range(max(warmup - 1, 0)):
-        mg_step()
-        torch_step()
-    mg_times, torch_times = [], []
-    for r in range(repeats):
-        if r % 2 == 0:
-            mg_times.append(_timed(mg_step)[0])
-            torch_times.append(_timed(torch_step)[0])
-        else:
-            torch_times.append(_timed(torch_step)[0])
-            mg_times.append(_timed(mg_step)[0])
-    return mg_times, torch_times
+    return blocked_times([mg_step, torch_step], repeats, block=block, warmup=max(warmup - 1, 0))
 
 
 def _summary(times):
@@ -136,11 +121,12 @@ def main(argv=None):
                         help="threads for both sides (default: the cores this process may use)")
     parser.add_argument("--repeats", type=int, default=21, help="timed steps per side (default 21)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per side first (default 3)")
+    parser.add_argument("--block", type=int, default=5, help="timed steps per block of one side (default 5)")
     parser.add_argument("--only", default=None, help="run only cases whose module part or name contains this")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.repeats < 1 or args.warmup < 1:
-        parser.error("--threads, --repeats and --warmup must be positive")
+    if min(args.threads, args.repeats, args.warmup, args.block) < 1:
+        parser.error("--threads, --repeats, --warmup and --block must be positive")
 
     sys.path.insert(0, ROOT)
     import minigrad
@@ -165,7 +151,7 @@ def main(argv=None):
                 for name, mg_step, torch_step in module.cases(args.threads):
                     if not _matches(args.only, part, name):
                         continue
-                    mg_times, torch_times = time_case(name, mg_step, torch_step, args.repeats, args.warmup)
+                    mg_times, torch_times = time_case(name, mg_step, torch_step, args.repeats, args.warmup, args.block)
                     (mg, mg_iqr), (tc, tc_iqr) = _summary(mg_times), _summary(torch_times)
                     results.append({"case": name, "minigrad_ms": mg, "torch_ms": tc, "ratio": mg / tc,
                                     "minigrad_iqr_pct": mg_iqr, "torch_iqr_pct": tc_iqr})

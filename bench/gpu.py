@@ -5,7 +5,7 @@ Models (the paper's, at the sizes of bench/engine_*.py): MLP autoencoder 784-32-
 2D CNN classifier on 1x28x28 (N=256), LSTM 53->32 over T=150 (N=64), 2-layer BERT-style
 encoder (d_model 64, 4 heads, ff 128, L=150, N=32). Every step: forward, loss, backward,
 SGD. "Introspected" = autospec.Introspector with spectra of G, A, D of every weight for
-the batch and two groups, every step. Medians of interleaved repeats.
+the batch and two groups, every step. Medians of repeats timed in alternating blocks.
 
     python bench/gpu.py                       # prints a table of times and ratios
     python bench/gpu.py --markdown bench/results/gpu.md
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import autospec  # noqa: E402
-from _timing import interleaved_medians as medians  # noqa: E402
+from _timing import medians  # noqa: E402
 import minigrad as mg  # noqa: E402
 from minigrad import backend, nn, optim  # noqa: E402
 
@@ -210,7 +210,7 @@ def main(argv=None):
             fh.write(f"# GPU benchmark\n\nCard: {card}. Date: {datetime.date.today().isoformat()}. "
                      f"NumPy baseline on the same machine's {threads} CPU threads. Command: `python bench/gpu.py`.\n\n"
                      "Step = forward, loss, backward, SGD; spec = autospec.Introspector (G, A, D of every weight, "
-                     "batch + 2 groups, every step). Medians of interleaved repeats.\n\n"
+                     "batch + 2 groups, every step). Medians of repeats timed in alternating blocks.\n\n"
                      "| model | NumPy step | CuPy step | CuPy + spectra | PyTorch CUDA | CuPy vs NumPy | "
                      "spectra overhead on GPU | CuPy / PyTorch CUDA |\n|---|---|---|---|---|---|---|---|\n")
             for r in rows:

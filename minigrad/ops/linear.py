@@ -17,6 +17,19 @@ def hand_out_factors(weight, A, D):
         sink(A, D)
 
 
+def _affine_augmented(x2, w, b):
+    """x2 @ w.T + b as one GEMM, [x2, 1] @ [w.T; b]: for narrow inputs and wide outputs, copying
+    x2 with a column of ones costs less than a separate pass adding b over the output."""
+    n, fan_in = x2.shape
+    x_aug = np.empty((n, fan_in + 1), dtype=np.result_type(x2, w))
+    x_aug[:, :fan_in] = x2
+    x_aug[:, fan_in] = 1
+    w_aug = np.empty((fan_in + 1, w.shape[0]), dtype=x_aug.dtype)
+    w_aug[:fan_in] = w.T
+    w_aug[fan_in] = b
+    return x_aug @ w_aug
+
+
 def linear(x, weight, bias=None):
     """x (..., in) @ weight (out, in)^T + bias (out,)."""
     xd, wd = x.data, weight.data
@@ -33,12 +46,15 @@ def linear(x, weight, bias=None):
     xp = x.xp
     # one GEMM over all rows of (N, ..., in): a view for contiguous input
     x2 = xd.reshape(-1, fan_in)
-    out = x2 @ wd.T
-    if bias is not None:  # into the fresh GEMM output, no extra array (split over threads on the CPU)
-        if xp is np:
-            parallel.elementwise(lambda o, b: np.add(o, b, out=o), out, bias.data)
-        else:
-            out += bias.data
+    if bias is not None and xp is np and fan_in < fan_out:
+        out = _affine_augmented(x2, wd, bias.data)
+    else:
+        out = x2 @ wd.T
+        if bias is not None:  # into the fresh GEMM output, no extra array (split over threads on the CPU)
+            if xp is np:
+                parallel.elementwise(lambda o, b: np.add(o, b, out=o), out, bias.data)
+            else:
+                out += bias.data
     out = out.reshape(xd.shape[:-1] + (fan_out,))
     parents = (x, weight) if bias is None else (x, weight, bias)
 

@@ -1,6 +1,6 @@
 """Losses, fused for exact and cheap adjoints: MSE, cross entropy, BCE with logits."""
 from ._util import result
-from .. import autograd
+from .. import autograd, parallel
 from .elementwise import sigmoid_array
 from .reduction import log_softmax_array
 from .. import backend
@@ -28,13 +28,21 @@ def _target_array(target, like):
     return backend.to_device(raw, like.device) if hasattr(raw, "shape") else like.xp.asarray(raw)
 
 
+def _difference(a, b):
+    """a - b, split over threads for large NumPy arrays."""
+    if a.shape != b.shape or a.dtype != b.dtype or parallel.parts_for(a.nbytes, backend.get_array_module(a)) == 1:
+        return a - b
+    return parallel.elementwise(lambda o, x, y: backend.get_array_module(o).subtract(x, y, out=o),
+                                parallel.empty_like_layout(a), a, b)
+
+
 def mse_loss(pred, target, reduction="mean"):
     """Mean squared error between ``pred`` and ``target`` (same shape)."""
     _check_reduction(reduction)
     t = _target_array(target, pred)
     if tuple(t.shape) != pred.shape:
         raise ValueError(f"mse_loss: prediction shape {pred.shape} and target shape {tuple(t.shape)} differ")
-    diff = pred.data - t.astype(pred.dtype, copy=False)
+    diff = _difference(pred.data, t.astype(pred.dtype, copy=False))
     if reduction == "none":
         out, scale = diff * diff, None
     else:
@@ -47,8 +55,8 @@ def mse_loss(pred, target, reduction="mean"):
         # d/dpred of scale * sum(diff^2) = 2 scale diff: one pass with a 0-d factor
         factor = g * (2 * scale) if scale is not None else g + g
         if autograd.saved_arrays_are_disposable():
-            gd = diff
-            gd *= factor  # diff is private to this closure, which runs only this once
+            # diff is private to this closure, which runs only this once
+            gd = parallel.elementwise(lambda o, f: backend.get_array_module(o).multiply(o, f, out=o), diff, factor)
         else:
             gd = diff * factor
         return (gd, -gd if target_grad else None)

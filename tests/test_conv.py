@@ -209,6 +209,38 @@ def test_col2im_is_the_adjoint_of_im2col(xp, rng):
         assert float((col * c).sum()) == pytest.approx(float((x * back).sum()), rel=1e-12)
 
 
+@pytest.mark.parametrize("blocks", ["one", "many"])
+def test_col2im_of_product_routes_match_the_definition(blocks, monkeypatch, rng):
+    """col2im_of_product folds w @ m (the definition) or, at stride 1 with F <= channels,
+    correlates m with the flipped kernel; both must equal col2im of the full product."""
+    from minigrad.ops import im2col as I
+
+    if blocks == "many":
+        monkeypatch.setattr(I, "CACHE_BLOCK_BYTES", 1)
+    # (n, channels, F, kernel, in_shape, padding, dilation, extra): extra rows/cols of in_shape beyond
+    # what the windows cover (ConvTranspose's output_padding)
+    geometries = [(3, 5, 2, (3, 3), (6, 7), ((1, 1), (1, 1)), (1, 1), (0, 0)),
+                  (2, 4, 4, (3, 2), (7, 5), ((2, 0), (0, 1)), (2, 1), (0, 0)),
+                  (4, 3, 1, (4,), (9,), ((0, 0),), (1,), (1,)),
+                  (2, 2, 2, (2, 3, 1), (3, 5, 2), ((1, 1), (0, 2), (0, 0)), (1, 2, 1), (0, 0, 0)),
+                  (2, 3, 6, (3, 3), (5, 5), ((1, 1), (1, 1)), (1, 1), (0, 0))]  # F > channels: the fold
+    taken = []
+    real = I._adjoint_correlation
+    monkeypatch.setattr(I, "_adjoint_correlation", lambda *a: taken.append(1) or real(*a))
+    for n, channels, f, kernel, in_shape, padding, dilation, extra in geometries:
+        covered = tuple(i - e for i, e in zip(in_shape, extra))
+        out_shape = I.output_shape(covered, kernel, (1,) * len(kernel), padding, dilation)
+        w = rng.standard_normal((channels * int(np.prod(kernel)), f))
+        m = rng.standard_normal((f, n * int(np.prod(out_shape))))
+        expected = I.col2im((w @ m).reshape((channels,) + kernel + (n,) + out_shape), covered,
+                            (1,) * len(kernel), padding, dilation)
+        expected = np.pad(expected, ((0, 0), (0, 0)) + tuple((0, e) for e in extra))
+        got = I.col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, (1,) * len(kernel),
+                                  padding, dilation)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert len(taken) == 4  # every geometry but the last took the correlation route
+
+
 def test_unbatched_input_matches_torch(device, rng):
     torch = require_torch()
     torch.manual_seed(0)

@@ -177,6 +177,9 @@ def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, pa
     (each then running its products on one BLAS thread); on a GPU in one go.
     """
     xp = get_array_module(m)
+    if xp is np and _adjoint_correlation_pays(w, channels, stride, _adjoint_padding(padding, kernel, dilation,
+                                                                                   in_shape, out_shape)):
+        return _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, padding, dilation)
     per_sample = w.shape[0] * math.prod(out_shape) * m.dtype.itemsize
     block = n if xp is not np else max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
     buf = _padded_buffer(xp, channels, n, in_shape, padding, m.dtype)
@@ -197,3 +200,58 @@ def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, pa
         for start in starts:
             fold_block(start)
     return _cropped(xp, buf, in_shape, padding)
+
+
+def _adjoint_padding(padding, kernel, dilation, in_shape, out_shape):
+    """Padding of the correlation that equals the fold at stride 1: dl (k - 1) - lo before and
+    in - out + lo after (dl (k - 1) - hi when the windows cover the padded input exactly)."""
+    return tuple((dl * (k - 1) - lo, i - o + lo)
+                 for (lo, _), k, dl, i, o in zip(padding, kernel, dilation, in_shape, out_shape))
+
+
+def _adjoint_correlation_pays(w, channels, stride, adjoint_padding):
+    """True when :func:`_adjoint_correlation` can stand in for the fold and moves less data.
+
+    It needs stride 1 and a non-negative ``adjoint_padding``; it unfolds the F rows
+    of ``m`` (F * prod(kernel) values per position) where the fold writes and adds back
+    ``channels * prod(kernel)``, so it pays when F <= channels (measured: 2.2x faster for
+    16 -> 8 channels, 1.5x slower for 8 -> 16).
+    """
+    f = w.shape[1]
+    return f <= channels and all(s == 1 for s in stride) and all(lo >= 0 and hi >= 0 for lo, hi in adjoint_padding)
+
+
+def _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, padding, dilation):
+    """:func:`col2im_of_product` for stride 1 as a correlation: fold(w @ m) is ``m`` (as F
+    channels over ``out_shape``) correlated with the flipped kernel, padded by dl (k - 1)
+    (see :func:`_adjoint_padding`), with weights w2f[c, (f, k)] = w[(c, flip(k)), f].
+
+    On the CPU: im2col and one GEMM per block of samples, each block's columns staying in
+    cache, the blocks split over minigrad's threads. Returns the (N, channels, *in_shape)
+    result as a channel-major view, like :func:`col2im_of_product`.
+    """
+    d, f = len(kernel), m.shape[0]
+    spatial_axes = tuple(range(1, d + 1))
+    w2f = np.ascontiguousarray(np.flip(w.reshape((channels,) + tuple(kernel) + (f,)), spatial_axes)
+                               .transpose((0, d + 1) + spatial_axes).reshape(channels, -1))
+    pads = _adjoint_padding(padding, kernel, dilation, in_shape, out_shape)
+    src = np.swapaxes(m.reshape((f, n) + tuple(out_shape)), 0, 1)       # (n, F, *out), a view
+    size = math.prod(in_shape)
+    out = np.empty((channels, n * size), dtype=np.result_type(w, m))
+    per_sample = f * math.prod(kernel) * size * m.dtype.itemsize
+    block = max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
+    starts = list(range(0, n, block))
+    unit = (1,) * d
+
+    def correlate_block(start):
+        stop = min(n, start + block)
+        col = im2col(src[start:stop], kernel, unit, pads, dilation, in_shape)
+        np.matmul(w2f, col.reshape(w2f.shape[1], -1), out=out[:, start * size:stop * size])
+
+    if len(starts) > 1 and parallel.parts_for(per_sample * n) > 1:
+        with parallel.blas_single_threaded():
+            parallel.run_items(correlate_block, starts)
+    else:
+        for start in starts:
+            correlate_block(start)
+    return np.swapaxes(out.reshape((channels, n) + tuple(in_shape)), 0, 1)

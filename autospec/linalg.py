@@ -57,6 +57,7 @@ _KRYLOV_DEPTH = 4  # Krylov blocks per restart cycle (see topk_svdvals)
 _WARM_DEPTH = 2  # Krylov blocks in the first cycle of a warm start (one more in the next)
 _WARM_CYCLES = 2  # cycles of a warm start before the full depth is used
 _AUTO_TOPK_COLD_ITERS = 5  # iterations the cost model assumes for a cold top-k start
+_AUTO_TOPK_WARM_ITERS = 2  # ... and for a warm start on a matrix that changed little (at least)
 
 
 class NonFiniteError(ValueError):
@@ -636,7 +637,10 @@ class _Costs:
         return iters * (2 * (depth - 1) * product + 2.0 * m * d * d + 4.0 * d**3 + 4.0 * (depth - 1) * n * d * b)
 
 
-def _choose_svdvals_method(m, n, k, dtype, gpu=False):
+def _choose_svdvals_method(m, n, k, dtype, gpu=False, warm_iters=None):
+    """(method, costs) for the top-k values of an (m, n) matrix. ``warm_iters``: the top-k route
+    is warm-started (a tracker kept from step to step) and expected to take that many
+    iterations at the warm depth, instead of a cold start's."""
     c = _Costs(gpu)
     l, s = max(m, n), min(m, n)
     costs = {"exact": c.svd(l, s)}
@@ -646,7 +650,10 @@ def _choose_svdvals_method(m, n, k, dtype, gpu=False):
         costs["gram"] = c.syrk64(l, s) + c.eigvalsh(s)
     if 4 * k <= s:
         b = min(k + _default_oversample(k, s), s)
-        costs["topk"] = c.topk(m, n, b, c.gemm(m, n, b, dtype), _AUTO_TOPK_COLD_ITERS)
+        if warm_iters is None:
+            costs["topk"] = c.topk(m, n, b, c.gemm(m, n, b, dtype), _AUTO_TOPK_COLD_ITERS)
+        else:
+            costs["topk"] = c.topk(m, n, b, c.gemm(m, n, b, dtype), warm_iters, depth=_WARM_DEPTH + 1)
     return min(costs, key=costs.get), costs
 
 

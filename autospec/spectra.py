@@ -117,11 +117,21 @@ class LayerSpectra:
     def _k(self, bound):
         return bound if self.k is None else min(self.k, bound)
 
+    def _factor_method(self, key, X, k):
+        """The method for the top-k values of factor matrix X ("auto" resolved by the cost model)."""
+        if self.factor_method != "auto":
+            return self.factor_method
+        # Costed as a warm start: the tracker carries each step's basis to the next. Its last
+        # iteration count keeps the estimate honest for a matrix that changes fast.
+        tracker = self._trackers.get(key)
+        iters = linalg._AUTO_TOPK_WARM_ITERS
+        if tracker is not None and tracker.last is not None and tracker.k == k:
+            iters = max(iters, tracker.last.iterations)
+        return linalg._choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype, warm_iters=iters)[0]
+
     def _factor_values(self, key, X, k):
         """Top-k singular values of a factor matrix (A or D), warm-started when iterative."""
-        method = self.factor_method
-        if method == "auto":
-            method, _ = linalg._choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype)
+        method = self._factor_method(key, X, k)
         if method != "topk":
             return linalg.svdvals(X, k, method=method)
         tracker = self._trackers.get(key)
@@ -133,11 +143,31 @@ class LayerSpectra:
             return linalg.svdvals(X, k, method="exact")
         return values
 
+    def _shared_grams(self, q, parts, k):
+        """{label: float64 column-side Gram matrix} of the batch and every group when the batch's
+        values go by the Gram route and the groups partition its rows, else None: the batch's
+        Gram is then the sum of the groups' (no second pass over the batch)."""
+        X = getattr(parts[0], q + "2")
+        if len(parts) < 2 or X.shape[0] < X.shape[1] or self._factor_method((q, None), X, k) != "gram":
+            return None
+        xp = get_array_module(X)
+        grams = {}
+        for part in parts[1:]:
+            Xg = getattr(part, q + "2").astype(xp.float64, copy=False)
+            grams[part.label] = Xg.T @ Xg
+        grams[None] = sum(grams.values())
+        return grams
+
     def _factor_spectra(self, q, parts, fin, fout):
         out = {}
+        grams = self._shared_grams(q, parts, self._k(min(fin, fout, parts[0].rows)))
         for part in parts:
             k = self._k(min(fin, fout, part.rows))
-            out[(self.name, q, part.label, None)] = self._factor_values((q, part.label), getattr(part, q + "2"), k)
+            if grams is not None:
+                values = linalg._eig_to_svdvals(grams[part.label], k)
+            else:
+                values = self._factor_values((q, part.label), getattr(part, q + "2"), k)
+            out[(self.name, q, part.label, None)] = values
         return out
 
     def _positions(self, P):

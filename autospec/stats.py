@@ -450,6 +450,15 @@ def _finish(result, fdr_on, method):
     return result.with_fdr(method) if fdr_on else result
 
 
+def _group_series_pair(rec, layer, quantity, ga, gb, position, log):
+    """The (steps, k) series of two groups (log10 when ``log``); their step counts must match."""
+    sa = _transform(np.asarray(rec.series(layer, quantity, group=ga, position=position)), log)
+    sb = _transform(np.asarray(rec.series(layer, quantity, group=gb, position=position)), log)
+    if sa.shape[0] != sb.shape[0]:
+        raise ValueError(f"groups {ga!r} and {gb!r} have {sa.shape[0]} and {sb.shape[0]} steps; they must match")
+    return sa, sb
+
+
 def paper_step_tests(rec, layer, quantity="G", groups=None, position=None, fdr=True, method="bh", log=False):
     """The paper's per-step test: for every pair of groups and every step, a two-sided
     equal-variance t-test with the k singular values of that step as the two samples.
@@ -460,10 +469,7 @@ def paper_step_tests(rec, layer, quantity="G", groups=None, position=None, fdr=T
     """
     out = []
     for ga, gb in _choose_groups(rec.groups, groups):
-        sa = _transform(np.asarray(rec.series(layer, quantity, group=ga, position=position)), log)
-        sb = _transform(np.asarray(rec.series(layer, quantity, group=gb, position=position)), log)
-        if sa.shape[0] != sb.shape[0]:
-            raise ValueError(f"groups {ga!r} and {gb!r} have {sa.shape[0]} and {sb.shape[0]} steps; they must match")
+        sa, sb = _group_series_pair(rec, layer, quantity, ga, gb, position, log)
         if sa.shape[1] + sb.shape[1] < 3:
             raise ValueError(
                 f"too few samples: layer {layer!r} quantity {quantity!r} has k={sa.shape[1]} and {sb.shape[1]} "
@@ -491,10 +497,7 @@ def paper_index_tests(rec, layer, quantity="G", groups=None, position=None, fdr=
     """
     out = []
     for ga, gb in _choose_groups(rec.groups, groups):
-        sa = _transform(np.asarray(rec.series(layer, quantity, group=ga, position=position)), log)
-        sb = _transform(np.asarray(rec.series(layer, quantity, group=gb, position=position)), log)
-        if sa.shape[0] != sb.shape[0]:
-            raise ValueError(f"groups {ga!r} and {gb!r} have {sa.shape[0]} and {sb.shape[0]} steps; they must match")
+        sa, sb = _group_series_pair(rec, layer, quantity, ga, gb, position, log)
         if sa.shape[0] < 2:
             raise ValueError(
                 f"too few samples: the per-index t-test uses the steps as samples and needs at least 2 "

@@ -17,7 +17,11 @@ import argparse
 import os
 import sys
 
-import numpy as np
+# OpenBLAS workers otherwise spin after each product and steal the cores of what runs next
+# (set before NumPy loads OpenBLAS; the same setting as bench/engine.py)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -138,6 +142,8 @@ def main(argv=None):
                         help="cpu: process CPU time (robust on a busy machine; use with --threads 1)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    mg.set_num_threads(args.threads)
+    mg.parallel.keep_freed_memory()
     part_ab(args.n, args.width, args.repeats, args.skip_torch, args.clock)
     if not args.skip_scaling:
         part_c(args.sizes, args.widths, args.scaling_repeats, args.clock)

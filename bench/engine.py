@@ -115,11 +115,25 @@ def _blas_summary():
     return ", ".join(parts)
 
 
+def configure(threads):
+    """Give both sides ``threads`` threads and minigrad its benchmark settings; returns the
+    threadpoolctl context that holds NumPy's BLAS/OpenMP pools at that count."""
+    sys.path.insert(0, ROOT)
+    import minigrad
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    minigrad.set_num_threads(threads)
+    minigrad.parallel.keep_freed_memory()
+    torch.set_num_threads(threads)
+    return threadpool_limits(limits=threads)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=_default_threads(),
                         help="threads for both sides (default: the cores this process may use)")
-    parser.add_argument("--repeats", type=int, default=21, help="timed steps per side (default 21)")
+    parser.add_argument("--repeats", type=int, default=40, help="timed steps per side (default 40)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per side first (default 3)")
     parser.add_argument("--block", type=int, default=5, help="timed steps per block of one side (default 5)")
     parser.add_argument("--only", default=None, help="run only cases whose module part or name contains this")
@@ -128,18 +142,11 @@ def main(argv=None):
     if min(args.threads, args.repeats, args.warmup, args.block) < 1:
         parser.error("--threads, --repeats, --warmup and --block must be positive")
 
-    sys.path.insert(0, ROOT)
-    import minigrad
-
-    minigrad.set_num_threads(args.threads)
-    minigrad.parallel.keep_freed_memory()
     import numpy as np
     import torch
-    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(args.threads)
     results = []
-    with threadpool_limits(limits=args.threads):
+    with configure(args.threads):
         print(f"numpy {np.__version__}, torch {torch.__version__}, threads {args.threads}, "
               f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
         print(f"thread pools: {_blas_summary()}")

@@ -13,7 +13,10 @@ for a quick interleaved timing, per-layer times (--layers) and a profile (--prof
 import os
 import sys
 
-import numpy as np
+# as bench/engine.py sets it (before NumPy loads OpenBLAS) when this file runs alone
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 N, SIDE, CLASSES = 256, 28, 10
 LR = 0.01
@@ -51,6 +54,7 @@ def _pair(autoencoder):
 
 def _steps(autoencoder):
     import torch.nn.functional as F
+    from _steps import training_steps
 
     from minigrad.nn import functional as MF
 
@@ -58,27 +62,9 @@ def _steps(autoencoder):
     x_np, labels = _data()
     target_np = x_np if autoencoder else labels
     torch_loss, mg_loss = (F.mse_loss, MF.mse_loss) if autoencoder else (F.cross_entropy, MF.cross_entropy)
-    tx, ttarget = torch.from_numpy(x_np), torch.from_numpy(target_np)
-    mx = mg.tensor(x_np)
     mtarget = mg.tensor(target_np) if autoencoder else target_np
-    topt = torch.optim.SGD(tmodel.parameters(), lr=LR)
-    mopt = mg.optim.SGD(mmodel.parameters(), lr=LR)
-
-    def torch_step():
-        topt.zero_grad()
-        loss = torch_loss(tmodel(tx), ttarget)
-        loss.backward()
-        topt.step()
-        return loss.item()
-
-    def minigrad_step():
-        mopt.zero_grad()
-        loss = mg_loss(mmodel(mx), mtarget)
-        loss.backward()
-        mopt.step()
-        return loss.item()
-
-    return minigrad_step, torch_step
+    return training_steps(mmodel, tmodel, mg.tensor(x_np), torch.from_numpy(x_np), mtarget,
+                          torch.from_numpy(target_np), mg_loss, torch_loss, LR, torch, mg)
 
 
 def cases(threads):
@@ -133,13 +119,9 @@ def _main():
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import torch
-    from threadpoolctl import threadpool_limits
+    from engine import configure, time_case
 
-    from engine import time_case
-
-    torch.set_num_threads(args.threads)
-    with threadpool_limits(limits=args.threads):
+    with configure(args.threads):
         for name, mg_step, torch_step in cases(args.threads):
             mg, tc = (statistics.median(t) for t in time_case(name, mg_step, torch_step, args.repeats, 3))
             print(f"{name}: minigrad {mg * 1e3:.1f} ms  torch {tc * 1e3:.1f} ms  ratio {mg / tc:.2f}")

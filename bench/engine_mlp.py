@@ -34,28 +34,12 @@ def _pair(out_features):
 
 
 def _steps(out_features, torch_loss, mg_loss, target_np):
+    from _steps import training_steps
+
     tmodel, mmodel, torch, mg = _pair(out_features)
     x_np, _ = _data()
-    tx, ttarget = torch.from_numpy(x_np), torch.from_numpy(target_np)
-    mx, mtarget = mg.tensor(x_np), target_np
-    topt = torch.optim.SGD(tmodel.parameters(), lr=LR)
-    mopt = mg.optim.SGD(mmodel.parameters(), lr=LR)
-
-    def torch_step():
-        topt.zero_grad()
-        loss = torch_loss(tmodel(tx), ttarget)
-        loss.backward()
-        topt.step()
-        return loss.item()
-
-    def minigrad_step():
-        mopt.zero_grad()
-        loss = mg_loss(mmodel(mx), mtarget)
-        loss.backward()
-        mopt.step()
-        return loss.item()
-
-    return minigrad_step, torch_step
+    return training_steps(mmodel, tmodel, mg.tensor(x_np), torch.from_numpy(x_np), target_np,
+                          torch.from_numpy(target_np), mg_loss, torch_loss, LR, torch, mg)
 
 
 def cases(threads):

@@ -401,6 +401,11 @@ def test_auto_cost_model_choices():
     assert la._choose_gradient_method(2000, 784, 784, 32, f32, gpu=True)[0] == "gram"
     assert la._choose_gradient_method(20, 784, 784, 20, f32, gpu=True)[0] == "factored"
     assert la._choose_svdvals_method(2000, 784, 32, f64, gpu=True)[0] == "exact"
+    # a tracked (warm-started) top-k costs a few shallow iterations: at N = 8000 it beats the
+    # Gram matrix, a cold start does not; a tracker that needed many iterations loses again
+    assert la._choose_svdvals_method(8000, 784, 32, f32)[0] == "gram"
+    assert la._choose_svdvals_method(8000, 784, 32, f32, warm_iters=2)[0] == "topk"
+    assert la._choose_svdvals_method(8000, 784, 32, f32, warm_iters=8)[0] == "gram"
 
 
 def test_gradient_operator_explicit_or_matrix_free(rng):

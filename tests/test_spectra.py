@@ -5,6 +5,7 @@ import pytest
 import autospec
 import minigrad as mg
 from autospec import linalg
+from autospec.spectra import LayerSpectra
 from minigrad import nn, optim
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -28,10 +29,15 @@ def autoencoder(fin, hidden, seed):
     return nn.Sequential(nn.Linear(fin, hidden), nn.ReLU(), nn.Linear(hidden, fin))
 
 
-@pytest.mark.parametrize("method", ["topk", "auto"])
-def test_warm_started_spectra_stay_exact_over_a_training_run(method):
+@pytest.mark.parametrize("method", ["topk", "auto", "gram"])
+def test_warm_started_spectra_stay_exact_over_a_training_run(method, monkeypatch):
     """Float32 autoencoder, interleaved groups, the top-k trackers warm-started every step;
-    at steps 4 and 7 the matrices change completely (new data, then new weights)."""
+    at steps 4 and 7 the matrices change completely (new data, then new weights). With
+    method="gram" the batch's Gram matrices of A and D are the sums of the groups'."""
+    shared = []
+    real_shared = LayerSpectra._shared_grams
+    monkeypatch.setattr(LayerSpectra, "_shared_grams",
+                        lambda self, *a: shared.append(real_shared(self, *a)) or shared[-1])
     rng = np.random.default_rng(3)
     N, fin, hidden = 120, 64, 6
     data = [rng.random((N, fin), dtype=np.float32), rng.standard_normal((N, fin)).astype(np.float32)]
@@ -57,6 +63,8 @@ def test_warm_started_spectra_stay_exact_over_a_training_run(method):
     layer_state = spec._layer_state["2.weight"]
     if method == "topk":
         assert layer_state._trackers, "the run should exercise the warm-started trackers"
+    if method == "gram":
+        assert shared and all(g is not None for g in shared), "every factor should share the groups' Grams"
     rec = spec.record
     for step, factors in enumerate(caught):
         for layer, (A, D) in factors.items():

@@ -95,6 +95,8 @@ CASES = {
     "gelu": (lambda x: F.gelu(x), [(40, 33)]),
     "layer_norm": (lambda x, w, b: F.layer_norm(x, (12,), w, b), [(9, 300, 12), (12,), (12,)]),
     "linear": (lambda x, w, b: F.linear(x, w, b), [(7, 5, 6), (4, 6), (4,)]),
+    "linear_wide": (lambda x, w, b: F.linear(x, w, b), [(7, 3), (9, 3), (9,)]),  # bias inside the GEMM
+    "mse_loss": (lambda x, t: F.mse_loss(F.relu(x), t), [(6, 7, 5), (6, 7, 5)]),
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(5, 3, 9, 8), (4, 3, 3, 3), (4,)]),
     "conv2d_chain": (lambda x, w: F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2),
                      [(6, 2, 8, 8), (4, 2, 3, 3)]),

@@ -148,7 +148,7 @@ def elementwise(fn, out, *operands):
     ``fn`` writes its result into its first argument. Operands are arrays of ``out``'s
     shape (or broadcastable to it: an axis of size 1 is not sliced) or scalars; returns ``out``.
     """
-    parts = parts_for(out.nbytes)
+    parts = parts_for(out.nbytes) if isinstance(out, np.ndarray) else 1  # CuPy arrays: in one go
     axis = split_axis(out, parts) if parts > 1 else None
     if axis is None:
         fn(out, *operands)

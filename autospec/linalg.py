@@ -423,8 +423,9 @@ def topk_svdvals(
     actual value error is about residual^2 / gap, far smaller. Ritz values never exceed
     the true ones, and a warm start always does one expansion before it may stop, so that
     the random columns can reveal a direction that is new since init (a Krylov method never
-    sees what its start block lacks entirely). So an unchanged matrix converges in 2
-    iterations, a slowly changing one in 2-3, and one that changed completely costs about a
+    sees what its start block lacks entirely); that first expansion is done before any
+    Rayleigh-Ritz step (one on the start block alone could not end the call). So an
+    unchanged matrix converges in 2 iterations, a slowly changing one in 2-3, and one that changed completely costs about a
     cold start -- the values are converged in every case, or ``converged`` is False.
 
     If the residuals stop decreasing for 5 iterations (rounding error above the tolerance,
@@ -498,8 +499,17 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth, warm_depth=_WARM_DE
 
     basis = _start_block(op, k, b, init, seed, where)   # (n, d) orthonormal
     images = op.matmat(basis)                         # G @ basis, (m, d)
+    first = 1
+    if init is not None and max_iter > 1:
+        # A warm start is never accepted before one expansion: the fresh random columns of the
+        # start block must get a chance to reveal directions new since init. So expand first
+        # and skip the Rayleigh-Ritz step on the start block alone: (G^T G) basis spans what
+        # its residual block would, modulo span(basis). This counts as iteration 1.
+        blocks, imgs = _expand(op, [basis], [images], op.rmatmat(images), warm_depth)
+        basis, images = xp.concatenate(blocks, axis=1), xp.concatenate(imgs, axis=1)
+        first = 2
     converged, history = False, []
-    for it in range(1, max_iter + 1):
+    for it in range(first, max_iter + 1):
         # Rayleigh-Ritz on span(basis): the b best Ritz triplets (s_i, u_i, v_i = basis w_i).
         W, s, GV, U = _rayleigh_ritz(images.astype(xp.float64, copy=False), b, gram_ok)
         V = basis @ W.astype(dtype, copy=False)
@@ -521,27 +531,15 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth, warm_depth=_WARM_DE
         # Stagnation: no new low in the residuals for 5 iterations means rounding error
         # (e.g. float32 products with heavy cancellation) is above the tolerance; stop.
         stalled = len(history) > 5 and min(history[-5:]) >= 0.95 * min(history[:-5])
-        # A warm start is never accepted before one expansion: the fresh random columns of
-        # the start block must get a chance to reveal directions new since init.
         if (converged and (init is None or it > 1)) or it == max_iter or stalled:
             break
         # Thick restart: keep the b Ritz vectors (their image GV needs no product) and add
         # depth-1 Krylov blocks: span[V, (G^T G) V, (G^T G)^2 V, ...]. The residual block
         # spans (G^T G) V modulo V (column scaling is irrelevant: SVQB normalizes).
-        blocks, imgs = [V], [GV]
-        new = Rres
         cycle_depth = depth
         if init is not None and it <= _WARM_CYCLES:  # cheap cycles first, deeper if they fall short
             cycle_depth = min(depth, warm_depth + it - 1)
-        for j in range(cycle_depth - 1):
-            room = n - sum(blk.shape[1] for blk in blocks)
-            if j > 0:
-                new = op.rmatmat(imgs[-1])
-            new = _orthonormalize(new[:, :room], xp.concatenate(blocks, axis=1), dtype) if room > 0 else new[:, :0]
-            if new.shape[1] == 0:
-                break
-            blocks.append(new)
-            imgs.append(op.matmat(new))
+        blocks, imgs = _expand(op, [V], [GV], Rres, cycle_depth)
         if len(blocks) == 1:  # nothing new to add: span(V) is invariant, Rayleigh-Ritz is exact
             converged = True
             break
@@ -549,6 +547,23 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth, warm_depth=_WARM_DE
         images = xp.concatenate(imgs, axis=1)
     _check_result(s, where)
     return TopKResult(s[:k].astype(xp.float64), V, it, converged, res)
+
+
+def _expand(op, blocks, imgs, new, cycle_depth):
+    """Add up to cycle_depth - 1 Krylov blocks to the orthonormal ``blocks`` (images ``imgs``):
+    first ``new`` (a block in span (G^T G) blocks[-1], e.g. its residuals), then (G^T G) of the
+    latest block, each orthonormalized against all before. Returns the lists (extended)."""
+    xp, dtype, n = op.xp, op.dtype, op.shape[1]
+    for j in range(cycle_depth - 1):
+        room = n - sum(blk.shape[1] for blk in blocks)
+        if j > 0:
+            new = op.rmatmat(imgs[-1])
+        new = _orthonormalize(new[:, :room], xp.concatenate(blocks, axis=1), dtype) if room > 0 else new[:, :0]
+        if new.shape[1] == 0:
+            break
+        blocks.append(new)
+        imgs.append(op.matmat(new))
+    return blocks, imgs
 
 
 class TopKTracker:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigrad import parallel
 from minigrad.backend import get_array_module, to_numpy
 
 from . import linalg
@@ -18,6 +19,25 @@ QUANTITIES = ("G", "A", "D")
 # A method name for G, and the method the factor spectra (A, D) use with it.
 G_METHODS = {"auto": "auto", "direct": "auto", "exact": "exact", "factored": "auto", "gram": "gram", "topk": "topk"}
 _SHARE_G_MAX_ENTRIES = 1 << 22  # form group G's (and sum them to the batch's G) up to this size
+
+
+def _map_parts(fn, parts, matrix):
+    """[fn(part) for part in parts]: the parts (batch and groups) are independent, so on the CPU
+    with several minigrad threads and large matrices they run on those threads, one BLAS
+    thread each (the many small dense steps of a spectrum do not spread over BLAS threads)."""
+    results = [None] * len(parts)
+
+    def work(i):
+        results[i] = fn(parts[i])
+
+    X = matrix(parts[0])
+    if len(parts) > 1 and isinstance(X, np.ndarray) and parallel.parts_for(X.nbytes) > 1:
+        with parallel.blas_single_threaded():
+            parallel.run_items(work, range(len(parts)))
+    else:
+        for i in range(len(parts)):
+            work(i)
+    return results
 
 
 def _pointer(x):
@@ -161,13 +181,15 @@ class LayerSpectra:
     def _factor_spectra(self, q, parts, fin, fout):
         out = {}
         grams = self._shared_grams(q, parts, self._k(min(fin, fout, parts[0].rows)))
-        for part in parts:
+
+        def values(part):
             k = self._k(min(fin, fout, part.rows))
             if grams is not None:
-                values = linalg._eig_to_svdvals(grams[part.label], k)
-            else:
-                values = self._factor_values((q, part.label), getattr(part, q + "2"), k)
-            out[(self.name, q, part.label, None)] = values
+                return linalg._eig_to_svdvals(grams[part.label], k)
+            return self._factor_values((q, part.label), getattr(part, q + "2"), k)
+
+        for part, v in zip(parts, _map_parts(values, parts, lambda part: getattr(part, q + "2"))):
+            out[(self.name, q, part.label, None)] = v
         return out
 
     def _positions(self, P):
@@ -225,9 +247,13 @@ class LayerSpectra:
                 out[(self.name, "G", part.label, None)] = linalg.svdvals(mats[part.label], k, method=method)
             return out
         method = self.g_method if self.g_method != "exact" else "direct"
-        for part in parts:
-            k = self._k(min(fin, fout, part.rows))
-            out[(self.name, "G", part.label, None)] = linalg.gradient_svdvals(part.A2, part.D2, k, method=method)
+
+        def values(part):
+            return linalg.gradient_svdvals(part.A2, part.D2, self._k(min(fin, fout, part.rows)), method=method)
+
+        larger = (lambda part: part.A2) if fin >= fout else (lambda part: part.D2)
+        for part, v in zip(parts, _map_parts(values, parts, larger)):
+            out[(self.name, "G", part.label, None)] = v
         return out
 
     def _position(self, p, label, A_p, D_p):

@@ -178,3 +178,35 @@ def test_matmul_split_inner_equals_the_plain_product(split_everything, threads):
     np.testing.assert_allclose(parallel.matmul_split_inner(a, b), a @ b, rtol=1e-12, atol=1e-12)
     small = rng.standard_normal((4, 10))
     np.testing.assert_array_equal(parallel.matmul_split_inner(small, small.T), small @ small.T)
+
+
+@pytest.mark.parametrize("method", ["auto", "topk", "direct"])
+def test_group_spectra_on_threads_equal_one_thread(split_everything, method):
+    """The batch's and the groups' spectra run on minigrad's threads (one BLAS thread each);
+    the record must not depend on it."""
+    import autospec
+    from minigrad import nn, optim
+
+    def record(threads):
+        _set_threads(threads)
+        rng = np.random.default_rng(2)
+        X = rng.random((90, 40), dtype=np.float32)
+        labels = np.array(["HC", "SZ", "SZ"] * 30)
+        mg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(40, 6), nn.ReLU(), nn.Linear(6, 40))
+        opt = optim.SGD(model.parameters(), lr=0.5)
+        spec = autospec.Introspector(model, k=3 if method == "topk" else None, method=method)
+        for _ in range(4):
+            loss = F.mse_loss(model(mg.tensor(X)), X)
+            opt.zero_grad()
+            with spec.step(groups=labels, loss=loss):
+                loss.backward()
+            opt.step()
+        return spec.record
+
+    one, many = record(1), record(3)
+    for layer in ("0.weight", "2.weight"):
+        for q in ("G", "A", "D"):
+            for group in (None, "HC", "SZ"):
+                np.testing.assert_allclose(many.series(layer, q, group=group), one.series(layer, q, group=group),
+                                           rtol=1e-5, atol=1e-7)

@@ -130,6 +130,8 @@ class LayerSpectra:
         self.positions = positions
         self.per_sample = per_sample
         self._trackers = {}
+        self._tracker_step = {}  # key -> the step its tracker last ran
+        self._steps = 0
         self._constant = _ConstantCache()
         self._warned_nonfinite = False
 
@@ -142,11 +144,13 @@ class LayerSpectra:
         if self.factor_method != "auto":
             return self.factor_method
         # Costed as a warm start: the tracker carries each step's basis to the next. Its last
-        # iteration count keeps the estimate honest for a matrix that changes fast.
+        # iteration count keeps the estimate honest for a matrix that changes fast; each step
+        # it sits idle takes one off, so that a matrix that settles gets the top-k route back.
         tracker = self._trackers.get(key)
         iters = linalg._AUTO_TOPK_WARM_ITERS
         if tracker is not None and tracker.last is not None and tracker.k == k:
-            iters = max(iters, tracker.last.iterations)
+            idle = self._steps - self._tracker_step[key] - 1
+            iters = max(iters, tracker.last.iterations - idle)
         return linalg._choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype, warm_iters=iters)[0]
 
     def _factor_values(self, key, X, k):
@@ -158,6 +162,7 @@ class LayerSpectra:
         if tracker is None or tracker.k != k:
             tracker = self._trackers[key] = linalg.TopKTracker(k)
         values = tracker(X)
+        self._tracker_step[key] = self._steps
         if not tracker.last.converged:  # never record an unconverged estimate
             tracker.reset()
             return linalg.svdvals(X, k, method="exact")
@@ -211,6 +216,7 @@ class LayerSpectra:
 
         A (N, P, in), D (N, P, out); subsets: [(label, selector)] of the groups (may be empty).
         """
+        self._steps += 1
         N, P, fin = A.shape
         fout = D.shape[2]
         everyone = [(None, slice(None))] + list(subsets)

@@ -31,12 +31,7 @@ def _map_parts(fn, parts, matrix):
         results[i] = fn(parts[i])
 
     X = matrix(parts[0])
-    if len(parts) > 1 and isinstance(X, np.ndarray) and parallel.parts_for(X.nbytes) > 1:
-        with parallel.blas_single_threaded():
-            parallel.run_items(work, range(len(parts)))
-    else:
-        for i in range(len(parts)):
-            work(i)
+    parallel.run_blocks(work, range(len(parts)), X.nbytes, get_array_module(X))
     return results
 
 

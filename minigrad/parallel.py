@@ -126,6 +126,19 @@ def run_items(work, items):
     run_parts(share, count)
 
 
+def run_blocks(work, items, nbytes, xp=np):
+    """Call ``work(item)`` for every item: on minigrad's threads, each thread's BLAS calls on one
+    BLAS thread (the items' own products are too small to split well), when ``nbytes`` of NumPy
+    work is worth splitting and there are several items; else in a plain loop."""
+    items = list(items)
+    if len(items) > 1 and parts_for(nbytes, xp) > 1:
+        with blas_single_threaded():
+            run_items(work, items)  # re-raises a worker's exception here
+    else:
+        for item in items:
+            work(item)
+
+
 def ranges(length, parts):
     """``parts`` contiguous slices covering range(length) (fewer when length is small)."""
     parts = max(1, min(parts, length))
@@ -285,5 +298,6 @@ def keep_freed_memory(enabled=True):
     return all(mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in settings)
 
 
-__all__ = ["keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "elementwise", "run_parts", "run_items", "ranges",
+__all__ = ["keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "elementwise", "run_parts", "run_items",
+           "run_blocks", "ranges",
            "parts_for", "split_axis", "empty_like_layout", "blas_single_threaded", "MIN_SPLIT_BYTES"]

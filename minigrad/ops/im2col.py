@@ -193,12 +193,7 @@ def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, pa
             (channels,) + tuple(kernel) + (stop - start,) + tuple(out_shape))
         _fold_into(buf[:, start:stop], cols, windows)
 
-    if len(starts) > 1 and parallel.parts_for(per_sample * n, xp) > 1:
-        with parallel.blas_single_threaded():
-            parallel.run_items(fold_block, starts)
-    else:
-        for start in starts:
-            fold_block(start)
+    parallel.run_blocks(fold_block, starts, per_sample * n, xp)
     return _cropped(xp, buf, in_shape, padding)
 
 
@@ -248,10 +243,5 @@ def _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, padding
         col = im2col(src[start:stop], kernel, unit, pads, dilation, in_shape)
         np.matmul(w2f, col.reshape(w2f.shape[1], -1), out=out[:, start * size:stop * size])
 
-    if len(starts) > 1 and parallel.parts_for(per_sample * n) > 1:
-        with parallel.blas_single_threaded():
-            parallel.run_items(correlate_block, starts)
-    else:
-        for start in starts:
-            correlate_block(start)
+    parallel.run_blocks(correlate_block, starts, per_sample * n)
     return np.swapaxes(out.reshape((channels, n) + tuple(in_shape)), 0, 1)

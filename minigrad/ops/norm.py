@@ -95,7 +95,7 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
         if bd is not None:
             out[sl] += bd
 
-    _run_blocks(forward, blocks, x2.nbytes)
+    parallel.run_blocks(forward, blocks, x2.nbytes)
     parents = tuple(t for t in (x, weight, bias) if t is not None)
 
     def backward(g):
@@ -127,7 +127,7 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
                 np.subtract(gxh, gx[sl], out=gx[sl])
                 gx[sl] *= rstd[sl]
 
-        _run_blocks(work, range(len(blocks)), x2.nbytes)
+        parallel.run_blocks(work, range(len(blocks)), x2.nbytes)
         grads = [gx.reshape(xd.shape) if want_x else None]
         if weight is not None:
             grads.append(gw_parts.sum(axis=0).reshape(normalized_shape) if want_w else None)
@@ -136,15 +136,6 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
         return tuple(grads)
 
     return result(out.reshape(xd.shape), parents, backward)
-
-
-def _run_blocks(work, items, nbytes):
-    if parallel.parts_for(nbytes) > 1:
-        with parallel.blas_single_threaded():  # each thread runs its own row reductions
-            parallel.run_items(work, items)
-    else:
-        for item in items:
-            work(item)
 
 
 def dropout(x, p, training, generator):

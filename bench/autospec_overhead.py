@@ -7,10 +7,11 @@ spectra of G, A and D for every weight, for the batch and two groups, every step
 (b) naive PyTorch step (forward/backward hooks + torch.linalg.svdvals of A, D and G,
     for the batch and each group) / introspected minigrad step   (target >= 10)
 (c) how both grow with N and width: a table of step times and ratios.
+(d) what the presets and lighter schedules cost (mean step over runs of steps).
 
 Everything runs side by side in one process, steps timed in alternating blocks, medians reported.
 
-    python bench/autospec_overhead.py               # (a), (b), (c)
+    python bench/autospec_overhead.py               # (a), (b), (c), (d)
     python bench/autospec_overhead.py --skip-scaling --repeats 30
 """
 import argparse
@@ -39,13 +40,14 @@ def make_data(n, features=784, seed=0):
     return X, labels
 
 
-def minigrad_steps(X, labels, width, lr=1e-3):
-    """(plain_step, introspected_step, introspector) on one model."""
+def minigrad_steps(X, labels, width, lr=1e-3, **settings):
+    """(plain_step, introspected_step, introspector, model) on one model; ``settings`` go to the
+    Introspector (default: G, A and D of every weight, every step)."""
     mg.manual_seed(0)
     model = nn.Sequential(nn.Linear(X.shape[1], width), nn.ReLU(), nn.Linear(width, X.shape[1]))
     opt = optim.SGD(model.parameters(), lr=lr)
     x = mg.tensor(X)
-    spec = autospec.Introspector(model, quantities=("G", "A", "D"))
+    spec = autospec.Introspector(model, **(settings or {"quantities": ("G", "A", "D")}))
 
     def plain():
         loss = nn.functional.mse_loss(model(x), X)
@@ -127,6 +129,30 @@ def part_c(sizes, widths, repeats, clock):
             print(f"  {n:>6} {width:>6} {p * 1e3:>10.2f} {i * 1e3:>13.2f} {i / p:>7.2f}")
 
 
+SCHEDULES = [
+    ("preset economy (G, top-8, every 10th step)", {"preset": "economy"}),
+    ("preset business (G, A, D, every step)", {"preset": "business"}),
+    ("G, A, D every 10th step", {"every": 10}),
+    ("G only, every step", {"quantities": ("G",)}),
+    ("G only, top-8, every step", {"quantities": ("G",), "k": 8}),
+]
+
+
+def part_schedules(n, width, repeats, clock, run=20):
+    """(d) what the presets and schedules cost: mean step time over runs of ``run`` steps."""
+    X, labels = make_data(n)
+    print(f"(d) presets and schedules, N={n}, width {width}: mean step over {run} consecutive steps, "
+          "introspected / plain")
+    for name, settings in SCHEDULES:
+        plain, intro, _, _ = minigrad_steps(X, labels, width, **settings)
+
+        def runs(step):
+            return lambda: [step() for _ in range(run)]
+
+        p, i = medians([runs(plain), runs(intro)], repeats, warmup=1, clock=clock, block=1)
+        print(f"  {name:<46} {i / p:6.2f}x")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
@@ -135,6 +161,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-schedules", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000, 16000])
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--scaling-repeats", type=int, default=3)
@@ -145,6 +172,8 @@ def main(argv=None):
     mg.set_num_threads(args.threads)
     mg.parallel.keep_freed_memory()
     part_ab(args.n, args.width, args.repeats, args.skip_torch, args.clock)
+    if not args.skip_schedules:
+        part_schedules(args.n, args.width, max(3, args.repeats // 3), args.clock)
     if not args.skip_scaling:
         part_c(args.sizes, args.widths, args.scaling_repeats, args.clock)
 

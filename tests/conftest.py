@@ -72,3 +72,17 @@ def require_torch():
         if os.environ.get("CI"):
             raise
         pytest.skip("torch (test oracle) not installed: pip install -r requirements-test.txt")
+
+
+def introspected_mse_step(model, spec, opt, x, target, labels=None):
+    """One SGD step on the MSE loss with ``spec`` recording it; returns the caught factors
+    {weight name: (A, D)} as host arrays, to check the record against."""
+    from minigrad import nn
+
+    loss = nn.functional.mse_loss(model(x), target)
+    opt.zero_grad()
+    with minigrad.capture_factors(model) as factors:
+        with spec.step(groups=labels, loss=loss):
+            loss.backward()
+    opt.step()
+    return {n: (minigrad.backend.to_numpy(f.A), minigrad.backend.to_numpy(f.D)) for n, f in factors.items()}

@@ -8,6 +8,7 @@ import autospec
 import minigrad as mg
 from autospec import linalg
 from minigrad import nn, optim
+from tests.conftest import introspected_mse_step
 
 
 def exact(M):
@@ -22,16 +23,8 @@ def mlp(fin=12, hidden=5, fout=7, seed=0):
 def train(model, X, Y, spec, labels=None, steps=3, lr=0.1, device="cpu"):
     opt = optim.SGD(model.parameters(), lr=lr)
     x = mg.tensor(X, dtype=np.float64, device=device)
-    caught = []
-    for _ in range(steps):
-        loss = nn.functional.mse_loss(model(x), mg.tensor(Y, dtype=np.float64, device=device))
-        opt.zero_grad()
-        with mg.capture_factors(model) as factors:
-            with spec.step(groups=labels, loss=loss):
-                loss.backward()
-        caught.append({n: (mg.backend.to_numpy(f.A), mg.backend.to_numpy(f.D)) for n, f in factors.items()})
-        opt.step()
-    return caught
+    y = mg.tensor(Y, dtype=np.float64, device=device)
+    return [introspected_mse_step(model, spec, opt, x, y, labels) for _ in range(steps)]
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import minigrad as mg
 from autospec import linalg
 from autospec.spectra import LayerSpectra
 from minigrad import nn, optim
+from tests.conftest import introspected_mse_step
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -52,14 +53,7 @@ def test_warm_started_spectra_stay_exact_over_a_training_run(method, monkeypatch
             fresh = autoencoder(fin, hidden, seed=1)
             for p, q in zip(model.parameters(), fresh.parameters()):
                 p.data[...] = q.data
-        x = mg.tensor(X)
-        loss = nn.functional.mse_loss(model(x), X)
-        opt.zero_grad()
-        with mg.capture_factors(model) as factors:
-            with spec.step(groups=labels, loss=loss):
-                loss.backward()
-        caught.append({n: (mg.backend.to_numpy(f.A), mg.backend.to_numpy(f.D)) for n, f in factors.items()})
-        opt.step()
+        caught.append(introspected_mse_step(model, spec, opt, mg.tensor(X), X, labels))
     layer_state = spec._layer_state["2.weight"]
     if method == "topk":
         assert layer_state._trackers, "the run should exercise the warm-started trackers"

@@ -572,7 +572,9 @@ class TopKTracker:
     Each call warm-starts :func:`topk_svdvals` from the previous call's basis; a change of
     shape or backend starts cold, and so does every ``restart_every``-th call if given (a
     warm start cannot rule out missing a new direction that its start block barely sees;
-    see :func:`topk_svdvals`). ``last`` holds the latest :class:`TopKResult`.
+    see :func:`topk_svdvals`). A call that needed more than two iterations (the matrix moved
+    further, e.g. when only every 10th step is recorded) makes the next one start with a
+    deeper Krylov space. ``last`` holds the latest :class:`TopKResult`.
     """
 
     def __init__(self, k, *, tol=None, max_iter=_TOPK_MAX_ITER, oversample=None, restart_every=None, seed=0):
@@ -594,9 +596,12 @@ class TopKTracker:
         cold = self.restart_every is not None and self.calls % int(self.restart_every) == 0
         if cold or (init is not None and (init.shape[0] != op.shape[1] or get_array_module(init) is not op.xp)):
             init = None
+        # a call that needed more than the two warm iterations (a matrix that moved further
+        # between calls) starts the next one a Krylov block deeper
+        warm_depth = _WARM_DEPTH + (self.last is not None and self.last.iterations > 2)
         self.last = topk_svdvals(
             op, self.k, init, tol=self.tol, max_iter=self.max_iter, oversample=self.oversample,
-            seed=self.seed + self.calls,
+            warm_depth=warm_depth, seed=self.seed + self.calls,
         )
         self.calls += 1
         return self.last.values

@@ -242,10 +242,13 @@ class LayerSpectra:
             mats = {part.label: part.A2.T @ part.D2 for part in (parts[1:] if partition else parts)}
             if partition:
                 mats[None] = sum(mats.values())  # the groups partition the batch
-            method = "exact" if self.g_method == "exact" else "auto"
             for part in parts:
                 k = self._k(min(fin, fout, part.rows))
-                out[(self.name, "G", part.label, None)] = linalg.svdvals(mats[part.label], k, method=method)
+                G = mats[part.label]
+                # like a factor matrix: costed with a warm start, tracked from step to step
+                out[(self.name, "G", part.label, None)] = (linalg.svdvals(G, k, method="exact")
+                                                           if self.g_method == "exact"
+                                                           else self._factor_values(("G", part.label), G, k))
             return out
         method = self.g_method if self.g_method != "exact" else "direct"
 

@@ -146,3 +146,25 @@ def test_warm_depth_is_validated_and_poor_inits_still_converge(rng):
     r = linalg.topk_svdvals(X, 4, init=unrelated)
     assert r.converged
     np.testing.assert_allclose(r.values, exact(X)[:4], rtol=1e-6)
+
+
+def test_gradient_spectra_are_tracked_when_few_values_of_a_wide_layer_are_asked():
+    """G formed per group (the groups sum to the batch's) and its top-k tracked from step to step,
+    like A and D; every recorded value agrees with the exact SVD to the top-k tolerance."""
+    rng = np.random.default_rng(4)
+    N, fin, hidden, k = 300, 256, 128, 4
+    X = rng.standard_normal((N, fin)).astype(np.float32)
+    labels = np.array(["HC", "SZ"] * (N // 2))
+    model = autoencoder(fin, hidden, seed=0)
+    spec = autospec.Introspector(model, quantities=("G",), k=k)
+    opt = optim.SGD(model.parameters(), lr=0.05)
+    caught = [introspected_mse_step(model, spec, opt, mg.tensor(X), X, labels) for _ in range(4)]
+    trackers = spec._layer_state["2.weight"]._trackers
+    assert {("G", None), ("G", "HC"), ("G", "SZ")} <= set(trackers), "G's top-k should be warm-started"
+    assert all(t.calls == 4 for key, t in trackers.items() if key[0] == "G")
+    for step, factors in enumerate(caught):
+        for layer, (A, D) in factors.items():
+            A2, D2 = A.reshape(-1, A.shape[-1]), D.reshape(-1, D.shape[-1])
+            for group in (None, "HC", "SZ"):
+                rows = slice(None) if group is None else labels == group
+                assert_topk_accurate(spec.record.series(layer, "G", group=group)[step], A2[rows].T @ D2[rows])

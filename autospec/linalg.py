@@ -677,7 +677,9 @@ def _choose_svdvals_method(m, n, k, dtype, gpu=False, warm_iters=None):
     return min(costs, key=costs.get), costs
 
 
-def _choose_gradient_method(M, fin, fout, k, dtype, gpu=False):
+def _choose_gradient_method(M, fin, fout, k, dtype, gpu=False, warm_iters=None):
+    """(method, costs) for the top-k values of G = A^T D with M rows; ``warm_iters`` as in
+    :func:`_choose_svdvals_method`."""
     c = _Costs(gpu)
     lo, hi = min(fin, fout), max(fin, fout)
     costs = {"direct": c.gemm(M, fin, fout, dtype) + c.svd(hi, lo)}
@@ -693,7 +695,10 @@ def _choose_gradient_method(M, fin, fout, k, dtype, gpu=False):
             form, product = c.gemm(M, fin, fout, dtype), c.gemm(fin, fout, b, dtype)
         else:
             form, product = 0.0, c.gemm(M, fin + fout, b, dtype)
-        costs["topk"] = form + c.topk(fin, fout, b, product, _AUTO_TOPK_COLD_ITERS)
+        if warm_iters is None:
+            costs["topk"] = form + c.topk(fin, fout, b, product, _AUTO_TOPK_COLD_ITERS)
+        else:
+            costs["topk"] = form + c.topk(fin, fout, b, product, warm_iters, depth=_WARM_DEPTH + 1)
     return min(costs, key=costs.get), costs
 
 

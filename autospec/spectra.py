@@ -134,34 +134,55 @@ class LayerSpectra:
     def _k(self, bound):
         return bound if self.k is None else min(self.k, bound)
 
-    def _factor_method(self, key, X, k):
-        """The method for the top-k values of factor matrix X ("auto" resolved by the cost model)."""
-        if self.factor_method != "auto":
-            return self.factor_method
-        # Costed as a warm start: the tracker carries each step's basis to the next. Its last
-        # iteration count keeps the estimate honest for a matrix that changes fast; each step
-        # it sits idle takes one off, so that a matrix that settles gets the top-k route back.
+    def _warm_iters(self, key, k):
+        """Iterations a warm-started top-k of ``key`` is expected to take (for the cost model)."""
+        # The tracker carries each step's basis to the next. Its last iteration count keeps the
+        # estimate honest for a matrix that changes fast; each step it sits idle takes one off,
+        # so that a matrix that settles gets the top-k route back.
         tracker = self._trackers.get(key)
         iters = linalg._AUTO_TOPK_WARM_ITERS
         if tracker is not None and tracker.last is not None and tracker.k == k:
             idle = self._steps - self._tracker_step[key] - 1
             iters = max(iters, tracker.last.iterations - idle)
-        return linalg._choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype, warm_iters=iters)[0]
+        return iters
+
+    def _factor_method(self, key, X, k):
+        """The method for the top-k values of factor matrix X ("auto" resolved by the cost model)."""
+        if self.factor_method != "auto":
+            return self.factor_method
+        return linalg._choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype,
+                                             warm_iters=self._warm_iters(key, k))[0]
+
+    def _tracked(self, key, k, M, exact):
+        """Top-k values of M (array or Operator) from the key's warm-started tracker; ``exact()``
+        instead when the iteration did not converge (never record an unconverged estimate)."""
+        tracker = self._trackers.get(key)
+        if tracker is None or tracker.k != k:
+            tracker = self._trackers[key] = linalg.TopKTracker(k)
+        values = tracker(M)
+        self._tracker_step[key] = self._steps
+        if not tracker.last.converged:
+            tracker.reset()
+            return exact()
+        return values
 
     def _factor_values(self, key, X, k):
         """Top-k singular values of a factor matrix (A or D), warm-started when iterative."""
         method = self._factor_method(key, X, k)
         if method != "topk":
             return linalg.svdvals(X, k, method=method)
-        tracker = self._trackers.get(key)
-        if tracker is None or tracker.k != k:
-            tracker = self._trackers[key] = linalg.TopKTracker(k)
-        values = tracker(X)
-        self._tracker_step[key] = self._steps
-        if not tracker.last.converged:  # never record an unconverged estimate
-            tracker.reset()
-            return linalg.svdvals(X, k, method="exact")
-        return values
+        return self._tracked(key, k, X, lambda: linalg.svdvals(X, k, method="exact"))
+
+    def _gradient_values(self, key, A2, D2, k):
+        """Top-k singular values of G = A2^T D2 without forming it unless that is cheapest."""
+        method = self.g_method if self.g_method != "exact" else "direct"
+        if method == "auto":
+            method = linalg._choose_gradient_method(A2.shape[0], A2.shape[1], D2.shape[1], k, A2.dtype,
+                                                    warm_iters=self._warm_iters(key, k))[0]
+        if method != "topk":
+            return linalg.gradient_svdvals(A2, D2, k, method=method)
+        return self._tracked(key, k, linalg.gradient_operator(A2, D2),
+                             lambda: linalg.gradient_svdvals(A2, D2, k, method="direct"))
 
     def _shared_grams(self, q, parts, k):
         """{label: float64 column-side Gram matrix} of the batch and every group when the batch's
@@ -250,10 +271,8 @@ class LayerSpectra:
                                                            if self.g_method == "exact"
                                                            else self._factor_values(("G", part.label), G, k))
             return out
-        method = self.g_method if self.g_method != "exact" else "direct"
-
         def values(part):
-            return linalg.gradient_svdvals(part.A2, part.D2, self._k(min(fin, fout, part.rows)), method=method)
+            return self._gradient_values(("G", part.label), part.A2, part.D2, self._k(min(fin, fout, part.rows)))
 
         larger = (lambda part: part.A2) if fin >= fout else (lambda part: part.D2)
         for part, v in zip(parts, _map_parts(values, parts, larger)):

@@ -148,9 +148,13 @@ def test_warm_depth_is_validated_and_poor_inits_still_converge(rng):
     np.testing.assert_allclose(r.values, exact(X)[:4], rtol=1e-6)
 
 
-def test_gradient_spectra_are_tracked_when_few_values_of_a_wide_layer_are_asked():
-    """G formed per group (the groups sum to the batch's) and its top-k tracked from step to step,
-    like A and D; every recorded value agrees with the exact SVD to the top-k tolerance."""
+@pytest.mark.parametrize("formed", [True, False])
+def test_gradient_spectra_are_tracked_when_few_values_of_a_wide_layer_are_asked(formed, monkeypatch):
+    """G's top-k is tracked from step to step like A's and D's, whether G is formed per group
+    (the groups sum to the batch's) or used matrix-free through A and D (G too large to form);
+    every recorded value agrees with the exact SVD to the top-k tolerance."""
+    if not formed:
+        monkeypatch.setattr("autospec.spectra._SHARE_G_MAX_ENTRIES", 0)
     rng = np.random.default_rng(4)
     N, fin, hidden, k = 300, 256, 128, 4
     X = rng.standard_normal((N, fin)).astype(np.float32)

@@ -176,6 +176,8 @@ class LayerSpectra:
     def _gradient_values(self, key, A2, D2, k):
         """Top-k singular values of G = A2^T D2 without forming it unless that is cheapest."""
         method = self.g_method if self.g_method != "exact" else "direct"
+        if method == "auto" and not isinstance(A2, np.ndarray):
+            return linalg.gradient_svdvals(A2, D2, k)  # on a GPU: its own latency cost model
         if method == "auto":
             method = linalg._choose_gradient_method(A2.shape[0], A2.shape[1], D2.shape[1], k, A2.dtype,
                                                     warm_iters=self._warm_iters(key, k))[0]
@@ -266,11 +268,14 @@ class LayerSpectra:
             for part in parts:
                 k = self._k(min(fin, fout, part.rows))
                 G = mats[part.label]
-                # like a factor matrix: costed with a warm start, tracked from step to step
-                out[(self.name, "G", part.label, None)] = (linalg.svdvals(G, k, method="exact")
-                                                           if self.g_method == "exact"
-                                                           else self._factor_values(("G", part.label), G, k))
+                if self.g_method == "exact" or not isinstance(G, np.ndarray):
+                    # on a GPU, svdvals' own latency cost model decides (top-k iterations are slow there)
+                    values = linalg.svdvals(G, k, method="exact" if self.g_method == "exact" else "auto")
+                else:  # like a factor matrix: costed as a warm start, tracked from step to step
+                    values = self._factor_values(("G", part.label), G, k)
+                out[(self.name, "G", part.label, None)] = values
             return out
+
         def values(part):
             return self._gradient_values(("G", part.label), part.A2, part.D2, self._k(min(fin, fout, part.rows)))
 

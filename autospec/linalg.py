@@ -425,8 +425,9 @@ def topk_svdvals(
     the random columns can reveal a direction that is new since init (a Krylov method never
     sees what its start block lacks entirely); that first expansion is done before any
     Rayleigh-Ritz step (one on the start block alone could not end the call). So an
-    unchanged matrix converges in 2 iterations, a slowly changing one in 2-3, and one that changed completely costs about a
-    cold start -- the values are converged in every case, or ``converged`` is False.
+    unchanged matrix converges in 2 iterations, a slowly changing one in 2-3, and one that
+    changed completely costs about a cold start -- the values are converged in every case,
+    or ``converged`` is False.
 
     If the residuals stop decreasing for 5 iterations (rounding error above the tolerance,
     e.g. float32 products of factors with heavy cancellation) it stops unconverged.
@@ -531,7 +532,7 @@ def _topk(op, k, b, init, tol, max_iter, seed, where, depth, warm_depth=_WARM_DE
         # Stagnation: no new low in the residuals for 5 iterations means rounding error
         # (e.g. float32 products with heavy cancellation) is above the tolerance; stop.
         stalled = len(history) > 5 and min(history[-5:]) >= 0.95 * min(history[:-5])
-        if (converged and (init is None or it > 1)) or it == max_iter or stalled:
+        if converged or it == max_iter or stalled:  # a warm start has expanded already (see above)
             break
         # Thick restart: keep the b Ritz vectors (their image GV needs no product) and add
         # depth-1 Krylov blocks: span[V, (G^T G) V, (G^T G)^2 V, ...]. The residual block
@@ -656,6 +657,12 @@ class _Costs:
         d = depth * b
         return iters * (2 * (depth - 1) * product + 2.0 * m * d * d + 4.0 * d**3 + 4.0 * (depth - 1) * n * d * b)
 
+    def topk_call(self, m, n, b, product, warm_iters=None):
+        """One top-k call: a cold start, or ``warm_iters`` iterations at the warm depth."""
+        if warm_iters is None:
+            return self.topk(m, n, b, product, _AUTO_TOPK_COLD_ITERS)
+        return self.topk(m, n, b, product, warm_iters, depth=_WARM_DEPTH + 1)
+
 
 def _choose_svdvals_method(m, n, k, dtype, gpu=False, warm_iters=None):
     """(method, costs) for the top-k values of an (m, n) matrix. ``warm_iters``: the top-k route
@@ -670,10 +677,7 @@ def _choose_svdvals_method(m, n, k, dtype, gpu=False, warm_iters=None):
         costs["gram"] = c.syrk64(l, s) + c.eigvalsh(s)
     if 4 * k <= s:
         b = min(k + _default_oversample(k, s), s)
-        if warm_iters is None:
-            costs["topk"] = c.topk(m, n, b, c.gemm(m, n, b, dtype), _AUTO_TOPK_COLD_ITERS)
-        else:
-            costs["topk"] = c.topk(m, n, b, c.gemm(m, n, b, dtype), warm_iters, depth=_WARM_DEPTH + 1)
+        costs["topk"] = c.topk_call(m, n, b, c.gemm(m, n, b, dtype), warm_iters)
     return min(costs, key=costs.get), costs
 
 
@@ -695,10 +699,7 @@ def _choose_gradient_method(M, fin, fout, k, dtype, gpu=False, warm_iters=None):
             form, product = c.gemm(M, fin, fout, dtype), c.gemm(fin, fout, b, dtype)
         else:
             form, product = 0.0, c.gemm(M, fin + fout, b, dtype)
-        if warm_iters is None:
-            costs["topk"] = form + c.topk(fin, fout, b, product, _AUTO_TOPK_COLD_ITERS)
-        else:
-            costs["topk"] = form + c.topk(fin, fout, b, product, warm_iters, depth=_WARM_DEPTH + 1)
+        costs["topk"] = form + c.topk_call(fin, fout, b, product, warm_iters)
     return min(costs, key=costs.get), costs
 
 

@@ -21,16 +21,15 @@ G_METHODS = {"auto": "auto", "direct": "auto", "exact": "exact", "factored": "au
 _SHARE_G_MAX_ENTRIES = 1 << 22  # form group G's (and sum them to the batch's G) up to this size
 
 
-def _map_parts(fn, parts, matrix):
+def _map_parts(fn, parts, X):
     """[fn(part) for part in parts]: the parts (batch and groups) are independent, so on the CPU
-    with several minigrad threads and large matrices they run on those threads, one BLAS
-    thread each (the many small dense steps of a spectrum do not spread over BLAS threads)."""
+    with several minigrad threads and a large batch matrix ``X`` they run on those threads, one
+    BLAS thread each (the many small dense steps of a spectrum do not spread over BLAS threads)."""
     results = [None] * len(parts)
 
     def work(i):
         results[i] = fn(parts[i])
 
-    X = matrix(parts[0])
     parallel.run_blocks(work, range(len(parts)), X.nbytes, get_array_module(X))
     return results
 
@@ -211,7 +210,7 @@ class LayerSpectra:
                 return linalg._eig_to_svdvals(grams[part.label], k)
             return self._factor_values((q, part.label), getattr(part, q + "2"), k)
 
-        for part, v in zip(parts, _map_parts(values, parts, lambda part: getattr(part, q + "2"))):
+        for part, v in zip(parts, _map_parts(values, parts, getattr(parts[0], q + "2"))):
             out[(self.name, q, part.label, None)] = v
         return out
 
@@ -268,18 +267,17 @@ class LayerSpectra:
             for part in parts:
                 k = self._k(min(fin, fout, part.rows))
                 G = mats[part.label]
-                if self.g_method == "exact" or not isinstance(G, np.ndarray):
-                    # on a GPU, svdvals' own latency cost model decides (top-k iterations are slow there)
-                    values = linalg.svdvals(G, k, method="exact" if self.g_method == "exact" else "auto")
-                else:  # like a factor matrix: costed as a warm start, tracked from step to step
+                if isinstance(G, np.ndarray):  # like a factor matrix: costed as a warm start, tracked
                     values = self._factor_values(("G", part.label), G, k)
+                else:  # on a GPU, svdvals' own latency cost model decides (top-k iterations are slow there)
+                    values = linalg.svdvals(G, k, method=self.factor_method)
                 out[(self.name, "G", part.label, None)] = values
             return out
 
         def values(part):
             return self._gradient_values(("G", part.label), part.A2, part.D2, self._k(min(fin, fout, part.rows)))
 
-        larger = (lambda part: part.A2) if fin >= fout else (lambda part: part.D2)
+        larger = parts[0].A2 if fin >= fout else parts[0].D2
         for part, v in zip(parts, _map_parts(values, parts, larger)):
             out[(self.name, "G", part.label, None)] = v
         return out

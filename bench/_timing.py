@@ -50,6 +50,6 @@ def blocked_times(fns, repeats, block=5, warmup=2, clock="wall"):
     return times
 
 
-def medians(fns, repeats, warmup=2, clock="wall", block=5):
+def medians(fns, repeats, block=5, warmup=2, clock="wall"):
     """Median time of each zero-argument callable, timed by :func:`blocked_times`."""
-    return [statistics.median(t) for t in blocked_times(fns, repeats, block, warmup, clock)]
+    return [statistics.median(t) for t in blocked_times(fns, repeats, block=block, warmup=warmup, clock=clock)]

@@ -177,9 +177,10 @@ def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, pa
     (each then running its products on one BLAS thread); on a GPU in one go.
     """
     xp = get_array_module(m)
-    if xp is np and _adjoint_correlation_pays(w, channels, stride, _adjoint_padding(padding, kernel, dilation,
-                                                                                   in_shape, out_shape)):
-        return _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, padding, dilation)
+    if xp is np:
+        pads = _adjoint_padding(padding, kernel, dilation, in_shape, out_shape)
+        if _adjoint_correlation_pays(w, channels, stride, pads):
+            return _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, pads, dilation)
     per_sample = w.shape[0] * math.prod(out_shape) * m.dtype.itemsize
     block = n if xp is not np else max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
     buf = _padded_buffer(xp, channels, n, in_shape, padding, m.dtype)
@@ -216,10 +217,10 @@ def _adjoint_correlation_pays(w, channels, stride, adjoint_padding):
     return f <= channels and all(s == 1 for s in stride) and all(lo >= 0 and hi >= 0 for lo, hi in adjoint_padding)
 
 
-def _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, padding, dilation):
+def _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, pads, dilation):
     """:func:`col2im_of_product` for stride 1 as a correlation: fold(w @ m) is ``m`` (as F
-    channels over ``out_shape``) correlated with the flipped kernel, padded by dl (k - 1)
-    (see :func:`_adjoint_padding`), with weights w2f[c, (f, k)] = w[(c, flip(k)), f].
+    channels over ``out_shape``) correlated with the flipped kernel, padded by ``pads``
+    (:func:`_adjoint_padding`), with weights w2f[c, (f, k)] = w[(c, flip(k)), f].
 
     On the CPU: im2col and one GEMM per block of samples, each block's columns staying in
     cache, the blocks split over minigrad's threads. Returns the (N, channels, *in_shape)
@@ -229,7 +230,6 @@ def _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, padding
     spatial_axes = tuple(range(1, d + 1))
     w2f = np.ascontiguousarray(np.flip(w.reshape((channels,) + tuple(kernel) + (f,)), spatial_axes)
                                .transpose((0, d + 1) + spatial_axes).reshape(channels, -1))
-    pads = _adjoint_padding(padding, kernel, dilation, in_shape, out_shape)
     src = np.swapaxes(m.reshape((f, n) + tuple(out_shape)), 0, 1)       # (n, F, *out), a view
     size = math.prod(in_shape)
     out = np.empty((channels, n * size), dtype=np.result_type(w, m))

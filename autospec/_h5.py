@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .errors import AutoSpecError
+
 FORMAT = "autospec-record"
 FORMAT_VERSION = 1
 JOURNAL_SUFFIX = ".journal"
@@ -26,7 +28,7 @@ def _h5py():
     return h5py
 
 
-class RecordError(KeyError, ValueError):
+class RecordError(AutoSpecError, KeyError, ValueError):
     """Unknown layer/quantity/group/position, or a file that is not a readable record."""
 
     def __str__(self):  # KeyError would print the message in quotes

@@ -26,8 +26,7 @@ EXIT_INTERRUPTED = 130
 DEMO_EPOCHS = 300
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported in one line, exit code 2."""
+from .errors import UsageError  # re-exported as cli.UsageError
 
 
 class _Parser(argparse.ArgumentParser):

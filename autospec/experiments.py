@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import AutoSpecError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -80,7 +82,7 @@ STANDARDIZE = ("none", "feature", "channel")
 OPTIMIZERS = ("adam", "sgd")
 
 
-class ExperimentError(ValueError):
+class ExperimentError(AutoSpecError, ValueError):
     """A bad experiment name, panel, setting, config file or data path."""
 
 

@@ -3,8 +3,10 @@ import numpy as np
 
 from minigrad.backend import to_numpy
 
+from .errors import AutoSpecError
 
-class GroupError(ValueError):
+
+class GroupError(AutoSpecError, ValueError):
     """Group labels that do not fit the batch."""
 
 

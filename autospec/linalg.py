@@ -32,6 +32,8 @@ import numpy as np
 
 from minigrad.backend import get_array_module, to_numpy
 
+from .errors import AutoSpecError
+
 __all__ = [
     "NonFiniteError",
     "ConvergenceWarning",
@@ -60,7 +62,7 @@ _AUTO_TOPK_COLD_ITERS = 5  # iterations the cost model assumes for a cold top-k 
 _AUTO_TOPK_WARM_ITERS = 2  # ... and for a warm start on a matrix that changed little (at least)
 
 
-class NonFiniteError(ValueError):
+class NonFiniteError(AutoSpecError, ValueError):
     """An input to a singular-value routine holds NaN or Inf."""
 
 

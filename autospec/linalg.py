@@ -18,6 +18,10 @@ Precision policy (the same for every function):
   run in float64. ``method="exact"`` upcasts the whole matrix to float64: it returns the
   singular values of the matrix as given, to float64 accuracy.
 
+Noise floors (:func:`noise_floor`, :func:`noise_floor_from`, :func:`gradient_noise_floor`): the
+level below which the values of each route are numerically zero, from the data's dtype and,
+for G, the size of its factors (see :func:`noise_floor_from` for the argument).
+
 Non-finite input raises :class:`NonFiniteError` naming the input. The check is one
 ``sum`` over each input (a NaN or Inf anywhere makes the sum non-finite), with an exact
 ``isfinite`` count only when that sum is not finite; it costs one pass over the data,

@@ -67,7 +67,7 @@ class Introspector:
     """Records singular-value spectra of G, A and D for a model's weights during training.
 
     quantities: any of "G", "A", "D". k: how many singular values (default: each matrix's
-    rank bound min(in, out, N*P)). every: take every k-th step. layers: parameter names or
+    own rank bound: G min(in, out, N*P), A min(in, N*P), D min(out, N*P)). every: take every k-th step. layers: parameter names or
     glob patterns (default: every weight that hands out factors). positions: spectra per
     tied position too (True, a count spread evenly, or a list). per_sample: per-sample
     gradient spectra. method: "auto", "exact", "gram", "topk", "direct" or "factored" for G
@@ -78,8 +78,8 @@ class Introspector:
     same in both: the weight gradient under the model's loss reduction. Every spectrum is
     stored with its noise floor (``record.floor``). path: write the record to this HDF5 file
     as training goes. record: an open, writable Record to append to instead (e.g.
-    ``Record.resume(path, through_step)``); its recorded settings must match these.
-    metadata: stored with the record.
+    ``Record.resume(path, through_step)``); its recorded settings must match these, and
+    ``close()`` closes it. metadata: stored with the record.
 
     ``steps_seen`` counts the steps taken (recorded or not) and is the index of the next one;
     it starts after the record's last step and may be set (e.g. when resuming a run).
@@ -135,7 +135,7 @@ class Introspector:
         if record is None:
             self.record = Record(path=path, metadata=meta) if path is not None else Record(metadata=meta)
         else:
-            self.record = _continued(record, meta)
+            self.record = _continued(record, meta, metadata)
         steps = self.record.steps
         self.steps_seen = int(steps[-1]) + 1 if len(steps) else 0
 
@@ -221,7 +221,7 @@ class Introspector:
         return spectra, floors, per_sample, labels, ids
 
     def close(self):
-        """Close the record's file (if any)."""
+        """Close the record's file (if any; also a record passed as ``record=``)."""
         self.record.close()
 
     def __enter__(self):
@@ -233,9 +233,10 @@ class Introspector:
 
 
 
-def _continued(record, meta):
+def _continued(record, meta, metadata):
     """``record`` to append to, after checking that its recorded settings are ours (a record
-    whose spectra change definition part-way, e.g. group_scale, would mislead every test)."""
+    whose spectra change definition part-way, e.g. group_scale, would mislead every test).
+    A record without settings takes all of ``meta``; else only the caller's ``metadata``."""
     ours = json.loads(json.dumps(meta["settings"], default=lambda x: x.item() if hasattr(x, "item") else str(x)))
     theirs = record.metadata.get("settings")
     if theirs is None:
@@ -246,4 +247,6 @@ def _continued(record, meta):
         shown = ", ".join(f"{key}: record {theirs.get(key)!r} vs now {ours.get(key)!r}" for key in differ)
         raise IntrospectorError(f"the record was made with other settings ({shown}); "
                                 "use the same settings to continue it, or start a new record")
+    if metadata:
+        record.update_metadata(metadata)
     return record

@@ -195,14 +195,14 @@ def test_a_resumed_record_continues_with_steps_seen(tmp_path):
         run(model, spec, X, Y, steps=7)  # records steps 0, 2, 4, 6
     assert spec.steps_seen == 7
     rec = Record.resume(str(path), through_step=3)
-    with autospec.Introspector(model, record=rec, every=2) as spec:
+    with autospec.Introspector(model, record=rec, every=2, metadata={"resumed_at": 4}) as spec:
         assert spec.steps_seen == 3  # after the last kept step, until the caller says otherwise
         spec.steps_seen = 4  # e.g. the checkpoint's step count
         run(model, spec, X, Y, steps=3)  # steps 4, 5, 6: records 4 and 6
     done = load_record(str(path))
     np.testing.assert_array_equal(done.steps, [0, 2, 4, 6])
     assert np.all(np.isfinite(done.floor("2.weight", "G")))
-    assert done.metadata["settings"]["group_scale"] == "mean"
+    assert done.metadata["settings"]["group_scale"] == "mean" and done.metadata["resumed_at"] == 4
 
 
 def test_continuing_a_record_checks_its_settings(tmp_path):

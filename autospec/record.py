@@ -77,6 +77,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _h5, _journal
+from . import _record_files as files
+from ._record_rows import Catalog, Part, Tail, concat, recode
 from . import _record_input as check
 from ._h5 import RecordError
 from ._journal import StepData
@@ -84,169 +86,6 @@ from ._journal import StepData
 __all__ = ["Record", "RecordError", "load_record", "from_npz"]
 
 QUANTITIES = check.QUANTITIES
-
-
-# ----------------------------------------------------------------------------- rows
-
-class _Rows:
-    """Growable (rows, *inner) buffer, ``fill`` where nothing was put; inner sizes grow on demand."""
-
-    __slots__ = ("buf", "fill")
-
-    def __init__(self, inner_ndim, dtype=np.float64, fill=np.nan):
-        self.fill = fill
-        self.buf = np.full((16,) + (0,) * inner_ndim, fill, dtype=dtype)
-
-    def put(self, row, a):
-        buf = self.buf
-        if row >= buf.shape[0] or any(s > b for s, b in zip(a.shape, buf.shape[1:])):
-            shape = (max(row + 1, 2 * buf.shape[0]),) + tuple(max(s, b) for s, b in zip(a.shape, buf.shape[1:]))
-            grown = np.full(shape, self.fill, dtype=buf.dtype)
-            grown[(slice(0, buf.shape[0]),) + tuple(slice(0, b) for b in buf.shape[1:])] = buf
-            self.buf = buf = grown
-        if a.ndim == 0:
-            buf[row] = a
-        else:
-            buf[(row,) + tuple(slice(0, s) for s in a.shape)] = a
-
-    def take(self, n):
-        buf = self.buf
-        if buf.shape[0] >= n:
-            return buf[:n].copy()
-        out = np.full((n,) + buf.shape[1:], self.fill, dtype=buf.dtype)
-        out[: buf.shape[0]] = buf
-        return out
-
-
-def _concat(pieces, inner_ndim, dtype=np.float64, fill=np.nan):
-    """Stack (n_rows, array or None) pieces along rows, padded with ``fill``; None = all ``fill``."""
-    total = sum(n for n, _ in pieces)
-    present = [a for n, a in pieces if a is not None and n]
-    if len(present) == 1 and present[0].shape[0] == total:
-        return np.asarray(present[0], dtype=dtype)
-    inner = tuple(max([a.shape[1 + d] for a in present] + [0]) for d in range(inner_ndim))
-    out = np.full((total,) + inner, fill, dtype=dtype)
-    at = 0
-    for n, a in pieces:
-        if a is not None and n:
-            out[(slice(at, at + n),) + tuple(slice(0, s) for s in a.shape[1:])] = a[:n]
-        at += n
-    return out
-
-
-def _sample_count(s):
-    """Number of samples of a step: its labels, ids or per-sample rows; -1 when unknown."""
-    if s.groups is not None:
-        return len(s.groups)
-    if s.ids is not None:
-        return len(s.ids)
-    return max((a.shape[0] for _, a in s.per_sample), default=-1)
-
-
-class _Tail:
-    """Steps held in memory: everything of an in-memory record, the unconsolidated steps of a file."""
-
-    def __init__(self):
-        self.n = 0
-        self.steps = _Rows(0, np.int64, 0)
-        self.losses = _Rows(0)
-        self.counts = _Rows(0, np.int64, -1)
-        self.extras, self.spectra, self.floors, self.per_sample = {}, {}, {}, {}
-        self.label_codes = {}  # per-step label -> code (this tail's own label table)
-        self.codes = None  # _Rows of label codes, once a step had labels
-        self.ids = None  # _Rows of sample ids, once a step had them
-
-    def add(self, s):
-        row = self.n
-        self.steps.put(row, np.int64(s.step))
-        self.losses.put(row, np.float64(s.loss))
-        self.counts.put(row, np.int64(_sample_count(s)))
-        for name, value in s.extra.items():
-            col = self.extras.get(name) or self.extras.setdefault(name, _Rows(0))
-            col.put(row, np.float64(value))
-        for key, arr in s.spectra:
-            rows = self.spectra.get(key) or self.spectra.setdefault(key, _Rows(1))
-            rows.put(row, arr)
-        for key, value in s.floors.items():
-            col = self.floors.get(key) or self.floors.setdefault(key, _Rows(0))
-            col.put(row, np.float64(value))
-        for layer, arr in s.per_sample:
-            rows = self.per_sample.get(layer) or self.per_sample.setdefault(layer, _Rows(2))
-            rows.put(row, arr)
-        if s.groups is not None:
-            table = self.label_codes
-            codes = np.array([table.setdefault(label, len(table)) for label in s.groups.tolist()], dtype=np.int32)
-            self.codes = self.codes or _Rows(1, np.int32, -1)
-            self.codes.put(row, codes)
-        if s.ids is not None:
-            self.ids = self.ids or _Rows(1, np.int64, -1)
-            self.ids.put(row, s.ids)
-        self.n = row + 1
-
-
-class _Catalog:
-    """Ordered names present in a record (union of its stored parts and the in-memory part)."""
-
-    def __init__(self):
-        self.keys = {}
-        self.layers = {}
-        self.tree = {}  # layer -> quantity -> group -> {positions}
-        self.per_sample = {}
-        self.extras = {}
-        self.groups = {}
-
-    def add_key(self, key):
-        if key in self.keys:
-            return
-        layer, quantity, group, position = key
-        self.keys[key] = None
-        self.layers.setdefault(layer, None)
-        self.tree.setdefault(layer, {}).setdefault(quantity, {}).setdefault(group, set()).add(position)
-        if group is not None:
-            self.groups.setdefault(group, None)
-
-    def add_per_sample(self, layer):
-        if layer not in self.per_sample:
-            self.per_sample[layer] = None
-            self.layers.setdefault(layer, None)
-
-    def add_step(self, s):
-        for key, _ in s.spectra:
-            self.add_key(key)
-        for layer, _ in s.per_sample:
-            self.add_per_sample(layer)
-        for name in s.extra:
-            self.extras.setdefault(name, None)
-
-
-class _Part:
-    """Rows ``[0, n)`` stored in one file, with the dataset name of everything its index lists."""
-
-    def __init__(self, source):
-        self.source = source
-        self.n = source.n
-        index = source.index
-        try:
-            self.layers = list(index["layers"])
-            self.spectra = {(e[0], e[1], e[2], e[3]): e[4] for e in index["spectra"]}
-            self.floors = {(e[0], e[1], e[2], e[3]): e[4] for e in index.get("floors", [])}
-            self.per_sample = {layer: name for layer, name in index["per_sample"]}
-            self.extras = {extra: name for extra, name in index["extra"]}
-            self.sample_groups = index.get("sample_groups")
-            self.step_samples = dict(index.get("step_samples") or {})
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise RecordError(f"{source.path}: damaged record index ({type(exc).__name__}: {exc})") from None
-        self._cache = {}
-
-    def read(self, name, cache=False, rows=True):
-        if name is None or self.n == 0:
-            return None
-        if cache and name in self._cache:
-            return self._cache[name]
-        data = self.source.read(name, rows=rows)
-        if cache:
-            self._cache[name] = data
-        return data
 
 
 # ----------------------------------------------------------------------------- the record
@@ -275,7 +114,7 @@ class Record:
         self._run_id = None
         self._journal = None
         self._writable = False
-        self._sample_groups = None  # record-level labels: None, an array, or the _Part holding them
+        self._sample_groups = None  # record-level labels: None, an array, or the Part holding them
         self._last_step = None
         self._key_cache = {}
         self._journal_file = None  # the journal a loaded record was read with (verified to be its own)
@@ -286,8 +125,8 @@ class Record:
     def _set_parts(self, parts):
         """Make the stored ``parts`` (lazy file rows) the first rows; the memory part starts empty."""
         self._parts = list(parts)
-        self._tail = _Tail()
-        self._catalog = cat = _Catalog()
+        self._tail = Tail()
+        self._catalog = cat = Catalog()
         for part in parts:
             for layer in part.layers:
                 cat.layers.setdefault(layer, None)
@@ -326,7 +165,7 @@ class Record:
             raise RecordError(str(exc)) from None
         self._path, self._run_id = path, run_id
         self._sample_groups = self._record_labels()
-        self._set_parts([_Part(_h5.H5Source(path))])
+        self._set_parts([Part(_h5.H5Source(path))])
         _h5.remove_stale_temporaries(path)
 
     def _consolidate(self, final):
@@ -341,7 +180,7 @@ class Record:
         else:
             self._journal.reset()
         self._sample_groups = self._record_labels()
-        self._set_parts([_Part(_h5.H5Source(self._path))])
+        self._set_parts([Part(_h5.H5Source(self._path))])
 
     def checkpoint(self):
         """Move the steps held in memory into the HDF5 file (file-backed records being written)."""
@@ -386,7 +225,7 @@ class Record:
         old._writable = True
         old._start_file(old._path, True, fsync, keep=keep)
         if old_journal and old_journal != old._journal.path:
-            _remove_if_own_journal(old_journal, old._loaded_run_id)
+            files.remove_if_own_journal(old_journal, old._loaded_run_id)
         old.resumed_backup = backup
         return old
 
@@ -530,7 +369,7 @@ class Record:
         """One column over all steps: each stored part's dataset ``name_of(part)`` then the tail's."""
         pieces = [(p.n, p.read(name_of(p), cache)) for p in self._parts]
         pieces.append((self._tail.n, None if tail_rows is None else tail_rows.take(self._tail.n)))
-        return _concat(pieces, inner_ndim, dtype, fill)
+        return concat(pieces, inner_ndim, dtype, fill)
 
     @property
     def path(self):
@@ -575,7 +414,7 @@ class Record:
         return int(np.searchsorted(self.steps, step, side="right"))
 
     def _record_labels(self):
-        if isinstance(self._sample_groups, _Part):
+        if isinstance(self._sample_groups, Part):
             part = self._sample_groups
             self._sample_groups = np.asarray(part.source.read(part.sample_groups, rows=False)).astype(str)
         return None if self._sample_groups is None else self._sample_groups.copy()
@@ -609,13 +448,13 @@ class Record:
             codes = part.read(part.step_samples.get("group_codes"), cache=True)
             if codes is not None:
                 labels = part.read(part.step_samples["group_labels"], cache=True, rows=False)
-                codes = _recode(codes, labels.tolist(), table)
+                codes = recode(codes, labels.tolist(), table)
             pieces.append((part.n, codes))
         codes = None
         if tail.codes is not None:
-            codes = _recode(tail.codes.take(tail.n), list(tail.label_codes), table)
+            codes = recode(tail.codes.take(tail.n), list(tail.label_codes), table)
         pieces.append((tail.n, codes))
-        return np.array(list(table), dtype=str), _concat(pieces, 1, np.int32, -1)
+        return np.array(list(table), dtype=str), concat(pieces, 1, np.int32, -1)
 
     def step_sample_groups(self):
         """The group label of every sample of every step: str (n_steps, N_max), "" pads.
@@ -765,10 +604,10 @@ class Record:
         _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
         if own:
             if self._journal_file:
-                _remove_if_own_journal(self._journal_file, self._loaded_run_id)
+                files.remove_if_own_journal(self._journal_file, self._loaded_run_id)
                 self._journal_file = None
             self._sample_groups = self._record_labels()
-            self._set_parts([_Part(_h5.H5Source(path))])
+            self._set_parts([Part(_h5.H5Source(path))])
             self._run_id = self._loaded_run_id = run_id
 
     def to_npz(self, path):
@@ -793,7 +632,7 @@ class Record:
         rec._path = source.path
         rec._run_id = rec._loaded_run_id = source.run_id
         rec._journal_file = None
-        rec._set_parts([_Part(source)])
+        rec._set_parts([Part(source)])
         return rec
 
     def _replay(self, events):
@@ -817,13 +656,6 @@ class Record:
                 self._metadata.update(event[1])
         return damaged
 
-
-def _recode(codes, labels, table):
-    """Codes into ``labels`` -> codes into ``table`` (a shared label -> code dict, grown as needed)."""
-    remap = np.array([table.setdefault(label, len(table)) for label in labels] + [-1], dtype=np.int32)
-    return remap[np.where(codes >= 0, codes, len(labels))]
-
-
 def _check_sample_counts(labels, ids, samples):
     n = len(labels) if labels is not None else (len(ids) if ids is not None else None)
     if labels is not None and ids is not None and len(ids) != n:
@@ -832,50 +664,6 @@ def _check_sample_counts(labels, ids, samples):
         if n is not None and arr.shape[0] != n:
             what = "sample_groups has" if labels is not None else "sample_ids has"
             raise ValueError(f"{what} {n} samples but per_sample[{layer!r}] has {arr.shape[0]} rows")
-
-
-# ----------------------------------------------------------------------------- journal files
-
-def _damaged_or_foreign(path, why):
-    return RecordError(f"{path}: damaged or foreign record ({why})")
-
-
-def _journal_beside(record_path, name):
-    """Path of the journal ``name`` that the record file names: only a plain file name beside it."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\x00" in name:
-        raise _damaged_or_foreign(record_path, f"its journal {name!r} is not a plain file name beside it")
-    return os.path.join(os.path.dirname(record_path), name)
-
-
-def _read_regular_file(record_path, path):
-    """The bytes of ``path`` (never following a link, only a regular file), or None when missing."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:  # ELOOP: a symbolic link
-        raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} cannot be opened "
-                                               f"as a plain file ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} is not a regular file")
-        return fh.read(st.st_size)
-
-
-def _remove_if_own_journal(path, run_id):
-    """Delete ``path`` only when it is a regular file whose header names this run."""
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return
-        with open(path, "rb") as fh:
-            head = fh.read(len(_journal.journal_header(run_id)))
-    except OSError:
-        return
-    if head[len(_journal.JOURNAL_MAGIC) + 4:] == run_id.encode("ascii") and head.startswith(_journal.JOURNAL_MAGIC):
-        os.unlink(path)
-
 
 def load_record(path):
     """Open a record file (.h5 written by Record, or .npz from to_npz) lazily and read-only.
@@ -905,8 +693,8 @@ def load_record(path):
         rec = Record._from_source(source)
         if not source.journal:
             return rec
-        journal = _journal_beside(path, source.journal)
-        data = _read_regular_file(path, journal)
+        journal = files.journal_beside(path, source.journal)
+        data = files.read_regular_file(path, journal)
         try:
             events = None if data is None else _journal.read_journal(data, source.run_id, journal)
         except _journal.JournalDamage as exc:

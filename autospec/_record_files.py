@@ -1,0 +1,54 @@
+"""Files beside a record (its journal, its segments): found, read and removed only safely.
+
+A record file names other files (its journal, its segment files). A record we read must never
+make us read or delete anything outside its folder, so every such name must be a plain file
+name beside the record and a regular file (no links, devices or pipes); reads are bounded by
+the file's real size; a file is deleted only after checking that it belongs to the same run.
+"""
+import os
+import stat
+
+from . import _journal
+from ._h5 import RecordError
+
+
+def damaged_or_foreign(path, why):
+    return RecordError(f"{path}: damaged or foreign record ({why})")
+
+
+def journal_beside(record_path, name):
+    """Path of the journal ``name`` that the record file names: only a plain file name beside it."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\x00" in name:
+        raise damaged_or_foreign(record_path, f"its journal {name!r} is not a plain file name beside it")
+    return os.path.join(os.path.dirname(record_path), name)
+
+
+def read_regular_file(record_path, path):
+    """The bytes of ``path`` (never following a link, only a regular file), or None when missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP: a symbolic link
+        raise damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} cannot be opened "
+                                               f"as a plain file ({exc.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} is not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(st.st_size)  # never more than the file's real size
+
+
+def remove_if_own_journal(path, run_id):
+    """Delete ``path`` only when it is a regular file whose header names this run."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(len(_journal.journal_header(run_id)))
+    except OSError:
+        return
+    if head[len(_journal.JOURNAL_MAGIC) + 4:] == run_id.encode("ascii") and head.startswith(_journal.JOURNAL_MAGIC):
+        os.unlink(path)

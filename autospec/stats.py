@@ -69,6 +69,13 @@ __all__ = [
     "permute_step_labels",
     "series_above_floor",
     "per_sample_below_floor",
+    "summary_of",
+    "null_calibration",
+    "NullCalibration",
+    "plot_null_pvalues",
+    "data_baseline",
+    "size_matched",
+    "SizeMatchedSpectrum",
     "StatsError",
     "TooFewSamples",
     "NotCalibratedError",
@@ -1066,6 +1073,7 @@ def _step_runs(pos, steps, limit=3):
 MACHINE_FIELDS = ("layer", "quantity", "position", "groups", "test", "title", "calibrated", "n_significant",
                   "n_cells", "n_below_floor", "min_q", "max_abs_d", "first_step", "sig_steps", "top_indices",
                   "n_samples", "group_scale", "alpha", "fdr")
+NULL_FIELDS = ("null_rate", "null_interval", "null_n")  # set by `autospec stats --null` on calibrated rows
 
 
 @dataclasses.dataclass
@@ -1129,10 +1137,11 @@ class Summary:
     def machine_rows(self):
         """One JSON-safe dict per map: layer, quantity, position, groups ([a, b]), test, title,
         calibrated, n_significant, n_cells, n_below_floor, min_q, max_abs_d (None for NaN),
-        first_step, sig_steps, top_indices, n_samples, group_scale, alpha, fdr ("bh"/"by"/None)."""
+        first_step, sig_steps, top_indices, n_samples, group_scale, alpha, fdr ("bh"/"by"/None); plus
+        null_rate, null_interval, null_n on rows a null calibration was attached to."""
         out = []
         for r in self.rows:
-            row = {key: r.get(key) for key in MACHINE_FIELDS}
+            row = {key: r.get(key) for key in MACHINE_FIELDS + tuple(k for k in NULL_FIELDS if k in r)}
             row["groups"] = r["groups"].split(" vs ", 1)
             row["alpha"] = self.alpha
             row["fdr"] = self.method if self.fdr else None
@@ -1155,11 +1164,13 @@ class Summary:
 
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(MACHINE_FIELDS)
-        for row in self.machine_rows():
+        rows = self.machine_rows()
+        fields = MACHINE_FIELDS + tuple(k for k in NULL_FIELDS if any(k in row for row in rows))
+        writer.writerow(fields)
+        for row in rows:
             cells = []
-            for key in MACHINE_FIELDS:
-                v = row[key]
+            for key in fields:
+                v = row.get(key)
                 if key == "groups":
                     v = " vs ".join(v)
                 elif isinstance(v, list):
@@ -1263,8 +1274,13 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
     if not results and skipped:
         raise TooFewSamples("nothing could be tested: " + "; ".join(f"{s[0]} {s[1]}: {s[3]}" for s in skipped))
     group_scale = ((first.metadata or {}).get("settings") or {}).get("group_scale")
+    return summary_of(results, alpha, fdr, method, skipped=skipped, group_scale=group_scale, top=top)
+
+
+def summary_of(results, alpha=0.05, fdr=True, method="bh", *, skipped=(), group_scale=None, top=5):
+    """A :class:`Summary` of given :class:`GroupTest` results (e.g. of :func:`data_baseline`)."""
     rows = [_row(res, alpha, top, group_scale) for res in results]
-    return Summary(rows, results, alpha, fdr, method, skipped, _notes(results, group_scale))
+    return Summary(rows, list(results), alpha, fdr, method, list(skipped), _notes(results, group_scale))
 
 
 def _notes(results, group_scale):
@@ -1295,3 +1311,18 @@ def _require(combos, layers, quantities, groups, where):
             f"no group spectra to compare: {where} holds spectra of groups {groups or 'all groups'} for none of "
             f"layers {layers or 'all'} x quantities {quantities or 'all'}"
         )
+
+
+
+# calibration checks and baselines live in autospec.calibration (which builds on this module);
+# they are part of the stats API and load on first use
+_CALIBRATION_NAMES = ("NullCalibration", "SizeMatchedSpectrum", "data_baseline", "null_calibration",
+                      "plot_null_pvalues", "size_matched")
+
+
+def __getattr__(name):
+    if name in _CALIBRATION_NAMES:
+        from . import calibration
+
+        return getattr(calibration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

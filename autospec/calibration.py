@@ -116,7 +116,7 @@ def _seed_stack(records, layer, quantity, ga, gb, position, log):
     x = np.stack(stats.pad_columns(out), axis=1)  # (steps, 2n, k)
     n = len(records)
     codes = np.broadcast_to(np.repeat([0, 1], n), x.shape[:2]).copy()
-    return stats._transform(x, stats._log_default(log)), codes
+    return stats.transform_values(x, stats.default_log(log)), codes
 
 
 def _swap_within_seeds(n_seeds, n_steps, rng, m):
@@ -129,8 +129,8 @@ def _swap_within_seeds(n_seeds, n_steps, rng, m):
 def _null_maps(source, layers, groups, quantity, log):
     """Yield (layer, quantity, pair, values (steps, R, k), codes (steps, R), a, b, ids, seeds) for each map."""
     if isinstance(source, (list, tuple)):
-        _, common = stats._check_seed_records(source)
-        layer_list = stats._as_list(layers, source[0].layers)
+        _, common = stats.check_seed_records(source)
+        layer_list = stats.as_list(layers, source[0].layers)
         for layer in layer_list:
             for ga, gb in stats.choose_pairs(common, groups, what="every seed record"):
                 x, codes = _seed_stack(source, layer, quantity, ga, gb, None, log)
@@ -140,21 +140,13 @@ def _null_maps(source, layers, groups, quantity, log):
     if labels is None or not source.per_sample_layers:
         raise stats.NotCalibratedError(f"a null calibration relabels samples, and the record has no per-sample values "
                                        f"with labels: {stats.WHAT_TO_RECORD}")
-    present = list(dict.fromkeys(labels[labels != ""].tolist()))
-    available = [g for g in source.groups if g in present]
-    available = available if set(available) == set(present) else sorted(present)
+    available = stats.sample_groups_present(source, labels)
     pairs = stats.choose_pairs(available, groups, what="the record's sample labels")
-    for layer in stats._as_list(layers, source.per_sample_layers):
-        x = np.asarray(source.per_sample(layer), dtype=np.float64)
-        n = max(x.shape[1], labels.shape[1])
-        x = np.pad(x, [(0, 0), (0, n - x.shape[1]), (0, 0)], constant_values=np.nan)
-        lab = np.pad(labels, [(0, 0), (0, n - labels.shape[1])], constant_values="")
-        codes = stats._label_codes(lab, available)
-        ids = source.step_sample_ids() if hasattr(source, "step_sample_ids") else None
-        if ids is not None:
-            ids = np.pad(np.asarray(ids), [(0, 0), (0, n - np.shape(ids)[1])], constant_values=-1)
+    for layer in stats.as_list(layers, source.per_sample_layers):
+        x, lab, ids = stats.per_sample_inputs(source, layer, labels)
+        codes = stats.label_codes(lab, available)
         below_values = stats.per_sample_below_floor(source, layer, x)
-        values = stats._transform(x, stats._log_default(log))
+        values = stats.transform_values(x, stats.default_log(log))
         for ga, gb in pairs:
             a, b = available.index(ga), available.index(gb)
             in_pair = (codes == a) | (codes == b)
@@ -184,17 +176,17 @@ def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="
     family = np.zeros(n_null, dtype=bool)
     seeds = False
     for layer, q, pair, x, codes, a, b, ids, seeds in _null_maps(source, layers, groups, quantity, log):
-        cells = stats._Cells(x)
+        cells = stats.CellMoments(x)
         n_steps, n, k = x.shape
         hits = np.zeros(n_null, dtype=bool)
-        done, chunk = 0, max(1, stats._chunk(n_steps, n, k) if not n_permutations else 1)
+        done, chunk = 0, max(1, stats.permutation_chunk(n_steps, n, k) if not n_permutations else 1)
         n_cells = 0
         while done < n_null:
             m = min(chunk, n_null - done)
             perm = (_swap_within_seeds(n // 2, n_steps, rng, m) if seeds
                     else stats.permute_step_labels(codes, rng, m, ids))
             t, df, _ = cells.welch(perm == a, perm == b)
-            p = stats._two_sided_p(t, df)
+            p = stats.two_sided_p(t, df)
             if n_permutations:
                 p = np.stack([stats.masked_permutation_p(cells, perm[i], a, b, t[i], int(n_permutations), rng)
                               for i in range(m)])
@@ -213,7 +205,7 @@ def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="
     trials = n_null * len(maps)
     kind = "permutation" if n_permutations else "Welch"
     what = "per-seed" if seeds else "per-sample"
-    title = f"{kind} {what}" + (", log10" if stats._log_default(log) else "") + f", {method.upper()}-FDR"
+    title = f"{kind} {what}" + (", log10" if stats.default_log(log) else "") + f", {method.upper()}-FDR"
     null = "group labels swapped within seeds" if seeds else "sample labels permuted"
     return NullCalibration(title, int(n_null), alpha, null, maps, total / trials, binomial_interval(total, trials),
                            float(family.mean()), p_counts)
@@ -312,12 +304,12 @@ def data_baseline(X, labels, groups=None, *, features=("norm", "spectrum"), k=3,
         features = ("norm",)
     available = list(dict.fromkeys(labels.tolist()))
     pairs = stats.choose_pairs(available, groups, what="the labels")
-    codes = stats._label_codes(labels[None, :], available)
-    log = stats._log_default(log)
+    codes = stats.label_codes(labels[None, :], available)
+    log = stats.default_log(log)
     out = []
     for quantity, (values, floor) in _input_features(X, features, k).items():
         below_values = values <= (0.0 if floor is None else floor)
-        x = stats._transform(values, log)[None]  # one "step": (1, N, n_values)
+        x = stats.transform_values(values, log)[None]  # one "step": (1, N, n_values)
         for ga, gb in pairs:
             a, b = available.index(ga), available.index(gb)
             na, nb = int((codes == a).sum()), int((codes == b).sum())
@@ -325,17 +317,17 @@ def data_baseline(X, labels, groups=None, *, features=("norm", "spectrum"), k=3,
                 raise stats.TooFewSamples(f"too few samples: {na} for {ga!r} and {nb} for {gb!r}; Welch needs 2 each")
             in_pair = ((codes == a) | (codes == b))[0]
             below = below_values[in_pair].any(axis=0)
-            cells = stats._Cells(np.where(below[None, None, :], np.nan, x))
+            cells = stats.CellMoments(np.where(below[None, None, :], np.nan, x))
             t, df, d = (v[0] for v in cells.welch(codes == a, codes == b))
             common = dict(layer="data", quantity=quantity, groups=(ga, gb), position=None, axes=("index",),
                           steps=np.zeros(0, dtype=np.int64), indices=np.arange(values.shape[1]), d=d,
                           n_samples=(na, nb), calibrated=True, below_floor=below, log=log)
-            out.append(stats._finish(stats.GroupTest("welch-data", t=t, p=stats._two_sided_p(t, df), df=df,
+            out.append(stats.finish_fdr(stats.GroupTest("welch-data", t=t, p=stats.two_sided_p(t, df), df=df,
                                                      **common), fdr, method))
             if n_permutations:
                 p = stats.masked_permutation_p(cells, codes, a, b, t[None], int(n_permutations),
                                                np.random.default_rng(seed))[0]
-                out.append(stats._finish(stats.GroupTest("perm-data", t=t, p=p, df=df, **common), fdr, method))
+                out.append(stats.finish_fdr(stats.GroupTest("perm-data", t=t, p=p, df=df, **common), fdr, method))
     return out
 
 

@@ -151,7 +151,7 @@ def _no_spread(na, ma, ssa, nb, mb, ssb):
     return (ssa + ssb) <= (na + nb) * (64.0 * np.finfo(np.float64).eps * scale) ** 2
 
 
-def _two_sided_p(t, df):
+def two_sided_p(t, df):
     with np.errstate(invalid="ignore"):
         p = 2.0 * _special.stdtr(df, -np.abs(t))
     return np.where(np.isnan(t) | np.isnan(df), np.nan, np.minimum(p, 1.0))
@@ -177,7 +177,7 @@ def student_t_test(a, b, axis=0):
         pooled = (ssa + ssb) / df
         t = (ma - mb) / np.sqrt(pooled * (1.0 / na + 1.0 / nb))
     t = np.where(ok & ~_no_spread(na, ma, ssa, nb, mb, ssb), t, np.nan)
-    return TTestResult(_scalarize(t), _scalarize(_two_sided_p(t, df)), _scalarize(df))
+    return TTestResult(_scalarize(t), _scalarize(two_sided_p(t, df)), _scalarize(df))
 
 
 def _welch_from_moments(na, ma, ssa, nb, mb, ssb):
@@ -199,7 +199,7 @@ def welch_test(a, b, axis=0):
     """
     a, b = _samples_first(a, b, axis)
     t, df = _welch_from_moments(*_moments(a), *_moments(b))
-    return TTestResult(_scalarize(t), _scalarize(_two_sided_p(t, df)), _scalarize(df))
+    return TTestResult(_scalarize(t), _scalarize(two_sided_p(t, df)), _scalarize(df))
 
 
 def cohens_d(a, b, axis=0):
@@ -534,7 +534,8 @@ def choose_pairs(available, groups=None, what="the record"):
 _choose_groups = choose_pairs  # the name plot.py used before choose_pairs was public
 
 
-def _transform(x, log):
+def transform_values(x, log):
+    """log10 of positive values (NaN for values <= 0) when ``log``, else ``x`` unchanged."""
     if not log:
         return x
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -554,21 +555,21 @@ def pad_columns(arrays):
 _pad_columns = pad_columns
 
 
-def _finish(result, fdr_on, method):
+def finish_fdr(result, fdr_on, method):
+    """``result.with_fdr(method)`` when ``fdr_on``, else ``result``."""
     return result.with_fdr(method) if fdr_on else result
 
 
-def _log_default(log):
+def default_log(log):
     """Replicate tests test log10 values unless told otherwise (see :func:`per_sample_tests`)."""
     return True if log is None else bool(log)
 
 
 def series_above_floor(rec, layer, quantity, group=None, position=None):
-    """(values, below): the (steps, k) series with values at/below each step's noise floor as NaN,
-    and the boolean map of those values. Records without floors keep every value."""
+    """(values, below): the (steps, k) series with values at/below each step's noise floor as NaN
+    (``rec.series(..., above_floor=True)``), and the boolean map of those values. Steps whose
+    floor is unknown (older records) keep every value."""
     raw = np.asarray(rec.series(layer, quantity, group=group, position=position), dtype=np.float64)
-    if not hasattr(rec, "floor"):
-        return raw, np.zeros(raw.shape, dtype=bool)
     kept = np.asarray(rec.series(layer, quantity, group=group, position=position, above_floor=True), dtype=np.float64)
     below = ~np.isnan(raw) & np.isnan(kept)
     return kept, below
@@ -580,7 +581,7 @@ def _group_series_pair(rec, layer, quantity, ga, gb, position, log):
     sb, bb = series_above_floor(rec, layer, quantity, gb, position)
     if sa.shape[0] != sb.shape[0]:
         raise StatsError(f"groups {ga!r} and {gb!r} have {sa.shape[0]} and {sb.shape[0]} steps; they must match")
-    return _transform(sa, log), _transform(sb, log), ba.any() or bb.any()
+    return transform_values(sa, log), transform_values(sb, log), ba.any() or bb.any()
 
 
 def _floor_lost(p, p_with_floor_values):
@@ -609,8 +610,8 @@ def paper_step_tests(rec, layer, quantity="G", groups=None, position=None, fdr=T
         res = student_t_test(sa, sb, axis=1)
         below = None
         if any_below:
-            ra = _transform(np.asarray(rec.series(layer, quantity, group=ga, position=position)), log)
-            rb = _transform(np.asarray(rec.series(layer, quantity, group=gb, position=position)), log)
+            ra = transform_values(np.asarray(rec.series(layer, quantity, group=ga, position=position)), log)
+            rb = transform_values(np.asarray(rec.series(layer, quantity, group=gb, position=position)), log)
             below = _floor_lost(np.atleast_1d(res.p), np.atleast_1d(student_t_test(ra, rb, axis=1).p))
         d = cohens_d(sa, sb, axis=1)
         k = max(sa.shape[1], sb.shape[1])
@@ -619,7 +620,7 @@ def paper_step_tests(rec, layer, quantity="G", groups=None, position=None, fdr=T
             np.arange(k), np.atleast_1d(res.t), np.atleast_1d(res.p), np.atleast_1d(res.df),
             np.atleast_1d(d), None, (sa.shape[1], sb.shape[1]), calibrated=False, below_floor=below, log=bool(log),
         )
-        out.append(_finish(gt, fdr, method))
+        out.append(finish_fdr(gt, fdr, method))
     return out
 
 
@@ -644,7 +645,7 @@ def paper_index_tests(rec, layer, quantity="G", groups=None, position=None, fdr=
         res = student_t_test(sa, sb, axis=0)
         below = None
         if any_below:
-            ra, rb = pad_columns([_transform(np.asarray(rec.series(layer, quantity, group=g, position=position)), log)
+            ra, rb = pad_columns([transform_values(np.asarray(rec.series(layer, quantity, group=g, position=position)), log)
                                   for g in (ga, gb)])
             below = _floor_lost(np.atleast_1d(res.p), np.atleast_1d(student_t_test(ra, rb, axis=0).p))
         d = cohens_d(sa, sb, axis=0)
@@ -653,7 +654,7 @@ def paper_index_tests(rec, layer, quantity="G", groups=None, position=None, fdr=
             np.arange(sa.shape[1]), np.atleast_1d(res.t), np.atleast_1d(res.p), np.atleast_1d(res.df),
             np.atleast_1d(d), None, (sa.shape[0], sb.shape[0]), calibrated=False, below_floor=below, log=bool(log),
         )
-        out.append(_finish(gt, fdr, method))
+        out.append(finish_fdr(gt, fdr, method))
     return out
 
 
@@ -678,10 +679,10 @@ def _replicate_tests(xa, xb, kind, layer, quantity, pair, position, steps, n_per
                   steps=np.asarray(steps), indices=indices, d=d, n_samples=(na, nb), calibrated=True,
                   below_floor=below, log=bool(log))
     welch = GroupTest(f"welch-{kind}", t=np.asarray(res.t), p=np.asarray(res.p), df=np.asarray(res.df), **common)
-    out = [_finish(welch, fdr_on, method)]
+    out = [finish_fdr(welch, fdr_on, method)]
     if n_permutations:
         perm = permutation_test(xa, xb, n_permutations=n_permutations, seed=seed, axis=0, statistic="welch")
-        out.append(_finish(GroupTest(f"perm-{kind}", t=np.asarray(perm.statistic), p=np.asarray(perm.p),
+        out.append(finish_fdr(GroupTest(f"perm-{kind}", t=np.asarray(perm.statistic), p=np.asarray(perm.p),
                                      df=np.asarray(res.df), **common), fdr_on, method))
     return out
 
@@ -693,17 +694,11 @@ def step_labels(rec):
     """Each step's sample labels: str array (n_steps, N), "" where a step has fewer samples or no
     labels; None when the record has no labels. Mini-batch records keep labels per step
     (``rec.step_sample_groups()``); older records hold one label vector for every step."""
-    if hasattr(rec, "step_sample_groups"):
-        labels = rec.step_sample_groups()
-        return None if labels is None else np.asarray(labels).astype(str)
-    labels = rec.sample_groups
-    if labels is None:
-        return None
-    labels = np.asarray(labels).astype(str)
-    return np.broadcast_to(labels, (len(rec), labels.size)).copy()
+    labels = rec.step_sample_groups()
+    return None if labels is None else np.asarray(labels).astype(str)
 
 
-def _label_codes(labels, names):
+def label_codes(labels, names):
     """Integer codes of str labels: index in ``names``, -1 for "" and for labels not in ``names``."""
     codes = np.full(labels.shape, -1, dtype=np.int64)
     for i, name in enumerate(names):
@@ -743,7 +738,7 @@ def permute_step_labels(codes, rng, m, sample_ids=None):
     return out
 
 
-class _Cells:
+class CellMoments:
     """Per-sample values (steps, N, k) standardized per cell, ready for masked group sums.
 
     Welch's t and Cohen's d are invariant to shifting and scaling a cell, and standardizing keeps
@@ -786,7 +781,8 @@ class _Cells:
         return n, mean, ss
 
 
-def _chunk(n_steps, n, k, budget=2_000_000):
+def permutation_chunk(n_steps, n, k, budget=2_000_000):
+    """How many relabellings to evaluate at once so one batch holds about ``budget`` numbers."""
     return max(1, budget // max(1, n_steps * max(n, k)))
 
 
@@ -797,7 +793,7 @@ def masked_permutation_p(cells, codes, a, b, observed_t, n_permutations, rng, sa
     k = cells.x0.shape[-1]
     threshold = np.abs(observed_t) * (1.0 - 1e-9)  # ties up to rounding count as "at least as extreme"
     count = np.zeros(observed_t.shape)
-    done, chunk = 0, _chunk(n_steps, n, k)
+    done, chunk = 0, permutation_chunk(n_steps, n, k)
     while done < n_permutations:
         m = min(chunk, n_permutations - done)
         perm = permute_step_labels(codes, rng, m, sample_ids)
@@ -811,7 +807,7 @@ def masked_permutation_p(cells, codes, a, b, observed_t, n_permutations, rng, sa
 
 def _floor_ratio(rec, layer):
     """max(m, n) * eps per step, read from the batch G spectrum's recorded floor (None if unknown)."""
-    if not hasattr(rec, "floor") or (layer, "G", None, None) not in {tuple(k) for k in rec.keys()}:
+    if (layer, "G", None, None) not in {tuple(k) for k in rec.keys()}:
         return None
     floor = np.asarray(rec.floor(layer, "G"), dtype=np.float64)
     top = np.asarray(rec.series(layer, "G"), dtype=np.float64)[:, 0]
@@ -835,6 +831,30 @@ def per_sample_below_floor(rec, layer, x):
         return x <= floor
 
 
+def per_sample_inputs(rec, layer, labels=None):
+    """(values (steps, N, k_s), labels (steps, N) str, sample ids (steps, N) or None) of a layer,
+    padded to one width N (NaN, "", -1)."""
+    labels = step_labels(rec) if labels is None else labels
+    x = np.asarray(rec.per_sample(layer), dtype=np.float64)
+    if labels is None or x.ndim != 3 or x.shape[0] != labels.shape[0]:
+        raise StatsError(f"per-sample data of layer {layer!r} has shape {x.shape}, expected (steps, N, k_s) with "
+                         "one row of sample labels per step")
+    ids = rec.step_sample_ids()
+    n = max(x.shape[1], labels.shape[1], 0 if ids is None else np.shape(ids)[1])
+    x = np.pad(x, [(0, 0), (0, n - x.shape[1]), (0, 0)], constant_values=np.nan)
+    labels = np.pad(labels, [(0, 0), (0, n - labels.shape[1])], constant_values="")
+    if ids is not None:
+        ids = np.pad(np.asarray(ids), [(0, 0), (0, n - np.shape(ids)[1])], constant_values=-1)
+    return x, labels, ids
+
+
+def sample_groups_present(rec, labels):
+    """The labels that occur in ``labels`` (steps, N), in the record's group order when it has one."""
+    present = list(dict.fromkeys(labels[labels != ""].tolist()))
+    order = [g for g in rec.groups if g in present]
+    return order if set(order) == set(present) else sorted(present)
+
+
 def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True, method="bh", log=None):
     """Calibrated per-cell tests with the samples as replicates: ``rec.per_sample(layer)``
     (steps, N, k_s), each step's values split by that step's labels (``rec.step_sample_groups()``,
@@ -852,30 +872,18 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
     floor (:func:`per_sample_below_floor`) is not tested (``below_floor``). Returns a list of
     :class:`GroupTest` (test "welch-samples", then "perm-samples" when asked), quantity "G".
     """
-    log = _log_default(log)
+    log = default_log(log)
     labels = step_labels(rec)
     if labels is None:
         raise NotCalibratedError(
             "the record has no sample group labels: call rec.set_sample_groups(labels) when recording "
             "(or record with groups=...)")
-    x = np.asarray(rec.per_sample(layer), dtype=np.float64)
-    if x.ndim != 3 or x.shape[0] != labels.shape[0]:
-        raise StatsError(
-            f"per-sample data of layer {layer!r} has shape {x.shape}, expected (steps={labels.shape[0]}, N, k_s) "
-            "matching the record's steps")
-    n = max(x.shape[1], labels.shape[1])
-    x = np.pad(x, [(0, 0), (0, n - x.shape[1]), (0, 0)], constant_values=np.nan)
-    labels = np.pad(labels, [(0, 0), (0, n - labels.shape[1])], constant_values="")
-    present = [g for g in dict.fromkeys(labels[labels != ""].tolist())]
-    order = [g for g in rec.groups if g in present]
-    available = order if set(order) == set(present) else sorted(present)
+    x, labels, ids = per_sample_inputs(rec, layer, labels)
+    available = sample_groups_present(rec, labels)
     pairs = choose_pairs(available, groups, what="the record's sample labels")
-    codes = _label_codes(labels, available)
-    ids = rec.step_sample_ids() if hasattr(rec, "step_sample_ids") else None
-    if ids is not None:
-        ids = np.pad(np.asarray(ids), [(0, 0), (0, n - np.shape(ids)[1])], constant_values=-1)
+    codes = label_codes(labels, available)
     below_values = per_sample_below_floor(rec, layer, x)
-    values = _transform(x, log)
+    values = transform_values(x, log)
     out = []
     for ga, gb in pairs:
         a, b = available.index(ga), available.index(gb)
@@ -886,23 +894,23 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
                 f"too few samples: Welch's t-test needs at least 2 replicates per group, got "
                 f"{na} for {ga!r} and {nb} for {gb!r}")
         below = (below_values & in_pair[:, :, None]).any(axis=1)  # (steps, k): a pair's value at the floor
-        cells = _Cells(np.where(below[:, None, :], np.nan, values))
+        cells = CellMoments(np.where(below[:, None, :], np.nan, values))
         t, df, d = cells.welch(codes == a, codes == b)
-        below = below & ~np.isnan(_Cells(values).welch(codes == a, codes == b)[0])
+        below = below & ~np.isnan(CellMoments(values).welch(codes == a, codes == b)[0])
         common = dict(layer=layer, quantity="G", groups=(ga, gb), position=None, axes=("step", "index"),
                       steps=np.asarray(rec.steps), indices=np.arange(x.shape[2]), d=d, n_samples=(na, nb),
                       calibrated=True, below_floor=below, log=log)
-        out.append(_finish(GroupTest("welch-samples", t=t, p=_two_sided_p(t, df), df=df, **common), fdr, method))
+        out.append(finish_fdr(GroupTest("welch-samples", t=t, p=two_sided_p(t, df), df=df, **common), fdr, method))
         if n_permutations:
             p = masked_permutation_p(cells, codes, a, b, t, int(n_permutations), np.random.default_rng(seed), ids)
-            out.append(_finish(GroupTest("perm-samples", t=t, p=p, df=df, **common), fdr, method))
+            out.append(finish_fdr(GroupTest("perm-samples", t=t, p=p, df=df, **common), fdr, method))
     return out
 
 
 # ---------------------------------------------------------------- per-seed tests
 
 
-def _check_seed_records(records):
+def check_seed_records(records):
     if isinstance(records, (str, bytes)) or not isinstance(records, Sequence):
         raise StatsError("records must be a list of Record objects, one per seed")
     if len(records) < 2:
@@ -917,6 +925,9 @@ def _check_seed_records(records):
             )
     groups = [g for g in records[0].groups if all(g in r.groups for r in records[1:])]
     return steps0, groups
+
+
+_check_seed_records = check_seed_records  # the name plot.py used before it was public
 
 
 def _short(steps):
@@ -937,8 +948,8 @@ def seed_tests(records, layer, quantity="G", groups=None, position=None, n_permu
     spectra, which depend on group size: with unequal groups a difference can be size alone
     (see :func:`size_matched`).
     """
-    log = _log_default(log)
-    steps, common = _check_seed_records(records)
+    log = default_log(log)
+    steps, common = check_seed_records(records)
     pairs = choose_pairs(common, groups, what="every seed record")
     out = []
     for ga, gb in pairs:
@@ -951,8 +962,8 @@ def seed_tests(records, layer, quantity="G", groups=None, position=None, n_permu
         padded = pad_columns(stacks)
         below = np.any(np.stack([np.pad(b, [(0, 0), (0, padded[0].shape[1] - b.shape[1])]) for b in belows]), axis=0)
         n = len(records)
-        xa = _transform(np.stack(padded[:n]), log)
-        xb = _transform(np.stack(padded[n:]), log)
+        xa = transform_values(np.stack(padded[:n]), log)
+        xb = transform_values(np.stack(padded[n:]), log)
         out += _replicate_tests(xa, xb, "seeds", layer, quantity, (ga, gb), position, steps,
                                 n_permutations, seed, fdr, method, log=log, below=below)
     return out
@@ -1193,7 +1204,8 @@ def _resolve_tests(tests, mode):
     return tests or (_MODES[mode] if mode is not None else "calibrated")
 
 
-def _as_list(value, default):
+def as_list(value, default):
+    """``value`` as a list (a single string becomes a one-item list); ``default`` when None."""
     if value is None:
         return list(default)
     return [value] if isinstance(value, str) else list(value)
@@ -1242,7 +1254,7 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
     if tests == "paper":
         if seeds:
             raise StatsError("the paper's tests compare the groups of one record; give one Record, not a list")
-        combos = [(lay, q) for lay in _as_list(layers, first.layers) for q in _as_list(quantities, first.quantities)]
+        combos = [(lay, q) for lay in as_list(layers, first.layers) for q in as_list(quantities, first.quantities)]
         if not explicit:  # skip (layer, quantity) without group spectra
             combos = [c for c in combos if _records_groups(first, *c, groups, position)]
             _require(combos, layers, quantities, groups, "the record")
@@ -1251,7 +1263,7 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
                 run(layer, q, fn.__name__, lambda: fn(first, layer, q, groups=groups, position=position, fdr=fdr,
                                                        method=method, log=bool(log)))
     elif seeds:
-        combos = [(lay, q) for lay in _as_list(layers, first.layers) for q in _as_list(quantities, first.quantities)]
+        combos = [(lay, q) for lay in as_list(layers, first.layers) for q in as_list(quantities, first.quantities)]
         if not explicit:  # skip what some seed did not record per group
             combos = [c for c in combos if all(_records_groups(r, *c, groups, position) for r in source)]
             _require(combos, layers, quantities, groups, "every seed record")
@@ -1261,8 +1273,8 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
         if step_labels(first) is None or not first.per_sample_layers:
             what = "sample group labels" if first.per_sample_layers else "per-sample values"
             raise NotCalibratedError(f"the record has no {what}, so no calibrated test can run: {WHAT_TO_RECORD}")
-        wanted_q = _as_list(quantities, ["G"])
-        for layer in _as_list(layers, first.per_sample_layers):
+        wanted_q = as_list(quantities, ["G"])
+        for layer in as_list(layers, first.per_sample_layers):
             for q in wanted_q:
                 if q != "G" or position is not None or not _has_per_sample(first, layer):
                     skipped.append((layer, q, "per_sample_tests",

@@ -1119,8 +1119,8 @@ class Summary:
     def to_text(self, only_significant=False):
         """Readable fixed-width table, one line per (layer, quantity, pair, test)."""
         label = "min_q" if self.fdr else "min_p"
-        head = ["layer", "quantity", "groups", "test", "kind", "sig/cells", "below_floor", "first_step",
-                "steps_range", "top_indices", label, "max|d|"]
+        head = ["layer", "quantity", "groups", "test", "sig/cells", "first_step", "steps_range", "top_indices",
+                label, "max|d|", "below_floor", "kind"]
         body = []
         for r in (self.significant_rows() if only_significant else self.rows):
             q = "-" if math.isnan(r["min_q"]) else f"{r['min_q']:.2g}"
@@ -1128,9 +1128,9 @@ class Summary:
             top = ",".join(str(i) for i in r["top_indices"]) or "-"
             quantity = r["quantity"] if r["position"] is None else f"{r['quantity']}@p{r['position']}"
             kind = "calibrated" if r.get("calibrated") else PAPER_LABEL
-            body.append([r["layer"], quantity, r["groups"], r["test"], kind, f"{r['n_sig']}/{r['n_cells']}",
-                         str(r.get("n_below_floor", 0)),
-                         "-" if r["first_step"] is None else str(r["first_step"]), r["steps_range"], top, q, d])
+            body.append([r["layer"], quantity, r["groups"], r["test"], f"{r['n_sig']}/{r['n_cells']}",
+                         "-" if r["first_step"] is None else str(r["first_step"]), r["steps_range"], top, q, d,
+                         str(r.get("n_below_floor", 0)), kind])
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
         lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head] + body]
         crit = (f"{self.method.upper()}-FDR q <= {self.alpha:g} within each map" if self.fdr

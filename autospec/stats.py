@@ -868,7 +868,10 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
     raw values with unequal groups is then lopsided (measured at 28 vs 12 lognormal samples:
     5.0% false positives, 4.4% in the upper tail and 0.6% in the lower; 14% at 36 vs 4) and weak
     (19% power at a factor 2, against 48% on log10, whose rate is 4.9%, 2.5%/2.3% per tail);
-    ``log=False`` tests raw values. A cell in which any sample's value sits at/below its noise
+    ``log=False`` tests raw values. Welch rather than permutation p-values is the default because
+    a permutation p cannot go below 1 / (1 + n_permutations), which BH-FDR over a map of many cells
+    turns into lost power (measured: 1-3% of null maps flagged with 99 relabellings, against
+    2-5% for Welch, on MLP records of 100 steps); both are calibrated. A cell in which any sample's value sits at/below its noise
     floor (:func:`per_sample_below_floor`) is not tested (``below_floor``). Returns a list of
     :class:`GroupTest` (test "welch-samples", then "perm-samples" when asked), quantity "G".
     """
@@ -1284,7 +1287,10 @@ def summarize(source, groups=None, fdr=True, alpha=0.05, *, layers=None, quantit
                 run(layer, q, "per_sample_tests",
                     lambda: group_tests(first, layer, "G", groups, position=None, **opts))
     if not results and skipped:
-        raise TooFewSamples("nothing could be tested: " + "; ".join(f"{s[0]} {s[1]}: {s[3]}" for s in skipped))
+        reasons = "; ".join(f"{s[0]} {s[1]}: {s[3]}" for s in skipped)
+        if all(s[3].startswith("too few samples") for s in skipped):
+            raise TooFewSamples(f"nothing could be tested: {reasons}")
+        raise NotCalibratedError(f"no calibrated test can run ({reasons}): {WHAT_TO_RECORD}")
     group_scale = ((first.metadata or {}).get("settings") or {}).get("group_scale")
     return summary_of(results, alpha, fdr, method, skipped=skipped, group_scale=group_scale, top=top)
 

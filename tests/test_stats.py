@@ -519,3 +519,5 @@ def test_summaries_keep_every_test_of_one_unit_layers():
     assert [r["test"] for r in paper.rows] == ["paper-index"]
     assert "not tested: w G (paper_step_tests): too few samples" in paper.to_text()
     assert "paper (uncalibrated)" in paper.to_text()
+    with pytest.raises(stats.NotCalibratedError, match=r"no calibrated test can run \(x G: no per-sample values\)"):
+        stats.summarize(rec, layers=["x"])

@@ -596,8 +596,9 @@ def paper_step_tests(rec, layer, quantity="G", groups=None, position=None, fdr=T
     Returns one :class:`GroupTest` per pair (``axes=("step",)``), labelled "paper (uncalibrated)":
     the singular values of one matrix are not independent samples (see the module docstring), so
     it flags differences under shuffled labels; use :func:`group_tests` (per-sample or per-seed
-    tests) for inference. Values at/below the noise floor are left out of the samples.
-    ``log=True`` tests log10 sigma.
+    tests) for inference. It compares group-level spectra, which depend on group size (see the
+    module docstring and :func:`size_matched`). Values at/below the noise floor are left out of
+    the samples. ``log=True`` tests log10 sigma.
     """
     out = []
     for ga, gb in choose_pairs(rec.groups, groups):
@@ -631,7 +632,8 @@ def paper_index_tests(rec, layer, quantity="G", groups=None, position=None, fdr=
 
     Returns one :class:`GroupTest` per pair (``axes=("index",)``), labelled "paper (uncalibrated)":
     the steps of one run are autocorrelated, not independent samples (see the module docstring).
-    Values at/below the noise floor are left out of the samples.
+    It compares group-level spectra, which depend on group size. Values at/below the noise floor
+    are left out of the samples.
     """
     out = []
     for ga, gb in choose_pairs(rec.groups, groups):

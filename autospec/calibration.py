@@ -17,8 +17,8 @@ The functions are re-exported by :mod:`autospec.stats` (``stats.null_calibration
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as _sst
@@ -126,15 +126,30 @@ def _swap_within_seeds(n_seeds, n_steps, rng, m):
     return np.broadcast_to(codes, (m, n_steps, 2 * n_seeds))
 
 
+class _NullMap(NamedTuple):
+    """One map to calibrate: log values (steps, R, k) with floor cells NaN, label codes (steps, R)
+    of the replicates R, the codes a, b of the pair, sample ids (or None), and whether R are seeds."""
+
+    layer: str
+    quantity: str
+    pair: tuple
+    values: np.ndarray
+    codes: np.ndarray
+    a: int
+    b: int
+    ids: np.ndarray | None
+    seeds: bool
+
+
 def _null_maps(source, layers, groups, quantity, log):
-    """Yield (layer, quantity, pair, values (steps, R, k), codes (steps, R), a, b, ids, seeds) for each map."""
+    """Yield a :class:`_NullMap` for every (layer, pair) of ``source``."""
     if isinstance(source, (list, tuple)):
         _, common = stats.check_seed_records(source)
         layer_list = stats.as_list(layers, source[0].layers)
         for layer in layer_list:
             for ga, gb in stats.choose_pairs(common, groups, what="every seed record"):
                 x, codes = _seed_stack(source, layer, quantity, ga, gb, None, log)
-                yield layer, quantity, (ga, gb), x, codes, 0, 1, None, True
+                yield _NullMap(layer, quantity, (ga, gb), x, codes, 0, 1, None, True)
         return
     labels = stats.step_labels(source)
     if labels is None or not source.per_sample_layers:
@@ -151,7 +166,7 @@ def _null_maps(source, layers, groups, quantity, log):
             a, b = available.index(ga), available.index(gb)
             in_pair = (codes == a) | (codes == b)
             below = (below_values & in_pair[:, :, None]).any(axis=1)
-            yield layer, "G", (ga, gb), np.where(below[:, None, :], np.nan, values), codes, a, b, ids, False
+            yield _NullMap(layer, "G", (ga, gb), np.where(below[:, None, :], np.nan, values), codes, a, b, ids, False)
 
 
 def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="G", alpha=0.05, method="bh",
@@ -174,17 +189,16 @@ def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="
     rng = np.random.default_rng(seed)
     maps, p_counts = [], np.zeros(P_BINS, dtype=np.int64)
     family = np.zeros(n_null, dtype=bool)
-    seeds = False
-    for layer, q, pair, x, codes, a, b, ids, seeds in _null_maps(source, layers, groups, quantity, log):
-        cells = stats.CellMoments(x)
-        n_steps, n, k = x.shape
+    for item in _null_maps(source, layers, groups, quantity, log):
+        cells, codes, a, b = stats.CellMoments(item.values), item.codes, item.a, item.b
+        n_steps, n, k = item.values.shape
         hits = np.zeros(n_null, dtype=bool)
         done, chunk = 0, max(1, stats.permutation_chunk(n_steps, n, k) if not n_permutations else 1)
         n_cells = 0
         while done < n_null:
             m = min(chunk, n_null - done)
-            perm = (_swap_within_seeds(n // 2, n_steps, rng, m) if seeds
-                    else stats.permute_step_labels(codes, rng, m, ids))
+            perm = (_swap_within_seeds(n // 2, n_steps, rng, m) if item.seeds
+                    else stats.permute_step_labels(codes, rng, m, item.ids))
             t, df, _ = cells.welch(perm == a, perm == b)
             p = stats.two_sided_p(t, df)
             if n_permutations:
@@ -196,7 +210,8 @@ def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="
             p_counts += np.histogram(flat[~np.isnan(flat)], bins=P_BINS, range=(0.0, 1.0))[0]
             done += m
         family |= hits
-        maps.append({"layer": layer, "quantity": q, "groups": f"{pair[0]} vs {pair[1]}", "n_cells": n_cells,
+        maps.append({"layer": item.layer, "quantity": item.quantity, "groups": " vs ".join(item.pair),
+                     "n_cells": n_cells,
                      "hits": int(hits.sum()), "rate": float(hits.mean()),
                      "interval": binomial_interval(int(hits.sum()), n_null)})
     if not maps:
@@ -204,6 +219,7 @@ def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="
     total = sum(m["hits"] for m in maps)
     trials = n_null * len(maps)
     kind = "permutation" if n_permutations else "Welch"
+    seeds = isinstance(source, (list, tuple))
     what = "per-seed" if seeds else "per-sample"
     title = f"{kind} {what}" + (", log10" if stats.default_log(log) else "") + f", {method.upper()}-FDR"
     null = "group labels swapped within seeds" if seeds else "sample labels permuted"

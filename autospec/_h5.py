@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 import zipfile
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import numpy as np
@@ -236,6 +237,34 @@ def write_npz(path, **content):
     arrays["index"] = np.array(json.dumps(_index(dict(content, **names), npz=True)))
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def estimate_record_bytes(n_steps, spectra_lengths, per_sample_shapes=None, *, samples_per_step=0, n_extras=1):
+    """Expected size in bytes of the finished record file of a run, to print before it starts.
+
+    n_steps: steps that will be recorded. spectra_lengths: the length k of every recorded
+    spectrum, one per key (layer x quantity x group x position), as a list or a dict {key: k}.
+    per_sample_shapes: {layer: (N, k_s)} of per-sample values, or None. samples_per_step: N when
+    per-step sample labels and ids are recorded (mini-batches), else 0. n_extras: extra scalars
+    per step (the Introspector records one). Floors are counted for every key. While the run
+    goes, the files beside it hold about ``autospec.record.SEGMENT_BYTES`` more, plus the journal of the steps
+    since the last segment.
+    """
+    if isinstance(spectra_lengths, Mapping):
+        spectra_lengths = list(spectra_lengths.values())
+    if isinstance(per_sample_shapes, Mapping):
+        per_sample_shapes = list(per_sample_shapes.values())
+    lengths = [int(k) for k in spectra_lengths]
+    per_step = [8] * (4 + int(n_extras))  # steps, losses, sample counts, extras (+ metadata/index below)
+    per_step += [8 * k for k in lengths] + [8] * len(lengths)  # spectra and their floors
+    per_step += [8 * int(n) * int(k) for n, k in (per_sample_shapes or [])]
+    if samples_per_step:
+        per_step += [4 * int(samples_per_step), 8 * int(samples_per_step)]  # label codes, sample ids
+    n = int(n_steps)
+    dataset_overhead = 6 << 10  # HDF5 object header, chunk index, checksums: measured about 4-6 KiB
+    chunk = 1 << 16  # a partly filled last chunk is stored whole: on average half a chunk is padding
+    total = sum(n * b + dataset_overhead + (chunk // 2 if n * b > chunk else 0) for b in per_step)
+    return int(total + 2 * dataset_overhead + 100 * len(lengths))  # + metadata, index
 
 
 # ----------------------------------------------------------------------------- reading

@@ -40,8 +40,12 @@ def read_regular_file(record_path, path):
         return fh.read(st.st_size)  # never more than the file's real size
 
 
-def remove_if_own_journal(path, run_id):
-    """Delete ``path`` only when it is a regular file whose header names this run."""
+def remove_if_own_journal(record_path, path, run_id):
+    """Delete the journal ``path`` only when it is ``<record name>.journal`` beside the record, a
+    regular file, and its header names run ``run_id`` (else it is left alone: its frames are not
+    needed any more, and it might be another record's)."""
+    if path != os.path.join(os.path.dirname(record_path), os.path.basename(record_path) + _journal.JOURNAL_SUFFIX):
+        return
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):

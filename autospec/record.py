@@ -84,7 +84,6 @@ segments, their rows are read from the finished file).
 import datetime
 import json
 import os
-import stat
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -93,9 +92,9 @@ import numpy as np
 
 from . import _h5, _journal
 from . import _record_files as files
-from ._record_rows import Catalog, Part, Tail, concat, recode
 from . import _record_input as check
-from ._h5 import RecordError
+from ._record_rows import Catalog, Part, Tail, concat, recode
+from ._h5 import RecordError, estimate_record_bytes
 from ._journal import StepData
 
 __all__ = ["Record", "RecordError", "load_record", "from_npz", "estimate_record_bytes"]
@@ -112,7 +111,8 @@ class Record:
     ``Record(metadata={...})`` keeps everything in memory; ``Record(path="run.h5", metadata={...})``
     is file-backed: every ``append`` is on disk when it returns and a killed run loses nothing.
     ``overwrite=False`` refuses to replace an existing file; ``fsync=True`` also syncs every step
-    to the disk (survives power loss, costs a disk sync per step).
+    to the disk (survives power loss, costs a disk sync per step); ``segment_bytes``: the writer
+    holds about this many bytes of steps in memory before writing them into a segment file.
     """
 
     def __init__(self, path=None, metadata=None, *, overwrite=True, fsync=False, segment_bytes=SEGMENT_BYTES):
@@ -121,7 +121,7 @@ class Record:
                             "pass the metadata dict as metadata=...")
         self._init_empty(check.as_metadata(metadata))
         self._writable = True
-        self._segment_bytes = int(segment_bytes)
+        self._segment_bytes = _segment_bytes(segment_bytes)
         if path is not None:
             self._start_file(path, overwrite, fsync)
 
@@ -138,6 +138,7 @@ class Record:
         self._loaded_run_id = None
         self.resumed_backup = None
         self._segment_bytes = SEGMENT_BYTES
+        self._segments, self._bytes_written = [], 0
         self._set_parts([])
 
     def _set_parts(self, parts):
@@ -247,7 +248,7 @@ class Record:
     def bytes_written(self):
         """Bytes this writer has written to disk so far (journal, segments, record file)."""
         journal = 0 if self._journal is None else self._journal.bytes_written
-        return getattr(self, "_bytes_written", 0) + journal
+        return self._bytes_written + journal
 
     def __enter__(self):
         return self
@@ -276,23 +277,20 @@ class Record:
         backup = None
         if keep < len(old):
             backup = old._save_backup()
-        old_journal = old._journal_file  # verified to be this run's journal when it was loaded
         old._writable = True
-        old._segment_bytes = int(segment_bytes)
-        old._start_file(old._path, True, fsync, keep=keep)
-        if old_journal and old_journal != old._journal.path:
-            files.remove_if_own_journal(old_journal, old._loaded_run_id)
+        old._segment_bytes = _segment_bytes(segment_bytes)
+        old._start_file(old._path, True, fsync, keep=keep)  # its journal is started afresh
         old.resumed_backup = backup
         return old
 
     def _save_backup(self):
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = f"{self._path}.bak-{stamp}"
-        content = self._content(uuid.uuid4().hex)
         for n in range(1, 10000):
             candidate = base if n == 1 else f"{base}-{n}"
             if os.path.lexists(candidate):
                 continue
+            content = self._content(uuid.uuid4().hex)
             try:
                 _h5.atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
             except FileExistsError:
@@ -679,7 +677,7 @@ class Record:
         _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
         if own:
             if self._journal_file:
-                files.remove_if_own_journal(self._journal_file, self._loaded_run_id)
+                files.remove_if_own_journal(path, self._journal_file, self._loaded_run_id)
                 self._journal_file = None
             files.remove_segments(path, self._loaded_run_id)
             self._sample_groups = self._record_labels()
@@ -731,6 +729,12 @@ class Record:
                 self._metadata.update(event[1])
         return damaged
 
+def _segment_bytes(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"segment_bytes must be a positive int (bytes of steps held in memory), got {value!r}")
+    return int(value)
+
+
 def _check_sample_counts(labels, ids, samples):
     n = len(labels) if labels is not None else (len(ids) if ids is not None else None)
     if labels is not None and ids is not None and len(ids) != n:
@@ -739,34 +743,6 @@ def _check_sample_counts(labels, ids, samples):
         if n is not None and arr.shape[0] != n:
             what = "sample_groups has" if labels is not None else "sample_ids has"
             raise ValueError(f"{what} {n} samples but per_sample[{layer!r}] has {arr.shape[0]} rows")
-
-def estimate_record_bytes(n_steps, spectra_lengths, per_sample_shapes=None, *, samples_per_step=0, n_extras=1):
-    """Expected size in bytes of the finished record file of a run, to print before it starts.
-
-    n_steps: steps that will be recorded. spectra_lengths: the length k of every recorded
-    spectrum, one per key (layer x quantity x group x position), as a list or a dict {key: k}.
-    per_sample_shapes: {layer: (N, k_s)} of per-sample values, or None. samples_per_step: N when
-    per-step sample labels and ids are recorded (mini-batches), else 0. n_extras: extra scalars
-    per step (the Introspector records one). Floors are counted for every key. While the run
-    goes, the files beside it hold about ``SEGMENT_BYTES`` more, plus the journal of the steps
-    since the last segment.
-    """
-    if isinstance(spectra_lengths, Mapping):
-        spectra_lengths = list(spectra_lengths.values())
-    if isinstance(per_sample_shapes, Mapping):
-        per_sample_shapes = list(per_sample_shapes.values())
-    lengths = [int(k) for k in spectra_lengths]
-    per_step = [8] * (4 + int(n_extras))  # steps, losses, sample counts, extras (+ metadata/index below)
-    per_step += [8 * k for k in lengths] + [8] * len(lengths)  # spectra and their floors
-    per_step += [8 * int(n) * int(k) for n, k in (per_sample_shapes or [])]
-    if samples_per_step:
-        per_step += [4 * int(samples_per_step), 8 * int(samples_per_step)]  # label codes, sample ids
-    n = int(n_steps)
-    dataset_overhead = 6 << 10  # HDF5 object header, chunk index, checksums: measured about 4-6 KiB
-    chunk = 1 << 16  # a partly filled last chunk is stored whole: on average half a chunk is padding
-    total = sum(n * b + dataset_overhead + (chunk // 2 if n * b > chunk else 0) for b in per_step)
-    return int(total + 2 * dataset_overhead + 100 * len(lengths))  # + metadata, index
-
 
 def load_record(path):
     """Open a record file (.h5 written by Record, or .npz from to_npz) lazily and read-only.

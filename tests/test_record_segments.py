@@ -145,3 +145,9 @@ def test_estimate_record_bytes_is_close_to_the_real_size(tmp_path):
     estimate = estimate_record_bytes(400, {key: 12 for key in keys}, {"l0": (16, 2)}, samples_per_step=16)
     assert 0.85 < estimate / real < 1.2
     assert estimate_record_bytes(800, [12] * 30) > 1.9 * estimate_record_bytes(400, [12] * 30) * 0.95
+
+
+@pytest.mark.parametrize("value", [0, -5, 1.5, True, "16M"])
+def test_bad_segment_bytes(tmp_path, value):
+    with pytest.raises(ValueError, match="segment_bytes"):
+        Record(path=tmp_path / "r.h5", segment_bytes=value)

@@ -9,7 +9,7 @@ import os
 import stat
 
 from . import _journal
-from ._h5 import RecordError
+from ._h5 import H5Source, RecordError, open_h5
 
 
 def damaged_or_foreign(path, why):
@@ -40,8 +40,12 @@ def read_regular_file(record_path, path):
         return fh.read(st.st_size)  # never more than the file's real size
 
 
-def remove_if_own_journal(path, run_id):
-    """Delete ``path`` only when it is a regular file whose header names this run."""
+def remove_if_own_journal(record_path, path, run_id):
+    """Delete the journal ``path`` only when it is ``<record name>.journal`` beside the record, a
+    regular file, and its header names run ``run_id`` (else it is left alone: its frames are not
+    needed any more, and it might be another record's)."""
+    if path != os.path.join(os.path.dirname(record_path), os.path.basename(record_path) + _journal.JOURNAL_SUFFIX):
+        return
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):
@@ -52,3 +56,50 @@ def remove_if_own_journal(path, run_id):
         return
     if head[len(_journal.JOURNAL_MAGIC) + 4:] == run_id.encode("ascii") and head.startswith(_journal.JOURNAL_MAGIC):
         os.unlink(path)
+
+
+def segment_name(record_path, run_id, number):
+    """File name of segment ``number`` of a run: ``<record name>.<run id prefix>.seg<number>``."""
+    return f"{os.path.basename(record_path)}.{run_id[:8]}.seg{number:05d}"
+
+
+def segment_beside(record_path, name):
+    """Path of a segment file the record names: a plain name beside it, a regular file (not a link)."""
+    path = journal_beside(record_path, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise damaged_or_foreign(record_path, f"its segment file {name!r} is missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise damaged_or_foreign(record_path, f"its segment file {name!r} is not a regular file")
+    return path
+
+
+def remove_segments(record_path, run_id):
+    """Delete the segment files of run ``run_id`` beside ``record_path`` (listed or left over by a
+    killed flush), each only after checking that its header names that run."""
+    directory = os.path.dirname(record_path)
+    prefix = segment_name(record_path, run_id, 0)[:-5]
+    for name in os.listdir(directory):
+        if not (name.startswith(prefix) and name[len(prefix):].isdigit()):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            with open_h5(path) as f:
+                ours = str(f.attrs.get("run_id", "")) == run_id and str(f.attrs.get("part_of", "")) != ""
+        except (OSError, RecordError):
+            continue
+        if ours:
+            os.unlink(path)
+
+
+def record_run_id(path):
+    """The run id of the record file at ``path``, or None when there is none (or it is not a record)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return H5Source(path).run_id
+    except (OSError, RecordError):
+        return None

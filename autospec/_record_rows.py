@@ -67,6 +67,7 @@ class Tail:
 
     def __init__(self):
         self.n = 0
+        self.nbytes = 0  # about the bytes of values held
         self.steps = Rows(0, np.int64, 0)
         self.losses = Rows(0)
         self.counts = Rows(0, np.int64, -1)
@@ -101,6 +102,9 @@ class Tail:
             self.ids = self.ids or Rows(1, np.int64, -1)
             self.ids.put(row, s.ids)
         self.n = row + 1
+        self.nbytes += 8 * (4 + len(s.extra) + len(s.floors)) + sum(a.nbytes for _, a in s.spectra) + \
+            sum(a.nbytes for _, a in s.per_sample) + (0 if s.groups is None else 4 * len(s.groups)) + \
+            (0 if s.ids is None else s.ids.nbytes)
 
 
 class Catalog:

@@ -101,6 +101,12 @@ def test_saving_onto_itself_deletes_only_its_own_verified_journal(tmp_path):
     assert (tmp_path / "r.h5.journal").exists()  # not named by the file any more: left alone
     assert len(load_record(other)) == 4
 
+    with h5py.File(path, "a") as f:  # even copying the other run's id does not make its journal ours
+        f.attrs["journal"] = "other.h5.journal"
+        f.attrs["run_id"] = load_record(other).__dict__["_run_id"]
+    load_record(path).save(path)
+    assert (tmp_path / "other.h5.journal").read_bytes() == other_journal
+
     user = tmp_path / "notes.txt"
     user.write_bytes(b"my notes")
     killed_run(path, 2)

@@ -272,9 +272,13 @@ def test_seed_tests_find_planted_cells():
 
 def test_summarize_record_with_groups_and_per_sample():
     rec = make_record(n_steps=14, planted={"1.weight": (4, 10)}, n_per_group=10, seed=1)
-    summary = stats.summarize(rec)
-    tests = {row["test"] for row in summary}
-    assert tests == {"paper-step", "paper-index", "welch-samples"}
+    summary = stats.summarize(rec)  # calibrated by default: the per-sample tests only
+    assert {row["test"] for row in summary} == {"welch-samples"}
+    assert all(row["calibrated"] for row in summary)
+    paper = stats.summarize(rec, tests="paper")
+    assert {row["test"] for row in paper} == {"paper-step", "paper-index"}
+    assert not any(row["calibrated"] for row in paper) and "paper (uncalibrated)" in paper.to_text()
+    assert stats.summarize(rec, mode="paper").to_json() == paper.to_json()  # the older spelling
     sig = {(r["layer"], r["quantity"], r["test"]) for r in summary.significant_rows()}
     assert ("1.weight", "G", "welch-samples") in sig
     assert not any(layer == "0.weight" and test == "welch-samples" for layer, _, test in sig)
@@ -322,8 +326,10 @@ def test_clear_errors_for_groups_samples_and_shapes():
         stats.seed_tests([rec, make_record(n_steps=4)], "0.weight")
     with pytest.raises(ValueError, match="unknown mode"):
         stats.summarize(rec, mode="magic")
-    with pytest.raises(ValueError, match="nothing to compare"):
+    with pytest.raises(stats.NotCalibratedError, match="no calibrated test can run.*per_sample=True"):
         stats.summarize(make_record(n_steps=2, groups=("only",)))
+    with pytest.raises(ValueError, match="no group spectra to compare"):
+        stats.summarize(make_record(n_steps=2, groups=("only",)), tests="paper")
     with pytest.raises(KeyError):
         stats.paper_step_tests(rec, "no.such.layer")
 
@@ -334,11 +340,11 @@ def test_summarize_skips_quantities_recorded_without_groups():
     for s in range(4):
         rec.append(s, {("L", "G", "a", None): rng.random(3), ("L", "G", "b", None): rng.random(3),
                        ("L", "A", None, None): rng.random(3)})
-    summary = stats.summarize(rec)
+    summary = stats.summarize(rec, tests="paper")
     assert {(r["quantity"], r["test"]) for r in summary} == {("G", "paper-step"), ("G", "paper-index")}
     assert "(no significant cells)" in summary.to_text(only_significant=True) or summary.significant_rows()
     with pytest.raises(ValueError, match="no group spectra to compare"):
-        stats.summarize(rec, quantities=["A"])
+        stats.summarize(rec, quantities=["A"], tests="paper")
 
 
 def test_samples_without_spread_give_nan_not_infinite_significance():
@@ -362,9 +368,12 @@ def test_summary_notes_layers_too_small_for_the_per_step_test():
     rec = Record()
     for s in range(20):
         rec.append(s, {("w", "G", "a", None): 1 + rng.random(1), ("w", "G", "b", None): 1 + rng.random(1)})
-    summary = stats.summarize(rec)
+    summary = stats.summarize(rec, tests="paper")
     assert [r["test"] for r in summary.rows] == ["paper-index"]
     assert summary.skipped and summary.skipped[0][:3] == ("w", "G", "paper_step_tests")
     assert "not tested: w G (paper_step_tests)" in summary.to_text()
-    with pytest.raises(ValueError, match="too few samples"):  # asked for explicitly: a clear error
-        stats.summarize(rec, layers="w", quantities="G")
+    # explicit layers keep every test that can run (issue 12: the layer is not dropped)
+    explicit = stats.summarize(rec, layers="w", quantities="G", tests="paper")
+    assert [r["test"] for r in explicit.rows] == ["paper-index"] and explicit.skipped
+    with pytest.raises(stats.TooFewSamples, match="too few samples"):  # the single test asked for: an error
+        stats.paper_step_tests(rec, "w")

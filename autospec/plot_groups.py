@@ -46,7 +46,7 @@ __all__ = [
 
 TESTS = ("calibrated", "paper")
 #: How the paper's tests are labelled wherever they are drawn.
-PAPER_LABEL = "paper (uncalibrated)"
+PAPER_LABEL = stats.PAPER_LABEL
 _MODES = ("auto", "paper", "per_sample", "seeds")
 
 
@@ -62,9 +62,9 @@ def _is_record_list(source):
 def _labels_of(rec):
     """Every group label of one record: its group spectra and its per-step sample labels."""
     labels = [str(g) for g in rec.groups]
-    per_step = rec.step_sample_groups()
+    per_step = stats.step_labels(rec)
     if per_step is not None:
-        labels += [g for g in dict.fromkeys(np.asarray(per_step).astype(str).ravel().tolist()) if g]
+        labels += [g for g in dict.fromkeys(per_step.ravel().tolist()) if g]
     return list(dict.fromkeys(labels))
 
 
@@ -152,18 +152,16 @@ def _mean_and_se(reps):
 
 
 def _sample_replicates(rec, layer, pair):
-    """Per-sample values of ``layer`` split by each step's own sample labels: one array
-    (N, steps, k) per group, NaN where a sample belongs to the other group at that step."""
+    """Per-sample values of ``layer`` split by each step's own sample labels (mini-batches keep
+    theirs): one array (N, steps, k) per group, NaN where a sample belongs to another group at
+    that step or sits at/below its noise floor."""
     x = np.asarray(rec.per_sample(layer), dtype=np.float64)  # (steps, N, k)
-    labels = rec.step_sample_groups()
-    if labels is None:
-        raise GroupError("the record has no sample group labels: record with groups=labels")
-    labels = np.asarray(labels).astype(str)[:, : x.shape[1]]
-    reps = []
-    for g in pair:
-        own = np.where((labels == g)[..., None], x, np.nan)
-        reps.append(np.moveaxis(np.where(own > 0, own, np.nan), 1, 0))
-    return reps
+    labels = stats.step_labels(rec)
+    n = max(x.shape[1], labels.shape[1])
+    x = np.pad(x, [(0, 0), (0, n - x.shape[1]), (0, 0)], constant_values=np.nan)
+    labels = np.pad(labels, [(0, 0), (0, n - labels.shape[1])], constant_values="")
+    x = np.where(stats.per_sample_below_floor(rec, layer, x), np.nan, x)
+    return [np.moveaxis(np.where((labels == g)[..., None], x, np.nan), 1, 0) for g in pair]
 
 
 def _seed_replicates(records, layer, quantity, pair, position):
@@ -186,7 +184,7 @@ def _below_floor(result, shape):
 
 
 def difference_data(source, layer, quantity="G", groups=None, fdr=True, alpha=0.05, mode="auto",
-                    position=None, n_permutations=0, seed=0, log=False, *, tests="calibrated"):
+                    position=None, n_permutations=0, seed=0, log=None, *, tests="calibrated"):
     """The numbers behind :func:`plot_group_differences`, as a dict.
 
     ``tests="calibrated"`` (default): ``map`` = -log10 q (or p) of the per-cell test from
@@ -369,7 +367,7 @@ def _footer(fig, data):
 
 
 def plot_group_differences(source, layer, quantity="G", groups=None, fdr=True, alpha=0.05, mode="auto",
-                           position=None, n_permutations=0, seed=0, log=False, n_lines=3, fig=None, *,
+                           position=None, n_permutations=0, seed=0, log=None, n_lines=3, fig=None, *,
                            tests="calibrated"):
     """Where two groups' spectra differ over training, for one layer and quantity.
 
@@ -423,7 +421,7 @@ def plot_group_differences(source, layer, quantity="G", groups=None, fdr=True, a
 
 
 def plot_group_pairs(source, layer, quantity="G", groups=None, fdr=True, alpha=0.05, position=None,
-                     n_permutations=0, seed=0, log=False, *, tests="calibrated"):
+                     n_permutations=0, seed=0, log=None, *, tests="calibrated"):
     """Every pair of ``groups`` (default: all of the source's groups) for one layer, as a grid of
     difference maps with one colour scale: row = first group, column = second group (upper
     triangle). Same tests and markings as :func:`plot_group_differences`; a pair too small to

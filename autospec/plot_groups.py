@@ -216,7 +216,7 @@ def difference_data(source, layer, quantity="G", groups=None, fdr=True, alpha=0.
         recorded = np.isfinite(raw[0]) & np.isfinite(raw[1])
         out.update(mode="paper", map=ratio, map_label=f"log10(σ {pair[0]} / σ {pair[1]})", sig=None,
                    below_floor=recorded & np.isnan(ratio),
-                   title=f"{step.title}; {index.title}",
+                   title=f"{step.title}\n{index.title}",
                    step_p=step.q if fdr else step.p, step_sig=step.significant(alpha),
                    index_p=index.q if fdr else index.p, index_sig=index.significant(alpha),
                    marginal_label=(f"−log10 {crit}\nper-step test", f"−log10 {crit}, per-index test"),
@@ -355,15 +355,14 @@ def _draw_means(ax, data, n_lines):
     ax.legend(fontsize=base.SMALL_FONT, ncol=2 if n_lines > 2 else 1, loc="best", frameon=False)
 
 
+def _scale_line(data):
+    """The group-scale note as an extra (smaller-looking, wrapped) title line, or nothing."""
+    note = data["group_scale"]
+    return "" if not note else "\n" + "\n".join(textwrap.wrap(note, 110))
+
+
 def _criterion(fdr, alpha):
     return f"FDR q ≤ {alpha:g}" if fdr else f"p ≤ {alpha:g}"
-
-
-def _footer(fig, data):
-    notes = ["hatched: values at/below the noise floor, not tested"]
-    if data["group_scale"]:
-        notes.append(data["group_scale"])
-    fig.supxlabel("\n".join(notes), fontsize=base.SMALL_FONT, color="0.3")
 
 
 def plot_group_differences(source, layer, quantity="G", groups=None, fdr=True, alpha=0.05, mode="auto",
@@ -409,14 +408,13 @@ def plot_group_differences(source, layer, quantity="G", groups=None, fdr=True, a
     ax_right.tick_params(labelleft=False)
     _draw_means(ax_lines, data, n_lines)
     g0, g1 = data["groups"]
-    ax_top.set_title(f"{layer}: {g0} vs {g1} -- {data['title']}", fontsize=10)
+    ax_top.set_title(f"{g0} vs {g1}: {data['title']}", fontsize=10)
     ax_lines.set_title(f"{'mean ' if data['mode'] != 'paper' else ''}trajectories, {g0} vs {g1}")
-    ax_map.legend(handles=map_legend_handles(data), loc="upper center", bbox_to_anchor=(0.5, -0.42),
-                  fontsize=base.SMALL_FONT, ncol=2, frameon=False)
+    fig.legend(handles=map_legend_handles(data), loc="outside lower center", fontsize=base.SMALL_FONT, ncol=2,
+               frameon=False)
     kind = f"{PAPER_LABEL}, " if data["mode"] == "paper" else ""
     fig.suptitle(f"Group differences in singular values of {base.describe(quantity, None, position)} -- "
-                 f"{layer} ({kind}{_criterion(fdr, alpha)})")
-    _footer(fig, data)
+                 f"{layer} ({kind}{_criterion(fdr, alpha)})" + _scale_line(data))
     return fig
 
 
@@ -471,6 +469,6 @@ def plot_group_pairs(source, layer, quantity="G", groups=None, fdr=True, alpha=0
                frameon=False)
     kind = f"{PAPER_LABEL}: " if tests == "paper" else ""
     fig.suptitle(f"Group differences of {base.describe(quantity, None, position)} -- {layer}, every pair of "
-                 f"{len(chosen)} groups\n{kind}{any_data['title']} ({_criterion(fdr, alpha)})")
-    _footer(fig, any_data)
+                 f"{len(chosen)} groups\n{kind}{any_data['title'].replace(chr(10), '; ')} ({_criterion(fdr, alpha)})"
+                 + _scale_line(any_data))
     return fig

@@ -31,16 +31,17 @@ def floored_record(floors=True, groups=("a", "b")):
 
 
 def drawn_lines(ax):
+    """The finite y values of each line of the trajectory LineCollection."""
     (coll,) = [c for c in ax.collections if isinstance(c, LineCollection)]
-    return np.stack([seg[:, 1] for seg in coll.get_segments()])  # (k, steps)
+    return [np.asarray(seg).reshape(-1, 2)[:, 1] for seg in coll.get_segments()]
 
 
 def test_trajectories_draw_only_values_above_the_recorded_floor():
     rec = floored_record()
     fig = plot.plot_trajectories(rec)
     ax = [a for a in fig.axes if a.get_label() != "<colorbar>"][0]
-    y = drawn_lines(ax)
-    assert np.all(np.isfinite(y[:4])) and np.all(np.isnan(y[4:]))  # the four real values, nothing below
+    y = [line[np.isfinite(line)] for line in drawn_lines(ax)]
+    assert [line.size for line in y] == [STEPS] * 4 + [0] * 4  # the four real values, nothing below the floor
     lo, hi = ax.get_ylim()
     assert 1e-3 < lo < 0.01 and hi > 1.0  # limits follow the real spectrum, not 1e-72
     floor_lines = [line for line in ax.lines if line.get_linestyle() == "--"]
@@ -106,7 +107,7 @@ def test_paper_difference_map_hatches_cells_below_either_groups_floor():
     fig = plot.plot_group_differences(rec, "L", groups=("a", "b"), tests="paper")
     ax_map = fig.axes[0]
     assert any(isinstance(c, PatchCollection) for c in ax_map.collections)
-    labels = [t.get_text() for t in ax_map.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "below the noise floor (not tested)" in labels
     line_axes = fig.axes[3]
     drawn = np.concatenate([line.get_ydata() for line in line_axes.lines if isinstance(line, Line2D)])

@@ -124,6 +124,7 @@ def build_parser():
     p.add_argument("--quantities", nargs="+", choices=["G", "A", "D"], help="trajectories of these (default: all)")
     p.add_argument("--each", action="store_true", help="with several panel records: each record's figures too")
     p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG figures (default 150)")
     p.add_argument("--force", action="store_true",
                    help="write into figure folders that hold files, moving those files into a backup folder there")
     p.set_defaults(func=cmd_plot)
@@ -287,7 +288,7 @@ def cmd_plot(args):
     figure of several panel records; never overwrites a file (--force moves old ones aside)."""
     from . import plot
     from .plot_files import FigureFolder, check_output_root, run_label, run_labels
-    from .plot_groups import choose_groups
+    from .plot_groups import choose_groups, record_groups
     from .record import load_record
 
     paths = [_record_path(r) for r in args.records]
@@ -297,23 +298,26 @@ def cmd_plot(args):
     if args.groups and len(args.groups) < 2:
         raise UsageError(f"--groups needs at least two groups, got {args.groups}")
     for rec in records:  # unknown groups fail before anything is drawn
-        if args.groups and len(rec.groups) >= 2:
+        if args.groups and record_groups(rec):
             choose_groups(rec, args.groups)
     panels = {(r.metadata or {}).get("panel"): r for r in records}
     panel_figure = len(records) > 1 and None not in panels and len(panels) == len(records)
     each = not panel_figure or args.each
     labels = run_labels(records, paths)
     # every folder is checked before the first figure is drawn
-    folders = [FigureFolder(root / label, formats=args.formats, force=args.force) for label in labels] if each else []
+    if not 10 <= args.dpi <= 1200:
+        raise UsageError(f"--dpi must be between 10 and 1200, got {args.dpi}")
+    opts = dict(formats=args.formats, dpi=args.dpi, force=args.force)
+    folders = [FigureFolder(root / label, **opts) for label in labels] if each else []
     written, notes = [], []
     if panel_figure:
         name = "panels_" + run_label(records[0], paths[0], with_panel=False) + "_" + "".join(sorted(panels))
-        panel_folder = FigureFolder(root / name, formats=args.formats, force=args.force)
+        panel_folder = FigureFolder(root / name, **opts)
         fig = plot.plot_panels(panels, groups=args.groups, tests=args.tests)
         written += panel_folder.save(fig, "panels")
     for rec, folder in zip(records, folders):
-        report = plot.write_record_figures(rec, folder.folder, quantities=args.quantities, groups=args.groups,
-                                           tests=args.tests, formats=args.formats, force=args.force)
+        report = plot.write_record_figures(rec, folder, quantities=args.quantities, groups=args.groups,
+                                           tests=args.tests)
         written += report.written
         notes += report.notes
     for p in written:

@@ -4,8 +4,8 @@
   from its metadata (``digits-mlp_G_seed0``), else the record's file stem and a short id of its
   path (``record-1a2b3c``) -- so figures of different runs never land in one folder.
 * :class:`FigureFolder` writes figures into a folder that must be new or empty; with
-  ``force=True`` every file it would replace is first moved into a timestamped backup folder
-  inside it (``backup-20260101-120000``), never deleted.
+  ``force=True`` what the folder holds is first moved into a timestamped backup folder inside
+  it (``backup-20260101-120000``), never deleted.
 * :func:`write_record_figures` writes all figures of one record (dashboard, trajectories, group
   differences) and lists what it could not draw.
 """
@@ -81,8 +81,9 @@ class FigureFolder:
     """A folder of figures written without losing anything already there.
 
     The folder must be new or empty (backup folders aside); otherwise :class:`FigureOutputError`
-    names what is there, unless ``force=True``: then each file a figure would replace is moved
-    into ``backup-YYYYmmdd-HHMMSS`` inside the folder (created on first need) before writing.
+    names what is there, unless ``force=True``: then everything it holds is moved into
+    ``backup-YYYYmmdd-HHMMSS`` inside the folder, so it ends up holding this call's figures only.
+    A file that appears under a figure's name later is moved there too before writing.
     """
 
     def __init__(self, folder, formats=("png", "pdf"), dpi=base.DPI, force=False):
@@ -98,6 +99,8 @@ class FigureFolder:
             shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
             raise FigureOutputError(f"{self.folder} already holds {shown}; add --force to move them into a backup "
                                     f"folder there, or choose another --out")
+        for name in present:
+            self._move_aside(self.folder / name)
 
     def _present(self):
         if not self.folder.is_dir():
@@ -117,12 +120,15 @@ class FigureFolder:
                 break
         return self.backup
 
+    def _move_aside(self, path):
+        os.replace(path, self._backup_folder() / path.name)
+
     def save(self, fig, name):
         """Write ``fig`` as ``name`` in each format (moving aside any file it replaces); returns the paths."""
         targets = base.figure_paths(self.folder / name, self.formats)
         for target in targets:
             if target.exists() or target.is_symlink():
-                os.replace(target, self._backup_folder() / target.name)
+                self._move_aside(target)
         written = base.save_figure(fig, self.folder / name, formats=self.formats, dpi=self.dpi)
         fig.clear()
         return written
@@ -144,7 +150,8 @@ def _group_figure_name(layer, chosen):
 
 def write_record_figures(rec, folder, *, quantities=None, groups=None, tests="calibrated", group_differences=None,
                          fdr=True, alpha=0.05, formats=("png", "pdf"), dpi=base.DPI, force=False):
-    """All figures of one record into ``folder`` (see :class:`FigureFolder`: never overwrites).
+    """All figures of one record into ``folder`` (a path, or a :class:`FigureFolder` made earlier
+    to check it before drawing; either way nothing there is overwritten).
 
     A dashboard; the trajectories of each of ``quantities`` (None = every recorded quantity);
     and, when the record has two or more groups (or ``group_differences=True``), the group
@@ -158,14 +165,14 @@ def write_record_figures(rec, folder, *, quantities=None, groups=None, tests="ca
     chosen = None
     if group_differences or (group_differences is None and len(rec.groups) >= 2):
         chosen = choose_groups(rec, groups)
-    out = FigureFolder(folder, formats=formats, dpi=dpi, force=force)
+    out = folder if isinstance(folder, FigureFolder) else FigureFolder(folder, formats=formats, dpi=dpi, force=force)
     written, notes = [], []
     written += out.save(plot_dashboard(rec, quantity="G"), "dashboard")
     for quantity in (rec.quantities if quantities is None else [q for q in quantities if q in rec.quantities]):
         written += out.save(plot_trajectories(rec, quantity=quantity), f"trajectories_{quantity}")
     if chosen is None:
         return FigureReport(written, notes)
-    uncalibrated = {}  # message -> layers
+    uncalibrated = []  # (layer, why)
     for layer in rec.layers:
         try:
             if len(chosen) == 2:
@@ -173,13 +180,14 @@ def write_record_figures(rec, folder, *, quantities=None, groups=None, tests="ca
             else:
                 fig = plot_group_pairs(rec, layer, "G", groups=chosen, fdr=fdr, alpha=alpha, tests=tests)
         except stats.NotCalibratedError as exc:
-            uncalibrated.setdefault(str(exc), []).append(layer)
+            uncalibrated.append((layer, str(exc)))
             continue
         except stats.TooFewSamples as exc:
             notes.append(f"not tested: layer {layer}: {exc}")
             continue
         written += out.save(fig, _group_figure_name(layer, chosen))
-    for message, layers in uncalibrated.items():
-        which = "every layer" if len(layers) == len(rec.layers) else ", ".join(layers)
-        notes.append(f"no group-difference figures ({which}): {message}")
+    if uncalibrated and len(uncalibrated) == len(rec.layers):  # the usual case: one line says it all
+        notes.append(f"no group-difference figures (every layer): {uncalibrated[0][1]}")
+    else:
+        notes += [f"no group-difference figure of layer {layer}: {why}" for layer, why in uncalibrated]
     return FigureReport(written, notes)

@@ -434,7 +434,7 @@ def plot_group_pairs(source, layer, quantity="G", groups=None, fdr=True, alpha=0
             untested[pair] = str(exc)
     if not cells:
         first = next(iter(untested.values()))
-        raise stats.TooFewSamples(f"layer {layer!r}: no pair of groups can be tested ({first})")
+        raise stats.TooFewSamples(f"no pair of groups can be tested ({first})")
     n = len(chosen) - 1
     fig = base.new_figure(2.3 * n + 1.6, 1.9 * n + 2.2)
     grid = fig.subplots(n, n, squeeze=False)

@@ -42,6 +42,7 @@ HATCH = "////"
 FLOOR_LABEL = "noise floor"
 BAND_LABEL = "below the noise floor (numerically zero, not drawn)"
 CELLS_LABEL = "below the noise floor (not tested)"
+ZERO_CELLS_LABEL = "below the noise floor (numerically zero)"
 
 
 def spectrum_floor(rec, layer, quantity, group=None, position=None, series=None):
@@ -118,8 +119,10 @@ def draw_below_floor_cells(ax, mask, x_edges, y_edges):
 
 
 def floor_legend_handles(kind="lines"):
-    """Legend handles explaining the floor: ``"lines"`` (trajectories) or ``"cells"`` (maps)."""
-    if kind == "cells":
-        return [Patch(facecolor=BELOW_FLOOR_FACE, edgecolor=FLOOR_COLOUR, hatch=HATCH, label=CELLS_LABEL)]
+    """Legend handles explaining the floor: ``"lines"`` (trajectories), ``"heatmap"`` (spectra
+    over steps x index) or ``"cells"`` (maps of tests)."""
+    if kind in ("cells", "heatmap"):
+        label = CELLS_LABEL if kind == "cells" else ZERO_CELLS_LABEL
+        return [Patch(facecolor=BELOW_FLOOR_FACE, edgecolor=FLOOR_COLOUR, hatch=HATCH, label=label)]
     return [Line2D([], [], ls="--", color=FLOOR_COLOUR, label=FLOOR_LABEL),
             Patch(facecolor=BELOW_FLOOR_FACE, label=BAND_LABEL)]

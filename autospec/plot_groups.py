@@ -454,8 +454,11 @@ def plot_group_pairs(source, layer, quantity="G", groups=None, fdr=True, alpha=0
             continue
         data = cells[(a, b)]
         mesh = draw_difference_map(ax, data, norm=norm)
-        n_sig = int(np.sum(data["sig"])) if data["sig"] is not None else int(np.sum(data["index_sig"]))
-        ax.set_title(f"{a} vs {b}: {n_sig} significant", fontsize=base.SMALL_FONT)
+        if data["mode"] == "paper":
+            found = f"{int(np.sum(data['index_sig']))} indices, {int(np.sum(data['step_sig']))} steps"
+        else:
+            found = f"{int(np.sum(data['sig']))} cells"
+        ax.set_title(f"{a} vs {b}: {found}", fontsize=base.SMALL_FONT)
         ax.tick_params(labelsize=base.SMALL_FONT)
         if i != j:
             ax.set_xlabel("")
@@ -464,11 +467,14 @@ def plot_group_pairs(source, layer, quantity="G", groups=None, fdr=True, alpha=0
         else:
             ax.xaxis.label.set_size(base.SMALL_FONT)
             ax.yaxis.label.set_size(base.SMALL_FONT)
-    fig.colorbar(mesh, ax=list(grid.ravel()), location="right", shrink=0.6, label=any_data["map_label"])
+    paper = any_data["mode"] == "paper"
+    label = "log10(σ row group / σ column group)" if paper else any_data["map_label"]
+    fig.colorbar(mesh, ax=list(grid.ravel()), location="right", shrink=0.6, label=label)
     fig.legend(handles=map_legend_handles(any_data), loc="outside lower center", ncol=3, fontsize=base.SMALL_FONT,
                frameon=False)
-    kind = f"{PAPER_LABEL}: " if tests == "paper" else ""
+    test = any_data["title"].replace("\n", "; ")
+    test_line = "\n".join(textwrap.wrap(f"{PAPER_LABEL + ': ' if paper else ''}{test} ({_criterion(fdr, alpha)})",
+                                         int(9 * fig.get_figwidth())))
     fig.suptitle(f"Group differences of {base.describe(quantity, None, position)} -- {layer}, every pair of "
-                 f"{len(chosen)} groups\n{kind}{any_data['title'].replace(chr(10), '; ')} ({_criterion(fdr, alpha)})"
-                 + _scale_line(any_data))
+                 f"{len(chosen)} groups (row vs column)\n{test_line}" + _scale_line(any_data))
     return fig

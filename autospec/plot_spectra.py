@@ -109,9 +109,9 @@ def plot_trajectories(rec, layers=None, quantity="G", group=None, position=None,
                 bar.update_ticks()
     if ax is None:
         fig.suptitle(f"Singular values of {describe(quantity, group, position)} over training")
-        handles = floor_legend_handles("cells" if style == "heatmap" else "lines")
-        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=SMALL_FONT,
-                   frameon=False)
+        handles = floor_legend_handles(style if style == "heatmap" else "lines")
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if len(axes) > 1 else 1,
+                   fontsize=SMALL_FONT, frameon=False)
     return fig
 
 

@@ -112,3 +112,18 @@ def test_uncalibrated_record_gets_one_note_instead_of_maps(tmp_path):
     report = write_record_figures(rec, tmp_path / "figs", formats=("png",), dpi=40)
     assert len(report.notes) == 1 and report.notes[0].startswith("no group-difference figures (every layer)")
     assert not any("group_differences" in p.name for p in report.written)
+
+
+def test_every_text_is_readable_when_projected():
+    """No text below 9 pt in any figure (legends were 7 pt)."""
+    from matplotlib.text import Text
+
+    rec = grouped_record()
+    figures = [plot.plot_group_differences(rec, "L", groups=("a", "c")),
+               plot.plot_group_differences(rec, "L", groups=("a", "c"), tests="paper"),
+               plot.plot_group_pairs(rec, "L"), plot.plot_panels({"A": rec, "G": rec}),
+               plot.plot_dashboard(rec), plot.plot_trajectories(rec)]
+    for fig in figures:
+        fig.canvas.draw()  # ticks and legends exist once drawn
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        assert sizes and min(sizes) >= 9, fig.get_suptitle()

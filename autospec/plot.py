@@ -21,8 +21,8 @@ default; the paper's tests are labelled "paper (uncalibrated)".
 """
 from __future__ import annotations
 
-from .plot_base import (DPI, INDEX_LABEL, SIGMA_LABEL, SMALL_FONT, STEP_LABEL, cell_edges, check_layers,  # noqa: F401
-                        describe, figure_paths, new_figure, save_figure, set_log_limits)
+from .plot_base import (DPI, INDEX_LABEL, SIGMA_LABEL, SMALL_FONT, STEP_LABEL, PlotError, cell_edges,  # noqa: F401
+                        check_layers, describe, figure_paths, new_figure, save_figure, set_log_limits)
 from .plot_files import FigureFolder, FigureOutputError, run_label, write_record_figures
 from .plot_floor import FALLBACK_RELATIVE_FLOOR, above_floor, signal, spectrum_floor
 from .plot_groups import (PAPER_LABEL, choose_groups, difference_data, difference_norm, draw_difference_map,
@@ -45,6 +45,7 @@ __all__ = [
     "choose_groups",
     "FigureFolder",
     "FigureOutputError",
+    "PlotError",
     "run_label",
     "PAPER_LABEL",
     "FALLBACK_RELATIVE_FLOOR",

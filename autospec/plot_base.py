@@ -9,8 +9,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["STEP_LABEL", "SIGMA_LABEL", "INDEX_LABEL", "SMALL_FONT", "DPI", "KNOWN_FORMATS", "new_figure",
+from .errors import AutoSpecError
+
+__all__ = ["PlotError", "STEP_LABEL", "SIGMA_LABEL", "INDEX_LABEL", "SMALL_FONT", "DPI", "KNOWN_FORMATS", "new_figure",
            "check_layers", "cell_edges", "set_log_limits", "describe", "figure_paths", "save_figure"]
+
+class PlotError(AutoSpecError, ValueError):
+    """A figure that cannot be drawn as asked: an unknown layer, style, format, panel or test."""
+
 
 STEP_LABEL = "training step"
 SIGMA_LABEL = "singular value (log)"
@@ -27,16 +33,16 @@ def new_figure(width, height):
 
 
 def check_layers(rec, layers):
-    """``layers`` as a list (None = all of the record's layers); unknown names raise ValueError."""
+    """``layers`` as a list (None = all of the record's layers); unknown names raise PlotError."""
     available = list(rec.layers)
     if layers is None:
         return available
     chosen = [layers] if isinstance(layers, str) else list(layers)
     unknown = [name for name in chosen if name not in available]
     if unknown:
-        raise ValueError(f"unknown layer(s) {unknown}; the record has layers {available}")
+        raise PlotError(f"unknown layer(s) {unknown}; the record has layers {available}")
     if not chosen:
-        raise ValueError("layers is empty: name at least one layer")
+        raise PlotError("layers is empty: name at least one layer")
     return chosen
 
 
@@ -84,7 +90,7 @@ def figure_paths(path, formats=("png", "pdf")):
         formats = (formats,)
     bad = [f for f in formats if f.lower() not in KNOWN_FORMATS]
     if bad or not formats:
-        raise ValueError(f"unsupported figure format(s) {bad or formats}; use some of {sorted(KNOWN_FORMATS)}")
+        raise PlotError(f"unsupported figure format(s) {bad or formats}; use some of {sorted(KNOWN_FORMATS)}")
     base = Path(path)
     if base.suffix.lower().lstrip(".") in KNOWN_FORMATS:
         base = base.with_suffix("")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from . import plot_base as base
 from . import stats
-from .errors import AutoSpecError
 from .plot_groups import choose_groups, plot_group_differences, plot_group_pairs
 from .plot_spectra import plot_dashboard, plot_trajectories
 
@@ -31,7 +30,7 @@ __all__ = ["FigureOutputError", "FigureFolder", "FigureReport", "run_label", "ru
 BACKUP_PREFIX = "backup-"
 
 
-class FigureOutputError(AutoSpecError, ValueError):
+class FigureOutputError(base.PlotError):
     """A figure folder that cannot be used: a file stands in its place, or it holds files already."""
 
 

@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from . import plot_base as base
+from .plot_base import PlotError
 from . import stats
 from .groups import GroupError
 from .plot_floor import draw_below_floor_cells, floor_legend_handles, signal
@@ -74,7 +75,7 @@ def record_groups(source):
     if not _is_record_list(source):
         return _labels_of(source)
     if not source:
-        raise ValueError("got an empty list of records")
+        raise PlotError("got an empty list of records")
     each = [_labels_of(rec) for rec in source]
     return [g for g in each[0] if all(g in other for other in each[1:])]
 
@@ -104,7 +105,7 @@ def choose_groups(source, groups=None, minimum=2):
 
 def _pair(source, groups):
     if groups is not None and (isinstance(groups, str) or len(groups) != 2):
-        raise ValueError(f"groups must name exactly two groups (a, b), got {groups!r}")
+        raise PlotError(f"groups must name exactly two groups (a, b), got {groups!r}")
     return tuple(choose_groups(source, groups)[:2])
 
 
@@ -127,13 +128,13 @@ def group_scale_note(source):
 
 def _which_tests(source, mode, tests):
     if tests not in TESTS:
-        raise ValueError(f"unknown tests {tests!r}: use 'calibrated' or 'paper'")
+        raise PlotError(f"unknown tests {tests!r}: use 'calibrated' or 'paper'")
     if mode is None or mode == "auto":
         return tests
     if mode not in _MODES:
-        raise ValueError(f"unknown mode {mode!r}: use 'auto', 'paper', 'per_sample' or 'seeds'")
+        raise PlotError(f"unknown mode {mode!r}: use 'auto', 'paper', 'per_sample' or 'seeds'")
     if _is_record_list(source) != (mode == "seeds"):
-        raise ValueError("mode 'seeds' takes a list of Records (one per seed); the other modes take one Record")
+        raise PlotError("mode 'seeds' takes a list of Records (one per seed); the other modes take one Record")
     return "paper" if mode == "paper" else "calibrated"
 
 
@@ -171,16 +172,54 @@ def _seed_replicates(records, layer, quantity, pair, position):
     return [np.stack(padded[:n]), np.stack(padded[n:])]
 
 
-def _matching(results, pair, axes):
+def _the_test(results, pair, axes, permutation=False):
+    """The test of ``pair`` over ``axes`` among ``stats.group_tests`` results (the permutation
+    test when asked for and present, else the first, Welch's)."""
     found = [r for r in results if tuple(str(g) for g in r.groups) == pair and tuple(r.axes) == axes]
-    if not found:
-        raise ValueError(f"stats.group_tests returned no {axes} test for {pair[0]} vs {pair[1]}")
-    return found
+    return next((r for r in found if r.test.startswith("perm")), found[0]) if permutation else found[0]
 
 
-def _below_floor(result, shape):
-    mask = getattr(result, "below_floor", None)
-    return np.zeros(shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+def _paper_data(source, layer, quantity, pair, position, results, fdr, alpha):
+    """The log-ratio map of two groups' spectra (values above the floor) and the paper's tests."""
+    step = _the_test(results, pair, ("step",))
+    index = _the_test(results, pair, ("index",))
+    raw = _pad_columns([source.series(layer, quantity, group=g, position=position) for g in pair])
+    a, b = _pad_columns([signal(source, layer, quantity, group=g, position=position)[0] for g in pair])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log10(a) - np.log10(b)
+    crit = "q" if fdr else "p"
+    return dict(mode="paper", map=ratio, map_label=f"log10(σ {pair[0]} / σ {pair[1]})", sig=None,
+                below_floor=np.isfinite(raw[0]) & np.isfinite(raw[1]) & np.isnan(ratio),
+                title=f"{step.title}\n{index.title}",
+                step_p=step.q if fdr else step.p, step_sig=step.significant(alpha),
+                index_p=index.q if fdr else index.p, index_sig=index.significant(alpha),
+                marginal_label=(f"−log10 {crit}\nper-step test", f"−log10 {crit}, per-index test"),
+                mean=(a, b), se=(None, None), steps=np.asarray(source.steps))
+
+
+def _replicate_data(source, layer, quantity, pair, position, results, fdr, alpha, permutation):
+    """The -log10 q map of a calibrated per-cell test and the groups' mean trajectories."""
+    result = _the_test(results, pair, ("step", "index"), permutation)
+    seeds = _is_record_list(source)
+    reps = (_seed_replicates(source, layer, quantity, pair, position) if seeds
+            else _sample_replicates(source, layer, pair))
+    vals = result.q if fdr else result.p
+    below = np.asarray(result.below_floor, dtype=bool)
+    sig = result.significant(alpha) & ~below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        neglog = np.where(below, np.nan, -np.log10(vals))
+    k = neglog.shape[1]
+    mean_a, se_a, mean_b, se_b = (np.where(below, np.nan, m[:, :k])
+                                  for m in _pad_columns([*_mean_and_se(reps[0]), *_mean_and_se(reps[1])]))
+    best = np.where(np.isnan(vals) | below, np.inf, vals)
+    step_p, index_p = best.min(axis=1), best.min(axis=0)
+    crit = "q" if fdr else "p"
+    return dict(mode="seeds" if seeds else "per_sample", map=neglog, map_label=f"−log10 {crit} ({result.test})",
+                sig=sig, below_floor=below, title=result.title,
+                step_p=np.where(np.isinf(step_p), np.nan, step_p), step_sig=sig.any(axis=1),
+                index_p=np.where(np.isinf(index_p), np.nan, index_p), index_sig=sig.any(axis=0),
+                marginal_label=(f"−log10 min {crit}\nper step", f"−log10 min {crit} per index"),
+                mean=(mean_a, mean_b), se=(se_a, se_b), steps=np.asarray(result.steps))
 
 
 def difference_data(source, layer, quantity="G", groups=None, fdr=True, alpha=0.05, mode="auto",
@@ -199,51 +238,15 @@ def difference_data(source, layer, quantity="G", groups=None, fdr=True, alpha=0.
     tests = _which_tests(source, mode, tests)
     pair = _pair(source, groups)
     if mode == "per_sample" and quantity != "G":
-        raise ValueError(f"per-sample values are spectra of G; quantity {quantity!r} is not available per sample")
+        raise PlotError(f"per-sample values are spectra of G; quantity {quantity!r} is not available per sample")
     results = stats.group_tests(source, layer, quantity, groups=list(pair), tests=tests, position=position,
                                 fdr=fdr, n_permutations=n_permutations, seed=seed, log=log)
-    crit = "q" if fdr else "p"
-    out = {"alpha": alpha, "fdr": fdr, "layer": layer, "quantity": quantity, "groups": pair, "tests": tests,
-           "results": results, "group_scale": group_scale_note(source)}
     if tests == "paper":
-        step = _matching(results, pair, ("step",))[0]
-        index = _matching(results, pair, ("index",))[0]
-        a, b = (signal(source, layer, quantity, group=g, position=position)[0] for g in pair)
-        raw = _pad_columns([np.asarray(source.series(layer, quantity, group=g, position=position)) for g in pair])
-        a, b = _pad_columns([a, b])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.log10(a) - np.log10(b)
-        recorded = np.isfinite(raw[0]) & np.isfinite(raw[1])
-        out.update(mode="paper", map=ratio, map_label=f"log10(σ {pair[0]} / σ {pair[1]})", sig=None,
-                   below_floor=recorded & np.isnan(ratio),
-                   title=f"{step.title}\n{index.title}",
-                   step_p=step.q if fdr else step.p, step_sig=step.significant(alpha),
-                   index_p=index.q if fdr else index.p, index_sig=index.significant(alpha),
-                   marginal_label=(f"−log10 {crit}\nper-step test", f"−log10 {crit}, per-index test"),
-                   mean=(a, b), se=(None, None), steps=np.asarray(source.steps))
+        out = _paper_data(source, layer, quantity, pair, position, results, fdr, alpha)
     else:
-        found = _matching(results, pair, ("step", "index"))
-        result = next((r for r in found if r.test.startswith("perm")), found[0]) if n_permutations else found[0]
-        seeds = _is_record_list(source)
-        reps = (_seed_replicates(source, layer, quantity, pair, position) if seeds
-                else _sample_replicates(source, layer, pair))
-        vals = result.q if fdr else result.p
-        below = _below_floor(result, np.shape(vals))
-        sig = result.significant(alpha) & ~below
-        with np.errstate(divide="ignore", invalid="ignore"):
-            neglog = np.where(below, np.nan, -np.log10(vals))
-        k = neglog.shape[1]
-        mean_a, se_a, mean_b, se_b = (np.where(below, np.nan, m[:, :k])
-                                      for m in _pad_columns([*_mean_and_se(reps[0]), *_mean_and_se(reps[1])]))
-        best = np.where(np.isnan(vals) | below, np.inf, vals)
-        step_p, index_p = best.min(axis=1), best.min(axis=0)
-        out.update(mode="seeds" if seeds else "per_sample", map=neglog, map_label=f"−log10 {crit} ({result.test})",
-                   sig=sig, below_floor=below, title=result.title,
-                   step_p=np.where(np.isinf(step_p), np.nan, step_p), step_sig=sig.any(axis=1),
-                   index_p=np.where(np.isinf(index_p), np.nan, index_p), index_sig=sig.any(axis=0),
-                   marginal_label=(f"−log10 min {crit}\nper step", f"−log10 min {crit} per index"),
-                   mean=(mean_a, mean_b), se=(se_a, se_b), steps=np.asarray(result.steps))
-    out["indices"] = np.arange(out["map"].shape[1])
+        out = _replicate_data(source, layer, quantity, pair, position, results, fdr, alpha, bool(n_permutations))
+    out.update(alpha=alpha, fdr=fdr, layer=layer, quantity=quantity, groups=pair, tests=tests, results=results,
+               group_scale=group_scale_note(source), indices=np.arange(out["map"].shape[1]))
     return out
 
 

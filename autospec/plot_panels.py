@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 
 from . import plot_groups, stats
-from .plot_base import SMALL_FONT, new_figure
+from .plot_base import SMALL_FONT, PlotError, new_figure
 from .plot_floor import floor_legend_handles
 from .plot_spectra import draw_trajectories
 
@@ -79,11 +79,11 @@ def plot_panels(records_by_panel, layers=None, quantity="G", groups=None, fdr=Tr
         raise TypeError("records_by_panel must be a non-empty dict like {'A': record, 'G': record}")
     unknown = [key for key in records_by_panel if key not in PANELS]
     if unknown:
-        raise ValueError(f"unknown panel(s) {unknown}; panels are {list(PANELS)} (Table 1 of the paper)")
+        raise PlotError(f"unknown panel(s) {unknown}; panels are {list(PANELS)} (Table 1 of the paper)")
     panels = {key: records_by_panel[key] for key in PANELS if key in records_by_panel}
     rows = _panel_layers(panels, layers)
     if not rows:
-        raise ValueError("no layers to plot")
+        raise PlotError("no layers to plot")
     fig = new_figure(3.4 * len(panels) + 0.8, 2.4 * len(rows) + 2.0)
     grid = fig.subplots(len(rows), len(panels), squeeze=False)
 

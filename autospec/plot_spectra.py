@@ -12,8 +12,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.ticker import MaxNLocator
 
 from . import stats
-from .plot_base import (INDEX_LABEL, SIGMA_LABEL, SMALL_FONT, STEP_LABEL, cell_edges, check_layers, describe,
-                        new_figure, set_log_limits)
+from .plot_base import (INDEX_LABEL, SIGMA_LABEL, SMALL_FONT, STEP_LABEL, PlotError, cell_edges, check_layers,
+                        describe, new_figure, set_log_limits)
 from .plot_floor import draw_below_floor_cells, draw_floor, floor_legend_handles, signal
 
 __all__ = ["draw_trajectories", "plot_trajectories", "plot_dashboard"]
@@ -30,7 +30,7 @@ def draw_trajectories(ax, rec, layer, quantity="G", group=None, position=None, s
     the axis limits follow the values above it.
     """
     if style not in ("lines", "heatmap"):
-        raise ValueError(f"unknown style {style!r}: use 'lines' or 'heatmap'")
+        raise PlotError(f"unknown style {style!r}: use 'lines' or 'heatmap'")
     series, floor = signal(rec, layer, quantity, group=group, position=position)
     steps = np.asarray(rec.steps, dtype=np.float64)
     n_steps, k = series.shape
@@ -74,7 +74,7 @@ def _axes_list(fig, ax, n, ncols=None):
     if ax is not None:
         axes = [ax] if not isinstance(ax, (list, tuple, np.ndarray)) else list(np.ravel(ax))
         if len(axes) != n:
-            raise ValueError(f"got {len(axes)} axes for {n} layers; pass one Axes per layer")
+            raise PlotError(f"got {len(axes)} axes for {n} layers; pass one Axes per layer")
         return axes[0].figure, axes
     ncols = ncols or min(n, 3)
     nrows = -(-n // ncols)

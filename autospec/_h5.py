@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 import zipfile
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import numpy as np
@@ -89,11 +90,13 @@ def atomic_write(path, write, *, replace=True):
     The rename is atomic: a reader (or a process killed at any moment) sees either the old
     file or the complete new one, never a half-written one. ``replace=False`` never replaces an
     existing file: FileExistsError instead (the file is linked into place, not renamed).
+    Returns the number of bytes written.
     """
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
+        size = os.path.getsize(tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -104,6 +107,7 @@ def atomic_write(path, write, *, replace=True):
         else:
             os.link(tmp, path)  # fails when path exists, unlike rename
             os.unlink(tmp)
+        return size
     except BaseException:
         try:
             os.unlink(tmp)
@@ -161,13 +165,15 @@ def _arrays(content):
         yield "extra_names", name, (extra_name(name),) * 2, np.asarray(data, dtype=np.float64)
 
 
-def write_h5(path, *, journal, **content):
+def write_h5(path, *, journal, segments=(), part_of="", **content):
     """Write a whole record to a new HDF5 file.
 
     content: run_id, metadata, layers, steps, losses, sample_groups, step_samples ({part: array or
     None}, parts as in STEP_SAMPLES) and spectra / floors / per_sample / extras: iterables of
     (key, array) produced lazily, so that only one dataset is in memory at a time. ``journal``: file
-    name of the append journal that continues this file ("" when the record is finished).
+    name of the append journal that continues this file ("" when the record is finished);
+    ``segments``: [(file name, rows)] of the segment files that hold the record's later rows;
+    ``part_of``: for a segment file, the name of its record file.
     Numeric datasets are chunked with HDF5's fletcher32 checksum, so a flipped bit is detected.
     """
     h5py = _h5py()
@@ -177,8 +183,12 @@ def write_h5(path, *, journal, **content):
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["run_id"] = content["run_id"]
-        f.attrs["n_steps"] = len(content["steps"])
+        f.attrs["n_steps"] = len(content["steps"]) + sum(n for _, n in segments)
         f.attrs["journal"] = journal
+        if part_of:
+            f.attrs["part_of"] = part_of
+        if segments:
+            f.create_dataset("segments", data=json.dumps([[name, n] for name, n in segments]), dtype=string)
         _checked(f, "steps", np.asarray(content["steps"], dtype=np.int64))
         _checked(f, "losses", np.asarray(content["losses"], dtype=np.float64))
         for kind, key, (name, _), data in _arrays(content):
@@ -227,6 +237,34 @@ def write_npz(path, **content):
     arrays["index"] = np.array(json.dumps(_index(dict(content, **names), npz=True)))
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def estimate_record_bytes(n_steps, spectra_lengths, per_sample_shapes=None, *, samples_per_step=0, n_extras=1):
+    """Expected size in bytes of the finished record file of a run, to print before it starts.
+
+    n_steps: steps that will be recorded. spectra_lengths: the length k of every recorded
+    spectrum, one per key (layer x quantity x group x position), as a list or a dict {key: k}.
+    per_sample_shapes: {layer: (N, k_s)} of per-sample values, or None. samples_per_step: N when
+    per-step sample labels and ids are recorded (mini-batches), else 0. n_extras: extra scalars
+    per step (the Introspector records one). Floors are counted for every key. While the run
+    goes, the files beside it hold about ``autospec.record.SEGMENT_BYTES`` more, plus the journal of the steps
+    since the last segment.
+    """
+    if isinstance(spectra_lengths, Mapping):
+        spectra_lengths = list(spectra_lengths.values())
+    if isinstance(per_sample_shapes, Mapping):
+        per_sample_shapes = list(per_sample_shapes.values())
+    lengths = [int(k) for k in spectra_lengths]
+    per_step = [8] * (4 + int(n_extras))  # steps, losses, sample counts, extras (+ metadata/index below)
+    per_step += [8 * k for k in lengths] + [8] * len(lengths)  # spectra and their floors
+    per_step += [8 * int(n) * int(k) for n, k in (per_sample_shapes or [])]
+    if samples_per_step:
+        per_step += [4 * int(samples_per_step), 8 * int(samples_per_step)]  # label codes, sample ids
+    n = int(n_steps)
+    dataset_overhead = 6 << 10  # HDF5 object header, chunk index, checksums: measured about 4-6 KiB
+    chunk = 1 << 16  # a partly filled last chunk is stored whole: on average half a chunk is padding
+    total = sum(n * b + dataset_overhead + (chunk // 2 if n * b > chunk else 0) for b in per_step)
+    return int(total + 2 * dataset_overhead + 100 * len(lengths))  # + metadata, index
 
 
 # ----------------------------------------------------------------------------- reading
@@ -286,8 +324,12 @@ class H5Source:
                     raise _damaged(self.path, "an HDF5 file but not an autospec record (no 'format' attribute)")
                 _check_header(self.path, _as_str(attrs["format"]), attrs.get("format_version"))
                 self.run_id = _as_str(attrs["run_id"])
-                self.n = int(attrs["n_steps"])
                 self.journal = _as_str(attrs.get("journal", ""))
+                self.segments = [(str(name), int(n)) for name, n in json.loads(f["segments"].asstr()[()])] \
+                    if "segments" in f else []
+                self.n = int(attrs["n_steps"]) - sum(n for _, n in self.segments)  # rows held by this file
+                if self.n < 0 or any(n <= 0 for _, n in self.segments):
+                    raise ValueError("its segment list does not match its number of steps")
                 self.index = json.loads(f["index"].asstr()[()])
                 self.metadata = json.loads(f["metadata"].asstr()[()])
             except RecordError:
@@ -295,8 +337,9 @@ class H5Source:
             except (KeyError, ValueError, TypeError, OSError) as exc:
                 raise _damaged(self.path, f"damaged record header ({type(exc).__name__}: {exc})") from None
 
-    def read(self, name, rows=True):
-        """Dataset ``name`` (its first n rows when ``rows``), as a NumPy array."""
+    def read(self, name, rows=True, start=0, count=None):
+        """Dataset ``name`` (rows [start, start + count), default its n rows, when ``rows``), as a NumPy array."""
+        count = self.n if count is None else count
         with open_h5(self.path) as f:
             try:
                 if _as_str(f.attrs.get("run_id", "")) != self.run_id:
@@ -307,16 +350,42 @@ class H5Source:
                     return np.asarray(ds.asstr()[()], dtype=str)
                 if not rows:
                     return ds[()]
-                if ds.shape[0] < self.n:
+                if ds.shape[0] < start + count:
                     raise _damaged(self.path, f"damaged record: dataset {name!r} has {ds.shape[0]} rows, "
-                                              f"the record has {self.n} steps")
-                return ds[: self.n]
+                                              f"the record has {start + count} steps")
+                return ds[start: start + count]
             except RecordError:
                 raise
             except KeyError:
                 raise _damaged(self.path, f"damaged record: dataset {name!r} named in its index is missing") from None
             except (OSError, ValueError, TypeError) as exc:
                 raise _damaged(self.path, f"damaged record: cannot read {name!r} ({exc})") from None
+
+
+class SegmentSource(H5Source):
+    """Rows ``[first_row, first_row + n)`` of a record, kept in a segment file beside it.
+
+    Once the writer finished the record (merging its segments into the record file and removing
+    them), the same rows are read from the finished record file instead, so a loaded record stays
+    a readable snapshot.
+    """
+
+    def __init__(self, path, record_path, run_id, n, first_row):
+        super().__init__(path)
+        if self.run_id != run_id or self.n != n or self.segments:
+            raise _damaged(record_path, f"damaged or foreign record (its segment {os.path.basename(path)!r} "
+                                        f"belongs to another run or does not hold the {n} steps listed)")
+        self.record_path, self.first_row = record_path, first_row
+
+    def read(self, name, rows=True, start=0, count=None):
+        try:
+            return super().read(name, rows, start, count)
+        except FileNotFoundError:
+            finished = H5Source(self.record_path)
+            if finished.run_id != self.run_id or finished.n < self.first_row + self.n:
+                raise _damaged(self.record_path, "the file was replaced by another run since it was loaded; "
+                                                 "load it again") from None
+            return finished.read(name, rows, self.first_row + start, self.n if count is None else count)
 
 
 def _open_npz(path):
@@ -336,6 +405,7 @@ class NpzSource:
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
         self.journal = ""
+        self.segments = []
         with _open_npz(self.path) as z:
             try:
                 if "format" not in z.files:

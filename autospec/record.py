@@ -41,35 +41,49 @@ the same arrays under flat names (see ``to_npz``).
 
 Crash safety (file-backed records, ``Record(path=...)``). An HDF5 file modified in place is not
 safe against SIGKILL: a process killed while HDF5 flushes its metadata can leave the whole file
-unreadable. So the HDF5 file is never modified in place. It is only ever *replaced* atomically
-(written to a temporary file beside it, fsync'ed, renamed over it), and steps go to an
-append-only journal ``<file>.journal`` beside it (format in :mod:`autospec._journal`): each
-``append`` encodes the step as one checksummed, self-describing frame and hands it to the OS
-with ``write()`` before returning (``fsync=True`` also forces it to the disk, for power loss; a
-process kill never loses what ``write()`` returned). ``Record(path)`` first writes an HDF5 file
-with no steps that names the journal; ``checkpoint()`` and ``close()`` rewrite the HDF5 file with
-every step and then empty (close: delete) the journal. ``load_record`` reads the HDF5 file plus
-the journal frames that continue it, so a run killed at any moment (or never closed) loads with
-every completed step: a kill mid-``write`` leaves at most an incomplete last frame, which is
-ignored; a kill mid-rewrite leaves the previous HDF5 file (plus a stray ``.<file>.<hex>.tmp``)
-and the full journal. A damaged frame inside the journal costs only its own step (a warning
-says so). Loading never modifies files; ``load_record(p).save(p)`` consolidates a killed run
-into one finished file. ``Record.resume(p, through_step)`` continues a killed run.
+unreadable. So no HDF5 file is ever modified in place: each is written once to a temporary file
+beside its name, fsync'ed and renamed over it (atomic: readers see the old or the new file).
+A running writer keeps three kinds of files::
 
-Laziness and file handles. ``load_record`` reads only the small header (index, metadata); each
-``series()`` / ``per_sample()`` / ``steps`` call opens the file, reads one dataset and closes it
-again (small per-step columns are cached after the first read). No handle is held between
-calls, so any number of records can be open at once, and writers can replace the file while
-readers hold it (no Windows-style sharing violations, no HDF5 file locks). A loaded record is a
-snapshot: steps appended by a live writer after ``load_record`` are not seen.
+    run.h5                      the record file: header, metadata, labels and the list of its
+                                segments (no rows), rewritten whenever a segment is added
+    run.h5.<run>.seg00001 ...   segment files: consecutive rows, each an HDF5 file in the layout
+                                above (attrs part_of="run.h5"), written once and never changed
+    run.h5.journal              append-only journal of the steps since the last segment
 
-The writer keeps its steps since the last checkpoint in memory (reads on it are served from
-there); call ``checkpoint()`` now and then on very long runs to bound that memory.
+Each ``append`` encodes the step as one checksummed, self-describing frame (format in
+:mod:`autospec._journal`) and hands it to the OS with ``write()`` before returning (``fsync=True``
+also forces it to the disk, for power loss; a process kill never loses what ``write()`` returned).
+When the steps held in memory reach ``segment_bytes`` (default ``SEGMENT_BYTES``, 16 MiB; or on
+``checkpoint()``), the writer writes them as the next segment, rewrites the small record file to
+list it, and empties the journal. So its memory stays flat, and every step is written three
+times in all (journal, segment, finished file): total work O(steps), never O(steps^2).
+``close()`` merges the segments into one finished file once (its rows in the record file
+itself, no segments, journal ""), then deletes the journal and the segments.
+
+``load_record`` reads the record file, its segments and the journal frames that continue them,
+so a run killed at any moment (or never closed) loads with every completed step: a kill
+mid-``write`` leaves at most an incomplete last frame, which is ignored; a kill while a segment
+or the record file is written leaves the previous files (plus a stray temporary file) and the
+full journal; frames already stored in a segment are recognised by their row number. A damaged
+frame inside the journal costs only its own step (one warning per load says so). Loading never
+modifies files; ``load_record(p).save(p)`` consolidates a killed run into one finished file,
+and ``Record.resume(p, through_step)`` continues it. Files beside a record are only opened when
+the record names them by a plain file name and they are regular files, and deleted only after
+checking that they belong to the same run (see :mod:`autospec._record_files`).
+
+Laziness and file handles. ``load_record`` reads only the small headers (index, metadata) of the
+record file and of each segment; each ``series()`` / ``per_sample()`` / ``steps`` call opens a
+file, reads one dataset and closes it again, for each file holding rows (small per-step columns
+are cached after the first read). No handle is held between calls, so any number of records can
+be open at once, and writers can replace the file while readers hold it (no Windows-style
+sharing violations, no HDF5 file locks). A loaded record is a snapshot: steps appended by a
+live writer after ``load_record`` are not seen (and once the writer merged and removed the
+segments, their rows are read from the finished file).
 """
 import datetime
 import json
 import os
-import stat
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -77,176 +91,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _h5, _journal
+from . import _record_files as files
 from . import _record_input as check
-from ._h5 import RecordError
+from ._record_rows import Catalog, Part, Tail, concat, recode
+from ._h5 import RecordError, estimate_record_bytes
 from ._journal import StepData
 
-__all__ = ["Record", "RecordError", "load_record", "from_npz"]
+__all__ = ["Record", "RecordError", "load_record", "from_npz", "estimate_record_bytes"]
 
 QUANTITIES = check.QUANTITIES
-
-
-# ----------------------------------------------------------------------------- rows
-
-class _Rows:
-    """Growable (rows, *inner) buffer, ``fill`` where nothing was put; inner sizes grow on demand."""
-
-    __slots__ = ("buf", "fill")
-
-    def __init__(self, inner_ndim, dtype=np.float64, fill=np.nan):
-        self.fill = fill
-        self.buf = np.full((16,) + (0,) * inner_ndim, fill, dtype=dtype)
-
-    def put(self, row, a):
-        buf = self.buf
-        if row >= buf.shape[0] or any(s > b for s, b in zip(a.shape, buf.shape[1:])):
-            shape = (max(row + 1, 2 * buf.shape[0]),) + tuple(max(s, b) for s, b in zip(a.shape, buf.shape[1:]))
-            grown = np.full(shape, self.fill, dtype=buf.dtype)
-            grown[(slice(0, buf.shape[0]),) + tuple(slice(0, b) for b in buf.shape[1:])] = buf
-            self.buf = buf = grown
-        if a.ndim == 0:
-            buf[row] = a
-        else:
-            buf[(row,) + tuple(slice(0, s) for s in a.shape)] = a
-
-    def take(self, n):
-        buf = self.buf
-        if buf.shape[0] >= n:
-            return buf[:n].copy()
-        out = np.full((n,) + buf.shape[1:], self.fill, dtype=buf.dtype)
-        out[: buf.shape[0]] = buf
-        return out
-
-
-def _concat(pieces, inner_ndim, dtype=np.float64, fill=np.nan):
-    """Stack (n_rows, array or None) pieces along rows, padded with ``fill``; None = all ``fill``."""
-    total = sum(n for n, _ in pieces)
-    present = [a for n, a in pieces if a is not None and n]
-    if len(present) == 1 and present[0].shape[0] == total:
-        return np.asarray(present[0], dtype=dtype)
-    inner = tuple(max([a.shape[1 + d] for a in present] + [0]) for d in range(inner_ndim))
-    out = np.full((total,) + inner, fill, dtype=dtype)
-    at = 0
-    for n, a in pieces:
-        if a is not None and n:
-            out[(slice(at, at + n),) + tuple(slice(0, s) for s in a.shape[1:])] = a[:n]
-        at += n
-    return out
-
-
-def _sample_count(s):
-    """Number of samples of a step: its labels, ids or per-sample rows; -1 when unknown."""
-    if s.groups is not None:
-        return len(s.groups)
-    if s.ids is not None:
-        return len(s.ids)
-    return max((a.shape[0] for _, a in s.per_sample), default=-1)
-
-
-class _Tail:
-    """Steps held in memory: everything of an in-memory record, the unconsolidated steps of a file."""
-
-    def __init__(self):
-        self.n = 0
-        self.steps = _Rows(0, np.int64, 0)
-        self.losses = _Rows(0)
-        self.counts = _Rows(0, np.int64, -1)
-        self.extras, self.spectra, self.floors, self.per_sample = {}, {}, {}, {}
-        self.label_codes = {}  # per-step label -> code (this tail's own label table)
-        self.codes = None  # _Rows of label codes, once a step had labels
-        self.ids = None  # _Rows of sample ids, once a step had them
-
-    def add(self, s):
-        row = self.n
-        self.steps.put(row, np.int64(s.step))
-        self.losses.put(row, np.float64(s.loss))
-        self.counts.put(row, np.int64(_sample_count(s)))
-        for name, value in s.extra.items():
-            col = self.extras.get(name) or self.extras.setdefault(name, _Rows(0))
-            col.put(row, np.float64(value))
-        for key, arr in s.spectra:
-            rows = self.spectra.get(key) or self.spectra.setdefault(key, _Rows(1))
-            rows.put(row, arr)
-        for key, value in s.floors.items():
-            col = self.floors.get(key) or self.floors.setdefault(key, _Rows(0))
-            col.put(row, np.float64(value))
-        for layer, arr in s.per_sample:
-            rows = self.per_sample.get(layer) or self.per_sample.setdefault(layer, _Rows(2))
-            rows.put(row, arr)
-        if s.groups is not None:
-            table = self.label_codes
-            codes = np.array([table.setdefault(label, len(table)) for label in s.groups.tolist()], dtype=np.int32)
-            self.codes = self.codes or _Rows(1, np.int32, -1)
-            self.codes.put(row, codes)
-        if s.ids is not None:
-            self.ids = self.ids or _Rows(1, np.int64, -1)
-            self.ids.put(row, s.ids)
-        self.n = row + 1
-
-
-class _Catalog:
-    """Ordered names present in a record (union of its stored parts and the in-memory part)."""
-
-    def __init__(self):
-        self.keys = {}
-        self.layers = {}
-        self.tree = {}  # layer -> quantity -> group -> {positions}
-        self.per_sample = {}
-        self.extras = {}
-        self.groups = {}
-
-    def add_key(self, key):
-        if key in self.keys:
-            return
-        layer, quantity, group, position = key
-        self.keys[key] = None
-        self.layers.setdefault(layer, None)
-        self.tree.setdefault(layer, {}).setdefault(quantity, {}).setdefault(group, set()).add(position)
-        if group is not None:
-            self.groups.setdefault(group, None)
-
-    def add_per_sample(self, layer):
-        if layer not in self.per_sample:
-            self.per_sample[layer] = None
-            self.layers.setdefault(layer, None)
-
-    def add_step(self, s):
-        for key, _ in s.spectra:
-            self.add_key(key)
-        for layer, _ in s.per_sample:
-            self.add_per_sample(layer)
-        for name in s.extra:
-            self.extras.setdefault(name, None)
-
-
-class _Part:
-    """Rows ``[0, n)`` stored in one file, with the dataset name of everything its index lists."""
-
-    def __init__(self, source):
-        self.source = source
-        self.n = source.n
-        index = source.index
-        try:
-            self.layers = list(index["layers"])
-            self.spectra = {(e[0], e[1], e[2], e[3]): e[4] for e in index["spectra"]}
-            self.floors = {(e[0], e[1], e[2], e[3]): e[4] for e in index.get("floors", [])}
-            self.per_sample = {layer: name for layer, name in index["per_sample"]}
-            self.extras = {extra: name for extra, name in index["extra"]}
-            self.sample_groups = index.get("sample_groups")
-            self.step_samples = dict(index.get("step_samples") or {})
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise RecordError(f"{source.path}: damaged record index ({type(exc).__name__}: {exc})") from None
-        self._cache = {}
-
-    def read(self, name, cache=False, rows=True):
-        if name is None or self.n == 0:
-            return None
-        if cache and name in self._cache:
-            return self._cache[name]
-        data = self.source.read(name, rows=rows)
-        if cache:
-            self._cache[name] = data
-        return data
+SEGMENT_BYTES = 16 << 20  # a writer holds about this many bytes of steps before writing a segment
 
 
 # ----------------------------------------------------------------------------- the record
@@ -257,15 +111,17 @@ class Record:
     ``Record(metadata={...})`` keeps everything in memory; ``Record(path="run.h5", metadata={...})``
     is file-backed: every ``append`` is on disk when it returns and a killed run loses nothing.
     ``overwrite=False`` refuses to replace an existing file; ``fsync=True`` also syncs every step
-    to the disk (survives power loss, costs a disk sync per step).
+    to the disk (survives power loss, costs a disk sync per step); ``segment_bytes``: the writer
+    holds about this many bytes of steps in memory before writing them into a segment file.
     """
 
-    def __init__(self, path=None, metadata=None, *, overwrite=True, fsync=False):
+    def __init__(self, path=None, metadata=None, *, overwrite=True, fsync=False, segment_bytes=SEGMENT_BYTES):
         if isinstance(path, Mapping):
             raise TypeError("Record(path=None, metadata=None): the first argument is the file path; "
                             "pass the metadata dict as metadata=...")
         self._init_empty(check.as_metadata(metadata))
         self._writable = True
+        self._segment_bytes = _segment_bytes(segment_bytes)
         if path is not None:
             self._start_file(path, overwrite, fsync)
 
@@ -275,19 +131,21 @@ class Record:
         self._run_id = None
         self._journal = None
         self._writable = False
-        self._sample_groups = None  # record-level labels: None, an array, or the _Part holding them
+        self._sample_groups = None  # record-level labels: None, an array, or the Part holding them
         self._last_step = None
         self._key_cache = {}
         self._journal_file = None  # the journal a loaded record was read with (verified to be its own)
         self._loaded_run_id = None
         self.resumed_backup = None
+        self._segment_bytes = SEGMENT_BYTES
+        self._segments, self._bytes_written = [], 0
         self._set_parts([])
 
     def _set_parts(self, parts):
         """Make the stored ``parts`` (lazy file rows) the first rows; the memory part starts empty."""
         self._parts = list(parts)
-        self._tail = _Tail()
-        self._catalog = cat = _Catalog()
+        self._tail = Tail()
+        self._catalog = cat = Catalog()
         for part in parts:
             for layer in part.layers:
                 cat.layers.setdefault(layer, None)
@@ -303,8 +161,8 @@ class Record:
     # -- file-backed writing -------------------------------------------------------------
 
     def _start_file(self, path, overwrite, fsync, keep=None):
-        """Become the writer of ``path``: write an HDF5 file holding the first ``keep`` rows of this
-        record (none for a new record) that names a fresh journal, then open that journal."""
+        """Become the writer of ``path``: the first ``keep`` rows of this record (none for a new
+        record) go into a first segment file, then a record file naming it and a fresh journal."""
         try:
             path = os.path.abspath(os.fspath(path))
         except TypeError:
@@ -314,46 +172,83 @@ class Record:
                              f"(use an .h5 path, and Record.to_npz for an npz export)")
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"{path} exists and overwrite=False")
+        replaced_run = files.record_run_id(path)
         run_id = uuid.uuid4().hex
+        self._segments, self._bytes_written = [], 0
+        parts = []
+        if keep:
+            content = self._content(run_id, keep)
+            self._last_step = int(content["steps"][-1])
+            parts.append(self._write_segment(path, run_id, content, keep, first_row=0))
+        self._sample_groups = self._record_labels()
+        self._path, self._run_id = path, run_id
         journal_name = os.path.basename(path) + _journal.JOURNAL_SUFFIX
-        # 1. an HDF5 file that names the journal, 2. a fresh journal for this run
-        content = self._content(run_id, keep)
-        _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal=journal_name, **content))
-        self._last_step = int(content["steps"][-1]) if len(content["steps"]) else None
+        self._write_main(journal_name)  # 1. a record file that names the journal, 2. a fresh journal
         try:
             self._journal = _journal.JournalWriter(os.path.join(os.path.dirname(path), journal_name), run_id, fsync)
         except _journal.JournalDamage as exc:
             raise RecordError(str(exc)) from None
-        self._path, self._run_id = path, run_id
-        self._sample_groups = self._record_labels()
-        self._set_parts([_Part(_h5.H5Source(path))])
+        self._set_parts([Part(_h5.H5Source(path))] + parts)
         _h5.remove_stale_temporaries(path)
+        if replaced_run is not None:
+            files.remove_segments(path, replaced_run)  # the segments of the record this run replaced
 
-    def _consolidate(self, final):
-        """Rewrite the HDF5 file with every step, then empty (final: delete) the journal."""
-        journal_name = "" if final else os.path.basename(self._journal.path)
-        content = self._content(self._run_id)
-        _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(tmp, journal=journal_name, **content))
-        # from here on the file holds every step and the journal frames are redundant
-        if final:
-            self._journal.close(remove=True)
-            self._journal = None
-        else:
-            self._journal.reset()
-        self._sample_groups = self._record_labels()
-        self._set_parts([_Part(_h5.H5Source(self._path))])
+    def _write_segment(self, path, run_id, content, n, first_row):
+        """Write rows as the next segment file of the run (once, atomically); returns its Part."""
+        name = files.segment_name(path, run_id, len(self._segments) + 1)
+        seg_path = os.path.join(os.path.dirname(path), name)
+        self._bytes_written += _h5.atomic_write(seg_path, lambda tmp: _h5.write_h5(
+            tmp, journal="", part_of=os.path.basename(path), **content))
+        self._segments.append((name, n))
+        return Part(_h5.SegmentSource(seg_path, path, run_id, n, first_row))
+
+    def _write_main(self, journal_name):
+        """Rewrite the record file of a running writer: header, metadata and the list of segments
+        (no rows: those live in the segments and the journal), so its size does not grow with steps."""
+        content = dict(run_id=self._run_id, metadata=self._metadata, layers=[], steps=np.zeros(0, np.int64),
+                       losses=np.zeros(0), sample_groups=self._record_labels(),
+                       step_samples={"counts": np.zeros(0, np.int64)}, spectra=(), floors=(), per_sample=(),
+                       extras=())
+        self._bytes_written += _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(
+            tmp, journal=journal_name, segments=self._segments, **content))
 
     def checkpoint(self):
-        """Move the steps held in memory into the HDF5 file (file-backed records being written)."""
+        """Move the steps held in memory into a new segment file beside the record (file-backed
+        records being written; the writer also does this by itself every ``segment_bytes``)."""
         if self._journal is None:
             raise RecordError("checkpoint() needs a file-backed record that is still being written")
-        self._consolidate(final=False)
+        tail = self._tail
+        part = None
+        if tail.n:
+            part = self._write_segment(self._path, self._run_id, self._tail_content(), tail.n, len(self) - tail.n)
+        self._write_main(os.path.basename(self._journal.path))
+        # from here on the record file lists every step and the journal frames are redundant
+        self._journal.reset()
+        if part is not None:
+            self._parts.append(part)
+            self._tail = Tail()
 
     def close(self):
-        """Finish the record: a file-backed one becomes a single HDF5 file. Afterwards it is read-only."""
+        """Finish the record: a file-backed one becomes a single HDF5 file (its segments merged in,
+        its journal and segments removed). Afterwards it is read-only."""
         if self._journal is not None:
-            self._consolidate(final=True)
+            content = self._content(self._run_id)
+            self._bytes_written += _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
+            # from here on the file holds every step; the journal and the segments are redundant
+            self._bytes_written += self._journal.bytes_written
+            self._journal.close(remove=True)
+            self._journal = None
+            files.remove_segments(self._path, self._run_id)
+            self._segments = []
+            self._sample_groups = self._record_labels()
+            self._set_parts([Part(_h5.H5Source(self._path))])
         self._writable = False
+
+    @property
+    def bytes_written(self):
+        """Bytes this writer has written to disk so far (journal, segments, record file)."""
+        journal = 0 if self._journal is None else self._journal.bytes_written
+        return self._bytes_written + journal
 
     def __enter__(self):
         return self
@@ -363,7 +258,7 @@ class Record:
         return False
 
     @classmethod
-    def resume(cls, path, through_step, *, fsync=False):
+    def resume(cls, path, through_step, *, fsync=False, segment_bytes=SEGMENT_BYTES):
         """Continue writing the record file at ``path`` after its last kept step.
 
         Keeps every row with step <= ``through_step`` (e.g. the step of the last training
@@ -382,22 +277,20 @@ class Record:
         backup = None
         if keep < len(old):
             backup = old._save_backup()
-        old_journal = old._journal_file  # verified to be this run's journal when it was loaded
         old._writable = True
-        old._start_file(old._path, True, fsync, keep=keep)
-        if old_journal and old_journal != old._journal.path:
-            _remove_if_own_journal(old_journal, old._loaded_run_id)
+        old._segment_bytes = _segment_bytes(segment_bytes)
+        old._start_file(old._path, True, fsync, keep=keep)  # its journal is started afresh
         old.resumed_backup = backup
         return old
 
     def _save_backup(self):
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = f"{self._path}.bak-{stamp}"
-        content = self._content(uuid.uuid4().hex)
         for n in range(1, 10000):
             candidate = base if n == 1 else f"{base}-{n}"
             if os.path.lexists(candidate):
                 continue
+            content = self._content(uuid.uuid4().hex)
             try:
                 _h5.atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
             except FileExistsError:
@@ -446,6 +339,8 @@ class Record:
         if self._journal is not None:
             self._journal.write_step(s)
         self._add_step(s)
+        if self._journal is not None and self._tail.nbytes >= self._segment_bytes:
+            self.checkpoint()
 
     def _check_step(self, step):
         if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
@@ -530,7 +425,7 @@ class Record:
         """One column over all steps: each stored part's dataset ``name_of(part)`` then the tail's."""
         pieces = [(p.n, p.read(name_of(p), cache)) for p in self._parts]
         pieces.append((self._tail.n, None if tail_rows is None else tail_rows.take(self._tail.n)))
-        return _concat(pieces, inner_ndim, dtype, fill)
+        return concat(pieces, inner_ndim, dtype, fill)
 
     @property
     def path(self):
@@ -575,7 +470,7 @@ class Record:
         return int(np.searchsorted(self.steps, step, side="right"))
 
     def _record_labels(self):
-        if isinstance(self._sample_groups, _Part):
+        if isinstance(self._sample_groups, Part):
             part = self._sample_groups
             self._sample_groups = np.asarray(part.source.read(part.sample_groups, rows=False)).astype(str)
         return None if self._sample_groups is None else self._sample_groups.copy()
@@ -609,13 +504,13 @@ class Record:
             codes = part.read(part.step_samples.get("group_codes"), cache=True)
             if codes is not None:
                 labels = part.read(part.step_samples["group_labels"], cache=True, rows=False)
-                codes = _recode(codes, labels.tolist(), table)
+                codes = recode(codes, labels.tolist(), table)
             pieces.append((part.n, codes))
         codes = None
         if tail.codes is not None:
-            codes = _recode(tail.codes.take(tail.n), list(tail.label_codes), table)
+            codes = recode(tail.codes.take(tail.n), list(tail.label_codes), table)
         pieces.append((tail.n, codes))
-        return np.array(list(table), dtype=str), _concat(pieces, 1, np.int32, -1)
+        return np.array(list(table), dtype=str), concat(pieces, 1, np.int32, -1)
 
     def step_sample_groups(self):
         """The group label of every sample of every step: str (n_steps, N_max), "" pads.
@@ -747,6 +642,23 @@ class Record:
             extras=((name, self.extra(name)[:n]) for name in cat.extras),
         )
 
+    def _tail_content(self):
+        """The steps held in memory, as content for a segment file."""
+        tail, n = self._tail, self._tail.n
+        in_tail = {key[0] for key in tail.spectra} | set(tail.per_sample)
+        labels = np.array(list(tail.label_codes), dtype=str) if tail.codes is not None else None
+        return dict(
+            run_id=self._run_id, metadata={}, layers=[layer for layer in self._catalog.layers if layer in in_tail],
+            steps=tail.steps.take(n), losses=tail.losses.take(n), sample_groups=None,
+            step_samples={"counts": tail.counts.take(n), "group_labels": labels,
+                          "group_codes": None if labels is None else tail.codes.take(n),
+                          "ids": None if tail.ids is None else tail.ids.take(n)},
+            spectra=((key, rows.take(n)) for key, rows in tail.spectra.items()),
+            floors=((key, rows.take(n)) for key, rows in tail.floors.items()),
+            per_sample=((layer, rows.take(n)) for layer, rows in tail.per_sample.items()),
+            extras=((name, rows.take(n)) for name, rows in tail.extras.items()),
+        )
+
     def save(self, path):
         """Write the record as one finished HDF5 file at ``path`` (atomically: all or nothing).
 
@@ -765,10 +677,11 @@ class Record:
         _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
         if own:
             if self._journal_file:
-                _remove_if_own_journal(self._journal_file, self._loaded_run_id)
+                files.remove_if_own_journal(path, self._journal_file, self._loaded_run_id)
                 self._journal_file = None
+            files.remove_segments(path, self._loaded_run_id)
             self._sample_groups = self._record_labels()
-            self._set_parts([_Part(_h5.H5Source(path))])
+            self._set_parts([Part(_h5.H5Source(path))])
             self._run_id = self._loaded_run_id = run_id
 
     def to_npz(self, path):
@@ -787,13 +700,12 @@ class Record:
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
-    def _from_source(cls, source):
+    def _from_source(cls, source, segments=()):
         rec = cls.__new__(cls)
         rec._init_empty(dict(source.metadata))
         rec._path = source.path
         rec._run_id = rec._loaded_run_id = source.run_id
-        rec._journal_file = None
-        rec._set_parts([_Part(source)])
+        rec._set_parts([Part(source)] + [Part(segment) for segment in segments])
         return rec
 
     def _replay(self, events):
@@ -817,11 +729,10 @@ class Record:
                 self._metadata.update(event[1])
         return damaged
 
-
-def _recode(codes, labels, table):
-    """Codes into ``labels`` -> codes into ``table`` (a shared label -> code dict, grown as needed)."""
-    remap = np.array([table.setdefault(label, len(table)) for label in labels] + [-1], dtype=np.int32)
-    return remap[np.where(codes >= 0, codes, len(labels))]
+def _segment_bytes(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"segment_bytes must be a positive int (bytes of steps held in memory), got {value!r}")
+    return int(value)
 
 
 def _check_sample_counts(labels, ids, samples):
@@ -832,50 +743,6 @@ def _check_sample_counts(labels, ids, samples):
         if n is not None and arr.shape[0] != n:
             what = "sample_groups has" if labels is not None else "sample_ids has"
             raise ValueError(f"{what} {n} samples but per_sample[{layer!r}] has {arr.shape[0]} rows")
-
-
-# ----------------------------------------------------------------------------- journal files
-
-def _damaged_or_foreign(path, why):
-    return RecordError(f"{path}: damaged or foreign record ({why})")
-
-
-def _journal_beside(record_path, name):
-    """Path of the journal ``name`` that the record file names: only a plain file name beside it."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\x00" in name:
-        raise _damaged_or_foreign(record_path, f"its journal {name!r} is not a plain file name beside it")
-    return os.path.join(os.path.dirname(record_path), name)
-
-
-def _read_regular_file(record_path, path):
-    """The bytes of ``path`` (never following a link, only a regular file), or None when missing."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:  # ELOOP: a symbolic link
-        raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} cannot be opened "
-                                               f"as a plain file ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} is not a regular file")
-        return fh.read(st.st_size)
-
-
-def _remove_if_own_journal(path, run_id):
-    """Delete ``path`` only when it is a regular file whose header names this run."""
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return
-        with open(path, "rb") as fh:
-            head = fh.read(len(_journal.journal_header(run_id)))
-    except OSError:
-        return
-    if head[len(_journal.JOURNAL_MAGIC) + 4:] == run_id.encode("ascii") and head.startswith(_journal.JOURNAL_MAGIC):
-        os.unlink(path)
-
 
 def load_record(path):
     """Open a record file (.h5 written by Record, or .npz from to_npz) lazily and read-only.
@@ -902,17 +769,23 @@ def load_record(path):
     for _ in range(5):
         before = _identity(path)
         source = _h5.H5Source(path)
-        rec = Record._from_source(source)
+        try:
+            segments = _open_segments(path, source)
+        except RecordError:
+            if _identity(path) != before:
+                continue  # a writer finished the record and removed its segments meanwhile: read it again
+            raise
+        rec = Record._from_source(source, segments)
         if not source.journal:
             return rec
-        journal = _journal_beside(path, source.journal)
-        data = _read_regular_file(path, journal)
+        journal = files.journal_beside(path, source.journal)
+        data = files.read_regular_file(path, journal)
         try:
             events = None if data is None else _journal.read_journal(data, source.run_id, journal)
         except _journal.JournalDamage as exc:
             raise RecordError(str(exc)) from None
         if _identity(path) != before:
-            continue  # a writer replaced the file (checkpoint/close) between our two reads: read both again
+            continue  # a writer replaced the file (checkpoint/close) between our reads: read all again
         try:
             damaged = rec._replay(events or [])
         except _h5.JournalGap:
@@ -924,6 +797,19 @@ def load_record(path):
                           f"are lost (the record has {len(rec)} steps)", stacklevel=2)
         return rec
     raise RecordError(f"{path}: the file kept changing while it was read (a writer is checkpointing); try again")
+
+
+def _open_segments(path, source):
+    """Lazy sources of the segment files the record file lists (their headers are read now)."""
+    segments, first_row = [], source.n
+    for name, n in source.segments:
+        seg_path = files.segment_beside(path, name)
+        try:
+            segments.append(_h5.SegmentSource(seg_path, path, source.run_id, n, first_row))
+        except FileNotFoundError:
+            raise files.damaged_or_foreign(path, f"its segment file {name!r} is missing") from None
+        first_row += n
+    return segments
 
 
 def _identity(path):

@@ -452,7 +452,7 @@ def expected(step):
 
 if __name__ == "__main__":
     path, mode = sys.argv[1], sys.argv[2]
-    rec = Record(path=path, metadata={"child": True})
+    rec = Record(path=path, metadata={"child": True}, segment_bytes=3000 if mode == "segment" else 16 << 20)
     for step in range(100000):
         rec.append(step, expected(step), loss=step / 2, extra={"t": -step},
                    per_sample={"0.weight": np.full((4, 1 + step % 2), float(step))})
@@ -498,7 +498,7 @@ def test_sigkill_at_any_moment_keeps_every_completed_step(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     rnd = random.Random(1)
     plans = [("append", 1), ("append", 30), ("append", 120), ("checkpoint", 12), ("checkpoint", 47),
-             ("close", 40), ("close", 40)]
+             ("close", 40), ("close", 40), ("segment", 25), ("segment", 90)]
     for i, (mode, kill_after) in enumerate(plans):
         path = tmp_path / f"run{i}.h5"
         child = subprocess.Popen([sys.executable, str(script), str(path), mode], stdout=subprocess.PIPE,

@@ -52,10 +52,7 @@ def run_label(rec, path=None, with_panel=True):
     panel, seed = meta.get("panel"), meta.get("seed")
     path = path if path is not None else rec.path
     if name is None:
-        if path is None:
-            name = "record"
-        else:
-            name = f"{Path(path).stem}-{_short_id(path)}"
+        name = "record" if path is None else f"{Path(path).stem}-{_short_id(path)}"
     parts = [name] + ([panel] if with_panel and panel else []) + ([f"seed{seed}"] if seed is not None else [])
     return "_".join(_safe(p) for p in parts)
 

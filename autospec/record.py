@@ -137,7 +137,7 @@ class Record:
         self._last_step = None
         self._key_cache = {}
         self._journal_file = None  # the journal a loaded record was read with (verified to be its own)
-        self._loaded_run_id = None
+        self._loaded_run_id = None  # the run id of the files this record was read from or writes
         self.resumed_backup = None
         self._segment_bytes = SEGMENT_BYTES
         self._segments, self._bytes_written = [], 0
@@ -185,6 +185,7 @@ class Record:
                 parts.append(self._write_segment(path, run_id, content, keep, first_row=0))
         self._sample_groups = self._record_labels()
         self._path, self._run_id = path, run_id
+        self._loaded_run_id, self._journal_file = run_id, None
         journal_name = os.path.basename(path) + _journal.JOURNAL_SUFFIX
         self._write_main(journal_name)  # 1. a record file that names the journal, 2. a fresh journal
         try:
@@ -535,15 +536,15 @@ class Record:
         fits = ~labelled & (record is not None) & ((counts < 0) | (counts == (0 if record is None else len(record))))
         width = max(coded[1].shape[1] if coded is not None and labelled.any() else 0,
                     len(record) if record is not None and fits.any() else 0)
-        out = np.full((n, width), "", dtype=object)
+        labels = [np.zeros(0, str)] + ([coded[0]] if coded is not None else []) + ([record] if record is not None else [])
+        out = np.full((n, width), "", dtype=np.concatenate(labels).dtype)
         if coded is not None and labelled.any():
             table, codes = coded
-            rows = codes[labelled]
-            names = np.where(rows >= 0, table[np.maximum(rows, 0)], "")
-            out[labelled, : codes.shape[1]] = names
+            with_pad = np.append(table, "")  # code -1 -> ""
+            out[labelled, : codes.shape[1]] = with_pad[codes[labelled]]
         if fits.any():
             out[fits, : len(record)] = record
-        return out.astype(str)
+        return out
 
     def step_sample_ids(self):
         """The dataset index of every sample of every step: int64 (n_steps, N_max), -1 pads or

@@ -73,6 +73,8 @@ def test_segments_are_written_once_and_listed_by_the_record_file(tmp_path):
     assert all(os.stat(tmp_path / name).st_mtime_ns == stamps[name] for name in names)  # never rewritten
     assert len(segment_files(tmp_path)) > len(names)
     rec.close()
+    rec.save(path)  # a closed writer saved onto its own file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"] and len(load_record(path)) == 140
 
 
 def test_loads_stay_lazy_across_segments(tmp_path, monkeypatch):

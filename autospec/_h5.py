@@ -4,6 +4,7 @@ Private helper; the layout and the crash-safety scheme are described in the docs
 :mod:`autospec.record`. Everything that touches HDF5/npz bytes lives here, the Record logic
 (keys, padding, views) lives there.
 """
+import contextlib
 import json
 import os
 import uuid
@@ -16,7 +17,7 @@ import numpy as np
 from .errors import AutoSpecError
 
 FORMAT = "autospec-record"
-FORMAT_VERSION = 2  # 2 added floors/ and step_samples/; version 1 files are still read
+FORMAT_VERSION = 2  # 2 added floors, step_samples/ and segments; version 1 files are still read
 
 
 def _h5py():
@@ -62,12 +63,6 @@ def spectrum_names(key):
     p = "sum" if position is None else str(position)
     lay = escape(layer)
     return f"spectra/{lay}/{quantity}/{g}/{p}", f"{quantity}/{lay}/{g}/{p}"
-
-
-def floor_names(key):
-    """(HDF5 dataset path, npz member name) of the per-step noise floors of a spectrum key."""
-    h5, npz = spectrum_names(key)
-    return "floors/" + h5[len("spectra/"):], "floor/" + npz
 
 
 def per_sample_name(layer):
@@ -145,7 +140,7 @@ def _index(content, npz):
     return {
         "layers": list(content["layers"]),
         "spectra": [[*key, spectrum_names(key)[pick]] for key in content["spectra_keys"]],
-        "floors": [[*key, floor_names(key)[pick]] for key in content["floor_keys"]],
+        "floors": [[*key, column] for column, key in enumerate(content["floors"][0])] if content["floors"] else [],
         "per_sample": [[layer, per_sample_name(layer)] for layer in content["per_sample_layers"]],
         "extra": [[name, extra_name(name)] for name in content["extra_names"]],
         "sample_groups": "sample_groups" if content["sample_groups"] is not None else None,
@@ -157,8 +152,6 @@ def _arrays(content):
     """(name index entry, key, array) of every array of a record's content, one at a time."""
     for key, data in content["spectra"]:
         yield "spectra_keys", key, spectrum_names(key), np.asarray(data, dtype=np.float64)
-    for key, data in content["floors"]:
-        yield "floor_keys", key, floor_names(key), np.asarray(data, dtype=np.float64)
     for layer, data in content["per_sample"]:
         yield "per_sample_layers", layer, (per_sample_name(layer),) * 2, np.asarray(data, dtype=np.float64)
     for name, data in content["extras"]:
@@ -169,7 +162,8 @@ def write_h5(path, *, journal, segments=(), part_of="", **content):
     """Write a whole record to a new HDF5 file.
 
     content: run_id, metadata, layers, steps, losses, sample_groups, step_samples ({part: array or
-    None}, parts as in STEP_SAMPLES) and spectra / floors / per_sample / extras: iterables of
+    None}, parts as in STEP_SAMPLES), floors ((keys, (n_steps, len(keys)) matrix) or None), and
+    spectra / per_sample / extras: iterables of
     (key, array) produced lazily, so that only one dataset is in memory at a time. ``journal``: file
     name of the append journal that continues this file ("" when the record is finished);
     ``segments``: [(file name, rows)] of the segment files that hold the record's later rows;
@@ -178,7 +172,7 @@ def write_h5(path, *, journal, segments=(), part_of="", **content):
     """
     h5py = _h5py()
     string = h5py.string_dtype("utf-8")
-    names = {"spectra_keys": [], "floor_keys": [], "per_sample_layers": [], "extra_names": []}
+    names = {"spectra_keys": [], "per_sample_layers": [], "extra_names": []}
     with h5py.File(path, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
@@ -194,6 +188,8 @@ def write_h5(path, *, journal, segments=(), part_of="", **content):
         for kind, key, (name, _), data in _arrays(content):
             names[kind].append(key)
             _checked(f, name, data)
+        if content["floors"]:
+            _checked(f, "floors", np.asarray(content["floors"][1], dtype=np.float64))
         for part, data in content["step_samples"].items():
             if data is None:
                 continue
@@ -225,10 +221,12 @@ def write_npz(path, **content):
         "steps": np.asarray(content["steps"], dtype=np.int64),
         "losses": np.asarray(content["losses"], dtype=np.float64),
     }
-    names = {"spectra_keys": [], "floor_keys": [], "per_sample_layers": [], "extra_names": []}
+    names = {"spectra_keys": [], "per_sample_layers": [], "extra_names": []}
     for kind, key, (_, name), data in _arrays(content):
         names[kind].append(key)
         arrays[name] = data
+    if content["floors"]:
+        arrays["floors"] = np.asarray(content["floors"][1], dtype=np.float64)
     for part, data in content["step_samples"].items():
         if data is not None:
             arrays[STEP_SAMPLES[part]] = np.asarray(data, dtype=str) if data.dtype.kind in "US" else data
@@ -256,7 +254,7 @@ def estimate_record_bytes(n_steps, spectra_lengths, per_sample_shapes=None, *, s
         per_sample_shapes = list(per_sample_shapes.values())
     lengths = [int(k) for k in spectra_lengths]
     per_step = [8] * (4 + int(n_extras))  # steps, losses, sample counts, extras (+ metadata/index below)
-    per_step += [8 * k for k in lengths] + [8] * len(lengths)  # spectra and their floors
+    per_step += [8 * k for k in lengths] + [8 * len(lengths)]  # spectra, and their floors in one matrix
     per_step += [8 * int(n) * int(k) for n, k in (per_sample_shapes or [])]
     if samples_per_step:
         per_step += [4 * int(samples_per_step), 8 * int(samples_per_step)]  # label codes, sample ids
@@ -340,9 +338,10 @@ class H5Source:
     def read(self, name, rows=True, start=0, count=None):
         """Dataset ``name`` (rows [start, start + count), default its n rows, when ``rows``), as a NumPy array."""
         count = self.n if count is None else count
-        with open_h5(self.path) as f:
+        held = getattr(self, "_held", None)
+        with contextlib.nullcontext(held) if held is not None else open_h5(self.path) as f:
             try:
-                if _as_str(f.attrs.get("run_id", "")) != self.run_id:
+                if held is None and _as_str(f.attrs.get("run_id", "")) != self.run_id:
                     raise _damaged(self.path, "the file was replaced by another run since it was loaded; "
                                               "load it again")
                 ds = f[name]
@@ -360,6 +359,20 @@ class H5Source:
                 raise _damaged(self.path, f"damaged record: dataset {name!r} named in its index is missing") from None
             except (OSError, ValueError, TypeError) as exc:
                 raise _damaged(self.path, f"damaged record: cannot read {name!r} ({exc})") from None
+
+
+    @contextlib.contextmanager
+    def held_open(self):
+        """Keep the file open for the reads inside the block (one open for many datasets, e.g.
+        while merging a record); reads outside it open and close the file each time."""
+        self._held = open_h5(self.path)
+        try:
+            if _as_str(self._held.attrs.get("run_id", "")) != self.run_id:
+                raise _damaged(self.path, "the file was replaced by another run since it was loaded; load it again")
+            yield
+        finally:
+            held, self._held = self._held, None
+            held.close()
 
 
 class SegmentSource(H5Source):

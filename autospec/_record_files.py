@@ -6,6 +6,7 @@ name beside the record and a regular file (no links, devices or pipes); reads ar
 the file's real size; a file is deleted only after checking that it belongs to the same run.
 """
 import os
+import re
 import stat
 
 from . import _journal
@@ -77,22 +78,36 @@ def segment_beside(record_path, name):
 
 def remove_segments(record_path, run_id):
     """Delete the segment files of run ``run_id`` beside ``record_path`` (listed or left over by a
-    killed flush), each only after checking that its header names that run."""
+    killed flush), each only after checking that its header names that run, and the temporary
+    files of segment writes of that run that were killed."""
     directory = os.path.dirname(record_path)
-    prefix = segment_name(record_path, run_id, 0)[:-5]
+    prefix = re.escape(segment_name(record_path, run_id, 0)[:-5])
+    segment = re.compile(prefix + r"\d{5,}")
+    temporary = re.compile(r"\." + prefix + r"\d{5,}\.[0-9a-f]{8}\.tmp")
     for name in os.listdir(directory):
-        if not (name.startswith(prefix) and name[len(prefix):].isdigit()):
-            continue
         path = os.path.join(directory, name)
-        try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                continue
-            with open_h5(path) as f:
-                ours = str(f.attrs.get("run_id", "")) == run_id and str(f.attrs.get("part_of", "")) != ""
-        except (OSError, RecordError):
-            continue
-        if ours:
+        if temporary.fullmatch(name):
+            _unlink_regular(path)
+        elif segment.fullmatch(name) and _segment_of(path, run_id):
+            _unlink_regular(path)
+
+
+def _segment_of(path, run_id):
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open_h5(path) as f:
+            return str(f.attrs.get("run_id", "")) == run_id and str(f.attrs.get("part_of", "")) != ""
+    except (OSError, RecordError):
+        return False
+
+
+def _unlink_regular(path):
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
             os.unlink(path)
+    except OSError:
+        pass
 
 
 def record_run_id(path):

@@ -9,7 +9,7 @@ samples the step saw (their group labels and dataset indices, for mini-batches).
 step did not record that key (a key first seen at step 5 has NaN rows before it) and NaN-padded to
 the longest spectrum of the key.
 
-HDF5 layout (format version 2; version 1 files, which lack floors/ and step_samples/, still load;
+HDF5 layout (format version 2; version 1 files, which lack floors and step_samples/, still load;
 all names below are link names, ``<x>`` percent-escaped so that any str is allowed, e.g.
 "/" -> "%2F", and a group literally named "all" -> "%61ll")::
 
@@ -19,8 +19,9 @@ all names below are link names, ``<x>`` percent-escaped so that any str is allow
     /losses                                  float64 (n_steps,), NaN where not given
     /extra/<name>                            float64 (n_steps,)
     /spectra/<layer>/<Q>/<group|all>/<p|sum> float64 (n_steps, k), NaN-padded
-    /floors/<layer>/<Q>/<group|all>/<p|sum>  float64 (n_steps,): noise floor of that spectrum per
-                                             step, NaN where unknown (only keys given a floor)
+    /floors                                  float64 (n_steps, F): noise floor of the spectra given
+                                             one, one column per key (listed in the index), NaN
+                                             where unknown
     /per_sample/<layer>                      float64 (n_steps, N, k_s), NaN-padded
     /step_samples/counts                     int64 (n_steps,): samples in each step, -1 unknown
     /step_samples/group_labels               utf-8 str (L,): table of the per-step labels
@@ -81,6 +82,7 @@ sharing violations, no HDF5 file locks). A loaded record is a snapshot: steps ap
 live writer after ``load_record`` are not seen (and once the writer merged and removed the
 segments, their rows are read from the finished file).
 """
+import contextlib
 import datetime
 import json
 import os
@@ -135,7 +137,7 @@ class Record:
         self._last_step = None
         self._key_cache = {}
         self._journal_file = None  # the journal a loaded record was read with (verified to be its own)
-        self._loaded_run_id = None
+        self._loaded_run_id = None  # the run id of the files this record was read from or writes
         self.resumed_backup = None
         self._segment_bytes = SEGMENT_BYTES
         self._segments, self._bytes_written = [], 0
@@ -177,11 +179,13 @@ class Record:
         self._segments, self._bytes_written = [], 0
         parts = []
         if keep:
-            content = self._content(run_id, keep)
-            self._last_step = int(content["steps"][-1])
-            parts.append(self._write_segment(path, run_id, content, keep, first_row=0))
+            with self._files_held_open():
+                content = self._content(run_id, keep)
+                self._last_step = int(content["steps"][-1])
+                parts.append(self._write_segment(path, run_id, content, keep, first_row=0))
         self._sample_groups = self._record_labels()
         self._path, self._run_id = path, run_id
+        self._loaded_run_id, self._journal_file = run_id, None
         journal_name = os.path.basename(path) + _journal.JOURNAL_SUFFIX
         self._write_main(journal_name)  # 1. a record file that names the journal, 2. a fresh journal
         try:
@@ -207,7 +211,7 @@ class Record:
         (no rows: those live in the segments and the journal), so its size does not grow with steps."""
         content = dict(run_id=self._run_id, metadata=self._metadata, layers=[], steps=np.zeros(0, np.int64),
                        losses=np.zeros(0), sample_groups=self._record_labels(),
-                       step_samples={"counts": np.zeros(0, np.int64)}, spectra=(), floors=(), per_sample=(),
+                       step_samples={"counts": np.zeros(0, np.int64)}, spectra=(), floors=None, per_sample=(),
                        extras=())
         self._bytes_written += _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(
             tmp, journal=journal_name, segments=self._segments, **content))
@@ -232,8 +236,10 @@ class Record:
         """Finish the record: a file-backed one becomes a single HDF5 file (its segments merged in,
         its journal and segments removed). Afterwards it is read-only."""
         if self._journal is not None:
-            content = self._content(self._run_id)
-            self._bytes_written += _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
+            with self._files_held_open():
+                content = self._content(self._run_id)
+                self._bytes_written += _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(
+                    tmp, journal="", **content))
             # from here on the file holds every step; the journal and the segments are redundant
             self._bytes_written += self._journal.bytes_written
             self._journal.close(remove=True)
@@ -290,9 +296,10 @@ class Record:
             candidate = base if n == 1 else f"{base}-{n}"
             if os.path.lexists(candidate):
                 continue
-            content = self._content(uuid.uuid4().hex)
             try:
-                _h5.atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
+                with self._files_held_open():
+                    content = self._content(uuid.uuid4().hex)
+                    _h5.atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
             except FileExistsError:
                 continue
             return candidate
@@ -390,7 +397,8 @@ class Record:
             key = self._key(raw)
             if key not in present:
                 raise ValueError(f"floors[{key}] names a spectrum that is not in this step's spectra")
-            value = check.scalar(value, f"floors[{key}]")
+            value = float(value) if type(value) in (float, np.float64, np.float32) else \
+                check.scalar(value, f"floors[{key}]")
             if not np.isnan(value):
                 out[key] = value
         return out
@@ -528,15 +536,15 @@ class Record:
         fits = ~labelled & (record is not None) & ((counts < 0) | (counts == (0 if record is None else len(record))))
         width = max(coded[1].shape[1] if coded is not None and labelled.any() else 0,
                     len(record) if record is not None and fits.any() else 0)
-        out = np.full((n, width), "", dtype=object)
+        labels = [np.zeros(0, str)] + ([coded[0]] if coded is not None else []) + ([record] if record is not None else [])
+        out = np.full((n, width), "", dtype=np.concatenate(labels).dtype)
         if coded is not None and labelled.any():
             table, codes = coded
-            rows = codes[labelled]
-            names = np.where(rows >= 0, table[np.maximum(rows, 0)], "")
-            out[labelled, : codes.shape[1]] = names
+            with_pad = np.append(table, "")  # code -1 -> ""
+            out[labelled, : codes.shape[1]] = with_pad[codes[labelled]]
         if fits.any():
             out[fits, : len(record)] = record
-        return out.astype(str)
+        return out
 
     def step_sample_ids(self):
         """The dataset index of every sample of every step: int64 (n_steps, N_max), -1 pads or
@@ -608,7 +616,16 @@ class Record:
         return self._rows(lambda p: p.spectra.get(key), self._tail.spectra.get(key), 1)
 
     def _floor(self, key):
-        return self._rows(lambda p: p.floors.get(key), self._tail.floors.get(key), 0)
+        pieces = []
+        for part in self._parts:
+            column = part.floors.get(key)
+            matrix = None if column is None else part.read("floors", cache=True)
+            if matrix is not None and not (matrix.ndim == 2 and 0 <= column < matrix.shape[1]):
+                raise RecordError(f"{part.source.path}: damaged record: its floors have no column {column}")
+            pieces.append((part.n, None if matrix is None else matrix[:, column]))
+        rows = self._tail.floors.get(key)
+        pieces.append((self._tail.n, None if rows is None else rows.take(self._tail.n)))
+        return concat(pieces, 0)
 
     def per_sample(self, layer):
         """Per-sample values of ``layer`` over steps: float64 (n_steps, N, k_s), NaN-padded."""
@@ -628,7 +645,7 @@ class Record:
         n = len(self) if rows is None else rows
         coded = self._step_codes()
         ids = self.step_sample_ids()
-        floors = ((key, f[:n]) for key, f in ((key, self._floor(key)) for key in cat.keys) if not np.isnan(f).all())
+        floors = {key: f[:n] for key, f in ((key, self._floor(key)) for key in cat.keys) if not np.isnan(f).all()}
         return dict(
             run_id=run_id, metadata=self._metadata, layers=list(cat.layers), steps=self.steps[:n],
             losses=self.losses[:n], sample_groups=self._record_labels(),
@@ -637,10 +654,23 @@ class Record:
                           "group_codes": None if coded is None else coded[1][:n],
                           "ids": None if ids is None else ids[:n]},
             spectra=((key, self._series(key)[:n]) for key in cat.keys),
-            floors=floors,
+            floors=(list(floors), np.stack(list(floors.values()), axis=1)) if floors else None,
             per_sample=((layer, self._per_sample(layer)[:n]) for layer in cat.per_sample),
             extras=((name, self.extra(name)[:n]) for name in cat.extras),
         )
+
+    @contextlib.contextmanager
+    def _files_held_open(self):
+        """Keep the files of the stored parts open while the block reads all of them (a merge):
+        one open per file instead of one per dataset and file."""
+        with contextlib.ExitStack() as stack:
+            for part in self._parts:
+                if part.n and hasattr(part.source, "held_open"):
+                    try:
+                        stack.enter_context(part.source.held_open())
+                    except FileNotFoundError:
+                        pass  # a segment merged away since: its reads fall back to the finished file
+            yield
 
     def _tail_content(self):
         """The steps held in memory, as content for a segment file."""
@@ -654,7 +684,8 @@ class Record:
                           "group_codes": None if labels is None else tail.codes.take(n),
                           "ids": None if tail.ids is None else tail.ids.take(n)},
             spectra=((key, rows.take(n)) for key, rows in tail.spectra.items()),
-            floors=((key, rows.take(n)) for key, rows in tail.floors.items()),
+            floors=(list(tail.floors), np.stack([r.take(n) for r in tail.floors.values()], axis=1))
+            if tail.floors else None,
             per_sample=((layer, rows.take(n)) for layer, rows in tail.per_sample.items()),
             extras=((name, rows.take(n)) for name, rows in tail.extras.items()),
         )
@@ -673,8 +704,9 @@ class Record:
             raise ValueError(f"{path} is the file this record is being written to: close() (or checkpoint()) "
                              f"writes it; save() a copy elsewhere")
         run_id = uuid.uuid4().hex
-        content = self._content(run_id)
-        _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
+        with self._files_held_open():
+            content = self._content(run_id)
+            _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
         if own:
             if self._journal_file:
                 files.remove_if_own_journal(path, self._journal_file, self._loaded_run_id)
@@ -685,11 +717,12 @@ class Record:
             self._run_id = self._loaded_run_id = run_id
 
     def to_npz(self, path):
-        """Flat export: keys like "G/0.weight/all/sum", "floor/G/0.weight/all/sum", "steps", "losses",
+        """Flat export: keys like "G/0.weight/all/sum", "floors", "steps", "losses",
         "extra/<name>", "per_sample/<layer>", "step_samples/...", "metadata" (JSON str); loads with
         ``np.load(path, allow_pickle=False)``."""
-        content = self._content(uuid.uuid4().hex)
-        _h5.atomic_write(os.fspath(path), lambda tmp: _h5.write_npz(tmp, **content))
+        with self._files_held_open():
+            content = self._content(uuid.uuid4().hex)
+            _h5.atomic_write(os.fspath(path), lambda tmp: _h5.write_npz(tmp, **content))
 
     def __repr__(self):
         where = "in memory" if self._path is None else repr(self._path)

@@ -73,6 +73,8 @@ def test_segments_are_written_once_and_listed_by_the_record_file(tmp_path):
     assert all(os.stat(tmp_path / name).st_mtime_ns == stamps[name] for name in names)  # never rewritten
     assert len(segment_files(tmp_path)) > len(names)
     rec.close()
+    rec.save(path)  # a closed writer saved onto its own file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"] and len(load_record(path)) == 140
 
 
 def test_loads_stay_lazy_across_segments(tmp_path, monkeypatch):
@@ -95,8 +97,11 @@ def test_resume_and_save_remove_only_their_own_segments(tmp_path):
     other = tmp_path / "r.h5.0123abcd.seg00001"  # someone else's file that looks like a segment
     other.write_bytes(b"not mine")
     old_segments = set(segment_files(tmp_path)) - {other.name}
+    killed_write = tmp_path / f".{sorted(old_segments)[-1][:-5]}99999.0123abcd.tmp"
+    killed_write.write_bytes(b"half a segment")  # a segment write of that run that was killed
     resumed = Record.resume(path, 59, segment_bytes=4096)
     assert not old_segments & set(segment_files(tmp_path))  # the old run's segments are gone (rows kept)
+    assert not killed_write.exists()
     check(load_record(resumed.resumed_backup), 100)
     for s in range(60, 100):
         resumed.append(s, spectra(s), loss=float(s), floors={KEYS[0]: 0.25}, sample_ids=[s, s + 1],

@@ -80,7 +80,9 @@ def test_floors_labels_and_ids_round_trip_everywhere(tmp_path):
     check_steps(load_record(tmp_path / "r.npz"), steps)
     with h5py.File(path, "r") as f:
         assert f["step_samples/group_codes"].dtype == np.int32 and f["step_samples/group_labels"].shape == (3,)
-        assert "floors/l/G/all/sum" in f and "floors/l/A/all/sum" not in f
+        assert f["floors"].shape == (6, 2) and f["floors"].fletcher32  # one column per key given a floor
+        floors = json.loads(f["index"].asstr()[()])["floors"]
+        assert floors == [["l", "G", None, None, 0], ["l", "G", "SZ", None, 1]]
 
 
 def test_record_level_labels_fill_steps_without_their_own():

@@ -1,0 +1,98 @@
+"""What a finished run writes beside its record: the text summary of group findings and the figures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import GROUP_PANELS
+
+def _summary(rec, compare):
+    """stats.summarize over every (layer, quantity) that can be tested; untestable ones (e.g. a
+    spectrum of one singular value) are listed in ``skipped``. Returns (Summary or None, skipped)."""
+    from . import stats
+
+    if len(rec.groups) < 2 and rec.sample_groups is None:
+        return None, []
+    groups = list(compare) if compare else None
+    rows, results, skipped = [], [], []
+
+    def add(mode, layers, quantities):
+        try:
+            part = stats.summarize(rec, groups=groups, fdr=True, layers=layers, quantities=quantities, mode=mode)
+        except ValueError as exc:
+            skipped.append(f"{layers} {quantities or ''} ({mode}): {exc}")
+            return
+        rows.extend(part.rows)
+        results.extend(part.results)
+
+    if len(rec.groups) >= 2:
+        for layer in rec.layers:
+            for quantity in rec.quantities:
+                add("paper", layer, quantity)
+    if rec.sample_groups is not None:
+        for layer in rec.per_sample_layers:
+            add("per_sample", layer, None)
+    return stats.Summary(rows, results, 0.05, True, "bh"), skipped
+
+
+def write_summary(rec, path, config=None, result=None):
+    """Write the group findings of a record (stats.summarize) to ``path``; returns (path, text, Summary or None)."""
+    meta = rec.metadata or {}
+    lines = [f"AutoSpec run: {meta.get('experiment', '?')}"]
+    if meta.get("panel_description"):
+        lines.append(f"panel: {meta['panel_description']}")
+    data = meta.get("data") or {}
+    if data:
+        lines.append(f"data: {data.get('name')} ({data.get('source')}), input {data.get('model_input_shape')}, "
+                     f"groups {data.get('group_counts')}")
+    lines.append(f"steps recorded: {len(rec)}; loss reduction: {meta.get('loss_reduction', '?')}")
+    if result is not None:
+        lines.append(f"final loss: {result.final_loss:.6g}"
+                     + (f"; training accuracy: {result.accuracy:.3f}" if result.accuracy is not None else ""))
+    compare = config.compare if config is not None else (meta.get("config") or {}).get("compare")
+    summary, skipped = _summary(rec, compare)
+    lines.append("")
+    if summary is None:
+        lines.append("no group comparison: the record holds fewer than two groups")
+    else:
+        lines.append(summary.to_text())
+        if skipped:
+            lines += ["", "not tested:"] + [f"  {item}" for item in skipped]
+    text = "\n".join(lines) + "\n"
+    Path(path).write_text(text)
+    return Path(path), text, summary
+
+
+def _figure_pair(rec, compare):
+    groups = [str(g) for g in rec.groups]
+    chosen = [g for g in (compare or []) if g in groups] or groups
+    return tuple(chosen[:2]) if len(chosen) >= 2 else None
+
+
+def write_figures(rec, folder, panel=None, compare=None, group_differences=None, quantities=("G",),
+                  formats=("png", "pdf")):
+    """Figures of one record in ``folder`` (each as PNG and PDF by default): a dashboard, the
+    trajectories of each of ``quantities`` (whole batch; None = every recorded quantity) and, for
+    group panels (G, H; or ``group_differences=True``), per-layer group-difference maps of G
+    (per-sample tests where the record has per-sample values). Returns the paths written."""
+    from . import plot
+
+    folder = Path(folder)
+    written = []
+
+    def save(fig, name):
+        written.extend(plot.save_figure(fig, folder / name, formats=tuple(formats)))
+        fig.clear()
+
+    save(plot.plot_dashboard(rec, quantity="G"), "dashboard")
+    for quantity in (rec.quantities if quantities is None else [q for q in quantities if q in rec.quantities]):
+        save(plot.plot_trajectories(rec, quantity=quantity), f"trajectories_{quantity}")
+    if group_differences is None:
+        group_differences = panel in GROUP_PANELS
+    pair = _figure_pair(rec, compare)
+    if group_differences and pair is not None:
+        per_sample = rec.sample_groups is not None and len(rec.per_sample_layers) > 0
+        for layer in rec.layers:
+            mode = "per_sample" if per_sample and layer in rec.per_sample_layers else "paper"
+            fig = plot.plot_group_differences(rec, layer, "G", groups=pair, mode=mode)
+            save(fig, f"group_differences_{layer.replace('/', '_')}")
+    return written

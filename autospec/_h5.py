@@ -1,15 +1,13 @@
-"""On-disk side of :mod:`autospec.record`: the HDF5 and npz layouts and the append journal.
+"""On-disk side of :mod:`autospec.record`: the HDF5 and npz layouts (the journal is in _journal).
 
 Private helper; the layout and the crash-safety scheme are described in the docstring of
-:mod:`autospec.record`. Everything that touches bytes on disk lives here, the Record logic
+:mod:`autospec.record`. Everything that touches HDF5/npz bytes lives here, the Record logic
 (keys, padding, views) lives there.
 """
 import json
 import os
-import struct
 import uuid
 import zipfile
-import zlib
 from urllib.parse import quote
 
 import numpy as np
@@ -17,8 +15,7 @@ import numpy as np
 from .errors import AutoSpecError
 
 FORMAT = "autospec-record"
-FORMAT_VERSION = 1
-JOURNAL_SUFFIX = ".journal"
+FORMAT_VERSION = 2  # 2 added floors/ and step_samples/; version 1 files are still read
 
 
 def _h5py():
@@ -66,6 +63,12 @@ def spectrum_names(key):
     return f"spectra/{lay}/{quantity}/{g}/{p}", f"{quantity}/{lay}/{g}/{p}"
 
 
+def floor_names(key):
+    """(HDF5 dataset path, npz member name) of the per-step noise floors of a spectrum key."""
+    h5, npz = spectrum_names(key)
+    return "floors/" + h5[len("spectra/"):], "floor/" + npz
+
+
 def per_sample_name(layer):
     return "per_sample/" + escape(layer)
 
@@ -74,13 +77,18 @@ def extra_name(name):
     return "extra/" + escape(name)
 
 
+STEP_SAMPLES = {"counts": "step_samples/counts", "group_labels": "step_samples/group_labels",
+                "group_codes": "step_samples/group_codes", "ids": "step_samples/ids"}
+
+
 # ----------------------------------------------------------------------------- writing
 
-def atomic_write(path, write):
+def atomic_write(path, write, *, replace=True):
     """Call ``write(tmp)`` for a temporary file beside ``path``, fsync it, then rename it onto ``path``.
 
     The rename is atomic: a reader (or a process killed at any moment) sees either the old
-    file or the complete new one, never a half-written one.
+    file or the complete new one, never a half-written one. ``replace=False`` never replaces an
+    existing file: FileExistsError instead (the file is linked into place, not renamed).
     """
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
@@ -91,7 +99,11 @@ def atomic_write(path, write):
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails when path exists, unlike rename
+            os.unlink(tmp)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -114,90 +126,105 @@ def remove_stale_temporaries(path):
                 pass
 
 
-def _chunks(shape):
+def _chunks(shape, itemsize):
     """Chunks of about 64 KiB along the step axis, whole rows (spectra) per chunk."""
     inner = tuple(max(1, int(s)) for s in shape[1:])
-    row_bytes = 8 * int(np.prod(inner))
+    row_bytes = itemsize * int(np.prod(inner))
     rows = min(4096, max(1, (1 << 16) // row_bytes), max(1, int(shape[0])))
     return (rows,) + inner
 
 
-def _index(layers, spectra_keys, per_sample_layers, extra_names, has_groups, npz):
+def _index(content, npz):
+    """The JSON index of a file: original names of everything stored, and the dataset of each."""
     pick = 1 if npz else 0
+    samples = content["step_samples"]
     return {
-        "layers": list(layers),
-        "spectra": [[*key, spectrum_names(key)[pick]] for key in spectra_keys],
-        "per_sample": [[layer, per_sample_name(layer)] for layer in per_sample_layers],
-        "extra": [[name, extra_name(name)] for name in extra_names],
-        "sample_groups": "sample_groups" if has_groups else None,
+        "layers": list(content["layers"]),
+        "spectra": [[*key, spectrum_names(key)[pick]] for key in content["spectra_keys"]],
+        "floors": [[*key, floor_names(key)[pick]] for key in content["floor_keys"]],
+        "per_sample": [[layer, per_sample_name(layer)] for layer in content["per_sample_layers"]],
+        "extra": [[name, extra_name(name)] for name in content["extra_names"]],
+        "sample_groups": "sample_groups" if content["sample_groups"] is not None else None,
+        "step_samples": {part: STEP_SAMPLES[part] for part, data in samples.items() if data is not None},
     }
 
 
-def write_h5(path, *, run_id, journal, metadata, layers, steps, losses, spectra, per_sample, extras,
-             sample_groups):
+def _arrays(content):
+    """(name index entry, key, array) of every array of a record's content, one at a time."""
+    for key, data in content["spectra"]:
+        yield "spectra_keys", key, spectrum_names(key), np.asarray(data, dtype=np.float64)
+    for key, data in content["floors"]:
+        yield "floor_keys", key, floor_names(key), np.asarray(data, dtype=np.float64)
+    for layer, data in content["per_sample"]:
+        yield "per_sample_layers", layer, (per_sample_name(layer),) * 2, np.asarray(data, dtype=np.float64)
+    for name, data in content["extras"]:
+        yield "extra_names", name, (extra_name(name),) * 2, np.asarray(data, dtype=np.float64)
+
+
+def write_h5(path, *, journal, **content):
     """Write a whole record to a new HDF5 file.
 
-    spectra / per_sample / extras: iterables of (key, array) produced lazily, so that only one
-    dataset is in memory at a time. ``journal``: file name of the append journal that continues
-    this file ("" when the record is finished).
+    content: run_id, metadata, layers, steps, losses, sample_groups, step_samples ({part: array or
+    None}, parts as in STEP_SAMPLES) and spectra / floors / per_sample / extras: iterables of
+    (key, array) produced lazily, so that only one dataset is in memory at a time. ``journal``: file
+    name of the append journal that continues this file ("" when the record is finished).
+    Numeric datasets are chunked with HDF5's fletcher32 checksum, so a flipped bit is detected.
     """
     h5py = _h5py()
-    keys, ps_layers, extra_names = [], [], []
     string = h5py.string_dtype("utf-8")
+    names = {"spectra_keys": [], "floor_keys": [], "per_sample_layers": [], "extra_names": []}
     with h5py.File(path, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["run_id"] = run_id
-        f.attrs["n_steps"] = len(steps)
+        f.attrs["run_id"] = content["run_id"]
+        f.attrs["n_steps"] = len(content["steps"])
         f.attrs["journal"] = journal
-        f.create_dataset("steps", data=np.asarray(steps, dtype=np.int64))
-        f.create_dataset("losses", data=np.asarray(losses, dtype=np.float64))
-        for key, data in spectra:
-            keys.append(key)
-            _chunked(f, spectrum_names(key)[0], data)
-        for layer, data in per_sample:
-            ps_layers.append(layer)
-            _chunked(f, per_sample_name(layer), data)
-        for name, data in extras:
-            extra_names.append(name)
-            f.create_dataset(extra_name(name), data=np.asarray(data, dtype=np.float64))
-        if sample_groups is not None:
-            f.create_dataset("sample_groups", data=np.asarray(sample_groups, dtype=object), dtype=string)
-        index = _index(layers, keys, ps_layers, extra_names, sample_groups is not None, npz=False)
+        _checked(f, "steps", np.asarray(content["steps"], dtype=np.int64))
+        _checked(f, "losses", np.asarray(content["losses"], dtype=np.float64))
+        for kind, key, (name, _), data in _arrays(content):
+            names[kind].append(key)
+            _checked(f, name, data)
+        for part, data in content["step_samples"].items():
+            if data is None:
+                continue
+            if data.dtype.kind in "US":
+                f.create_dataset(STEP_SAMPLES[part], data=np.asarray(data, dtype=object), dtype=string)
+            else:
+                _checked(f, STEP_SAMPLES[part], data)
+        if content["sample_groups"] is not None:
+            f.create_dataset("sample_groups", data=np.asarray(content["sample_groups"], dtype=object), dtype=string)
+        index = _index(dict(content, **names), npz=False)
         f.create_dataset("index", data=json.dumps(index), dtype=string)
-        f.create_dataset("metadata", data=json.dumps(metadata), dtype=string)
+        f.create_dataset("metadata", data=json.dumps(content["metadata"]), dtype=string)
 
 
-def _chunked(f, name, data):
-    data = np.asarray(data, dtype=np.float64)
-    f.create_dataset(name, data=data, chunks=_chunks(data.shape), maxshape=(None,) * data.ndim)
+def _checked(f, name, data):
+    """A resizable dataset chunked along steps, with a fletcher32 checksum per chunk."""
+    f.create_dataset(name, data=data, chunks=_chunks(data.shape, data.dtype.itemsize),
+                     maxshape=(None,) * data.ndim, fletcher32=True)
 
 
-def write_npz(path, *, run_id, metadata, layers, steps, losses, spectra, per_sample, extras, sample_groups):
+def write_npz(path, **content):
     """Write a whole record as a flat .npz (plain arrays only: loads with allow_pickle=False)."""
     arrays = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION),
-        "run_id": np.array(run_id),
-        "n_steps": np.array(len(steps)),
-        "metadata": np.array(json.dumps(metadata)),
-        "steps": np.asarray(steps, dtype=np.int64),
-        "losses": np.asarray(losses, dtype=np.float64),
+        "run_id": np.array(content["run_id"]),
+        "n_steps": np.array(len(content["steps"])),
+        "metadata": np.array(json.dumps(content["metadata"])),
+        "steps": np.asarray(content["steps"], dtype=np.int64),
+        "losses": np.asarray(content["losses"], dtype=np.float64),
     }
-    keys, ps_layers, extra_names = [], [], []
-    for key, data in spectra:
-        keys.append(key)
-        arrays[spectrum_names(key)[1]] = np.asarray(data, dtype=np.float64)
-    for layer, data in per_sample:
-        ps_layers.append(layer)
-        arrays[per_sample_name(layer)] = np.asarray(data, dtype=np.float64)
-    for name, data in extras:
-        extra_names.append(name)
-        arrays[extra_name(name)] = np.asarray(data, dtype=np.float64)
-    if sample_groups is not None:
-        arrays["sample_groups"] = np.asarray(sample_groups, dtype=str)
-    index = _index(layers, keys, ps_layers, extra_names, sample_groups is not None, npz=True)
-    arrays["index"] = np.array(json.dumps(index))
+    names = {"spectra_keys": [], "floor_keys": [], "per_sample_layers": [], "extra_names": []}
+    for kind, key, (_, name), data in _arrays(content):
+        names[kind].append(key)
+        arrays[name] = data
+    for part, data in content["step_samples"].items():
+        if data is not None:
+            arrays[STEP_SAMPLES[part]] = np.asarray(data, dtype=str) if data.dtype.kind in "US" else data
+    if content["sample_groups"] is not None:
+        arrays["sample_groups"] = np.asarray(content["sample_groups"], dtype=str)
+    arrays["index"] = np.array(json.dumps(_index(dict(content, **names), npz=True)))
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -339,168 +366,3 @@ class NpzSource:
         return data[: self.n]
 
 
-# ----------------------------------------------------------------------------- journal
-#
-# File: JOURNAL_MAGIC (16 bytes) | uint32 version | run_id (32 ascii hex) | frames...
-# Frame: b"ASJF" | uint32 body length | uint32 crc32(body) | body
-# Body:  uint32 header length | JSON header | little-endian float64 payload
-# A frame is written with one write() of a complete buffer; a writer killed mid-write leaves a
-# prefix of the file, i.e. at worst an incomplete last frame, which readers ignore.
-
-JOURNAL_MAGIC = b"AUTOSPEC-JOURNAL"
-_FRAME = struct.Struct("<4sII")
-_FRAME_MAGIC = b"ASJF"
-_U32 = struct.Struct("<I")
-_JOURNAL_VERSION = 1
-
-
-def _journal_header(run_id):
-    return JOURNAL_MAGIC + _U32.pack(_JOURNAL_VERSION) + run_id.encode("ascii")
-
-
-class JournalWriter:
-    """Append-only journal: one frame per step, each handed to the OS before append returns."""
-
-    def __init__(self, path, run_id, fsync=False):
-        self.path = path
-        self._header = _journal_header(run_id)
-        self._fsync = fsync
-        self._ids = {}  # spectrum key -> small int, defined in the first frame that uses it
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        self._size = 0
-        self._write_all(self._header)
-
-    def _write_all(self, data):
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self._fd, view):]
-            if self._fsync:
-                os.fsync(self._fd)
-        except BaseException:
-            # never leave a torn frame in the middle of the journal: cut back to the last whole one
-            try:
-                os.ftruncate(self._fd, self._size)
-            except OSError:
-                pass
-            raise
-        self._size += len(data)
-
-    def _frame(self, head, payload=b""):
-        hb = json.dumps(head, separators=(",", ":")).encode("utf-8")
-        body = b"".join((_U32.pack(len(hb)), hb, payload))
-        self._write_all(_FRAME.pack(_FRAME_MAGIC, len(body), zlib.crc32(body)) + body)
-
-    def write_step(self, row, step, loss, extra, spectra, per_sample):
-        """spectra: [(key, 1-D float64)], per_sample: [(layer, 2-D float64)], already validated."""
-        new = {}
-        defs, lengths = [], []
-        for key, arr in spectra:
-            kid = self._ids.get(key)
-            if kid is None:
-                kid = new.get(key)
-                if kid is None:
-                    kid = new[key] = len(self._ids) + len(new)
-                    defs.append([kid, *key])
-            lengths.append([kid, arr.shape[0]])
-        head = {"t": "step", "i": row, "s": step, "l": loss, "x": extra, "d": defs, "k": lengths,
-                "p": [[layer, a.shape[0], a.shape[1]] for layer, a in per_sample]}
-        parts = [a for _, a in spectra] + [a.ravel() for _, a in per_sample]
-        payload = np.concatenate(parts).astype("<f8", copy=False).tobytes() if parts else b""
-        self._frame(head, payload)
-        self._ids.update(new)
-
-    def write_sample_groups(self, labels):
-        self._frame({"t": "groups", "v": [str(x) for x in labels]})
-
-    def write_metadata(self, update):
-        self._frame({"t": "meta", "v": update})
-
-    def reset(self):
-        """Drop every frame (they are now in the HDF5 file); the next frames start afresh."""
-        os.ftruncate(self._fd, len(self._header))
-        self._size = len(self._header)
-        self._ids = {}
-
-    def close(self, remove=False):
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if remove:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-def read_journal(path, run_id):
-    """Decoded events of a journal, or None when it is missing or belongs to another run.
-
-    Events: ("step", row, step, loss, extra, [(key, 1-D)], [(layer, 2-D)]), ("groups", labels),
-    ("meta", dict). An incomplete or damaged *last* frame (a writer killed mid-write, or a write
-    still in progress) is ignored; a damaged frame followed by more data raises RecordError.
-    """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return None
-    header = _journal_header(run_id)
-    if len(data) < len(header):
-        return None  # still being created (or killed while creating it): no frames yet
-    if not data.startswith(JOURNAL_MAGIC):
-        raise _damaged(path, "not an autospec record journal (bad magic bytes)")
-    if data[: len(header)] != header:
-        return None  # a stale journal of another run
-    events, ids, pos, size = [], {}, len(header), len(data)
-    while pos < size:
-        if size - pos < _FRAME.size:
-            break  # torn tail
-        magic, blen, crc = _FRAME.unpack_from(data, pos)
-        end = pos + _FRAME.size + blen
-        if magic != _FRAME_MAGIC:
-            raise _damaged(path, f"damaged journal: no frame marker at byte {pos}")
-        if end > size:
-            break  # torn tail
-        body = memoryview(data)[pos + _FRAME.size: end]
-        if zlib.crc32(body) != crc:
-            if end == size:
-                break  # damaged last frame: the step was never completed
-            raise _damaged(path, f"damaged journal: checksum mismatch in the frame at byte {pos}")
-        events.append(_decode(path, pos, body, ids))
-        pos = end
-    return events
-
-
-def _decode(path, pos, body, ids):
-    try:
-        (hlen,) = _U32.unpack_from(body, 0)
-        head = json.loads(bytes(body[4: 4 + hlen]))
-        kind = head["t"]
-        if kind == "groups":
-            return ("groups", np.asarray(head["v"], dtype=str))
-        if kind == "meta":
-            return ("meta", head["v"])
-        payload = np.frombuffer(body, dtype="<f8", offset=4 + hlen)
-        for kid, layer, quantity, group, position in head["d"]:
-            ids[kid] = (layer, quantity, group, position)
-        spectra, at = [], 0
-        for kid, length in head["k"]:
-            spectra.append((ids[kid], payload[at: at + length]))
-            at += length
-        per_sample = []
-        for layer, n, k in head["p"]:
-            per_sample.append((layer, payload[at: at + n * k].reshape(n, k)))
-            at += n * k
-        if at != payload.size:
-            raise ValueError(f"payload holds {payload.size} values, the header describes {at}")
-        loss = np.nan if head["l"] is None else float(head["l"])
-        return ("step", int(head["i"]), int(head["s"]), loss, head["x"], spectra, per_sample)
-    except (KeyError, ValueError, TypeError, struct.error) as exc:
-        raise _damaged(path, f"damaged journal frame at byte {pos} ({type(exc).__name__}: {exc})") from None

@@ -3,216 +3,109 @@
 A :class:`Record` holds, for every training step taken, spectra keyed by
 ``(layer, quantity, group, position)`` (quantity "G", "A" or "D"; group None = whole batch or a
 str label; position None = summed over tied positions, or an int position), plus the loss,
-named extra scalars and optional per-sample values. ``series(layer, quantity, group, position)``
-gives an ``(n_steps, k)`` float64 array, NaN where a step did not record that key (a key first
-seen at step 5 has NaN rows before it) and NaN-padded to the longest spectrum of the key.
+named extra scalars, optional per-sample values, the noise floor of each spectrum, and which
+samples the step saw (their group labels and dataset indices, for mini-batches).
+``series(layer, quantity, group, position)`` gives an ``(n_steps, k)`` float64 array, NaN where a
+step did not record that key (a key first seen at step 5 has NaN rows before it) and NaN-padded to
+the longest spectrum of the key.
 
-HDF5 layout (format version 1; all names below are link names, ``<x>`` percent-escaped so that
-any str is allowed, e.g. "/" -> "%2F", and a group literally named "all" -> "%61ll")::
+HDF5 layout (format version 2; version 1 files, which lack floors/ and step_samples/, still load;
+all names below are link names, ``<x>`` percent-escaped so that any str is allowed, e.g.
+"/" -> "%2F", and a group literally named "all" -> "%61ll")::
 
-    /  attrs: format="autospec-record", format_version=1, run_id (hex str), n_steps (int),
+    /  attrs: format="autospec-record", format_version=2, run_id (hex str), n_steps (int),
               journal (file name of the append journal, "" once the record is finished)
     /steps                                   int64 (n_steps,)
     /losses                                  float64 (n_steps,), NaN where not given
     /extra/<name>                            float64 (n_steps,)
-    /spectra/<layer>/<Q>/<group|all>/<p|sum> float64 (n_steps, k), NaN-padded, chunked along steps,
-                                             resizable
+    /spectra/<layer>/<Q>/<group|all>/<p|sum> float64 (n_steps, k), NaN-padded
+    /floors/<layer>/<Q>/<group|all>/<p|sum>  float64 (n_steps,): noise floor of that spectrum per
+                                             step, NaN where unknown (only keys given a floor)
     /per_sample/<layer>                      float64 (n_steps, N, k_s), NaN-padded
-    /sample_groups                           utf-8 str (N,)   (only when set)
+    /step_samples/counts                     int64 (n_steps,): samples in each step, -1 unknown
+    /step_samples/group_labels               utf-8 str (L,): table of the per-step labels
+    /step_samples/group_codes                int32 (n_steps, N_max): index into group_labels of
+                                             each sample's label, -1 pads (a step without
+                                             per-step labels is all -1)
+    /step_samples/ids                        int64 (n_steps, N_max): dataset index of each sample,
+                                             -1 pads / unknown
+    /sample_groups                           utf-8 str (N,): record-level labels (only when set)
     /metadata                                utf-8 JSON str
     /index                                   utf-8 JSON str: the original names of every dataset
                                              above and the layer order (so nothing is decoded
                                              from link names)
 
+Every numeric dataset is chunked along steps (resizable) and carries HDF5's fletcher32 checksum,
+so a flipped bit is reported as RecordError naming the dataset. The npz export (``to_npz``) holds
+the same arrays under flat names (see ``to_npz``).
+
 Crash safety (file-backed records, ``Record(path=...)``). An HDF5 file modified in place is not
 safe against SIGKILL: a process killed while HDF5 flushes its metadata can leave the whole file
 unreadable. So the HDF5 file is never modified in place. It is only ever *replaced* atomically
 (written to a temporary file beside it, fsync'ed, renamed over it), and steps go to an
-append-only journal ``<file>.journal`` beside it: each ``append`` encodes the step as one
-checksummed frame and hands it to the OS with ``write()`` before returning (``fsync=True`` also
-forces it to the disk, for power loss; a process kill never loses what ``write()`` returned).
-``Record(path)`` first writes an HDF5 file with no steps that names the journal;
-``checkpoint()`` and ``close()`` rewrite the HDF5 file with every step and then empty (close:
-delete) the journal. ``load_record`` reads the HDF5 file plus the journal frames that continue
-it, so a run killed at any moment (or never closed) loads with every completed step: a kill
-mid-``write`` leaves at most an incomplete last frame, which is ignored; a kill mid-rewrite
-leaves the previous HDF5 file (plus a stray ``.<file>.<hex>.tmp``) and the full journal. Loading
-never modifies files; ``load_record(p).save(p)`` consolidates a killed run into one finished file.
+append-only journal ``<file>.journal`` beside it (format in :mod:`autospec._journal`): each
+``append`` encodes the step as one checksummed, self-describing frame and hands it to the OS
+with ``write()`` before returning (``fsync=True`` also forces it to the disk, for power loss; a
+process kill never loses what ``write()`` returned). ``Record(path)`` first writes an HDF5 file
+with no steps that names the journal; ``checkpoint()`` and ``close()`` rewrite the HDF5 file with
+every step and then empty (close: delete) the journal. ``load_record`` reads the HDF5 file plus
+the journal frames that continue it, so a run killed at any moment (or never closed) loads with
+every completed step: a kill mid-``write`` leaves at most an incomplete last frame, which is
+ignored; a kill mid-rewrite leaves the previous HDF5 file (plus a stray ``.<file>.<hex>.tmp``)
+and the full journal. A damaged frame inside the journal costs only its own step (a warning
+says so). Loading never modifies files; ``load_record(p).save(p)`` consolidates a killed run
+into one finished file. ``Record.resume(p, through_step)`` continues a killed run.
 
 Laziness and file handles. ``load_record`` reads only the small header (index, metadata); each
 ``series()`` / ``per_sample()`` / ``steps`` call opens the file, reads one dataset and closes it
-again (steps/losses/extras/sample groups are cached after the first read). No handle is held
-between calls, so any number of records can be open at once, and writers can replace the file
-while readers hold it (no Windows-style sharing violations, no HDF5 file locks). A loaded record
-is a snapshot: steps appended by a live writer after ``load_record`` are not seen.
+again (small per-step columns are cached after the first read). No handle is held between
+calls, so any number of records can be open at once, and writers can replace the file while
+readers hold it (no Windows-style sharing violations, no HDF5 file locks). A loaded record is a
+snapshot: steps appended by a live writer after ``load_record`` are not seen.
 
 The writer keeps its steps since the last checkpoint in memory (reads on it are served from
 there); call ``checkpoint()`` now and then on very long runs to bound that memory.
 """
+import datetime
 import json
 import os
-import sys
+import stat
 import uuid
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
-from minigrad.backend import to_numpy
-
-from . import _h5
+from . import _h5, _journal
+from . import _record_input as check
 from ._h5 import RecordError
+from ._journal import StepData
 
 __all__ = ["Record", "RecordError", "load_record", "from_npz"]
 
-QUANTITIES = ("G", "A", "D")
+QUANTITIES = check.QUANTITIES
 
 
-# ----------------------------------------------------------------------------- input checks
-
-def _host(x):
-    """A NumPy array from NumPy/CuPy arrays, minigrad Tensors, scalars (CuPy is never imported)."""
-    if type(x) is np.ndarray:
-        return x
-    if hasattr(x, "__cuda_array_interface__") and callable(getattr(x, "get", None)):
-        return x.get()  # a CuPy device array, even when minigrad did not import CuPy itself
-    return to_numpy(x)
-
-
-def _batch_to_host(values):
-    """Copy many CuPy arrays to the host in one transfer (one sync instead of one per array)."""
-    cupy = sys.modules.get("cupy")  # loaded whenever CuPy arrays exist; never imported here
-    if cupy is None:
-        return values
-    device = [i for i, v in enumerate(values) if isinstance(v, cupy.ndarray)]
-    if len(device) < 2:
-        return values
-    f64 = cupy.dtype(np.float64)
-    parts = [values[i] for i in device]
-    try:
-        parts = [p if p.ndim == 1 and p.dtype == f64 else p.reshape(-1).astype(f64, copy=False) for p in parts]
-        flat = cupy.concatenate(parts).get()
-    except (TypeError, ValueError):
-        return values  # odd dtypes: the per-array path reports what is wrong
-    values = list(values)
-    at = 0
-    for i in device:
-        shape = values[i].shape
-        size = values[i].size
-        values[i] = flat[at: at + size] if len(shape) == 1 else flat[at: at + size].reshape(shape)
-        at += size
-    return values
-
-
-def _floats(x, what):
-    try:
-        return np.asarray(_host(x), dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be a real array or number, got {type(x).__name__} ({exc})") from None
-
-
-def _scalar(x, what):
-    if x is None:
-        return np.nan
-    a = _floats(x, what)
-    if a.size != 1:
-        raise ValueError(f"{what} must be a single number, got an array of shape {a.shape}")
-    return float(a.reshape(()))
-
-
-def _name(x, what):
-    if not isinstance(x, str):
-        raise TypeError(f"{what} must be a str, got {type(x).__name__} ({x!r})")
-    return str(x)
-
-
-def _group(group):
-    if group is None:
-        return None
-    if isinstance(group, str):
-        return str(group)
-    if isinstance(group, (int, np.integer)) and not isinstance(group, (bool, np.bool_)):
-        return str(int(group))
-    raise TypeError(f"group must be None (whole batch) or a str label, got {type(group).__name__} ({group!r})")
-
-
-def _position(position):
-    if position is None:
-        return None
-    if isinstance(position, (int, np.integer)) and not isinstance(position, (bool, np.bool_)):
-        if position < 0:
-            raise ValueError(f"position must be a tied position >= 0 (or None for the sum), got {position}")
-        return int(position)
-    raise TypeError(f"position must be None (sum over positions) or an int, got {type(position).__name__} "
-                    f"({position!r})")
-
-
-def _quantity(quantity):
-    if quantity not in QUANTITIES:
-        raise ValueError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
-    return str(quantity)
-
-
-def _normalize_key(key):
-    if not isinstance(key, tuple) or len(key) != 4:
-        raise TypeError(f"spectra keys must be tuples (layer, quantity, group, position), got {key!r}")
-    layer, quantity, group, position = key
-    layer = _name(layer, "layer name")
-    if not layer:
-        raise ValueError("layer name must not be empty")
-    return (layer, _quantity(quantity), _group(group), _position(position))
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"metadata must be JSON-serializable, but holds a {type(obj).__name__} ({obj!r})")
-
-
-def _as_metadata(metadata):
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
-    return json.loads(json.dumps(dict(metadata), default=_json_default))
-
-
-def _labels(labels):
-    arr = np.asarray(_host(labels))
-    if arr.ndim != 1:
-        raise ValueError(f"sample group labels must be a 1-D array (one label per sample), got shape {arr.shape}")
-    return arr.astype(str)
-
-
-def _choices(values):
-    return ", ".join("None" if v is None else repr(v) for v in values) or "(none recorded)"
-
-
-# ----------------------------------------------------------------------------- in-memory rows
+# ----------------------------------------------------------------------------- rows
 
 class _Rows:
-    """Growable (rows, *inner) buffer, NaN where nothing was put; inner sizes grow on demand."""
+    """Growable (rows, *inner) buffer, ``fill`` where nothing was put; inner sizes grow on demand."""
 
-    __slots__ = ("buf",)
+    __slots__ = ("buf", "fill")
 
     def __init__(self, inner_ndim, dtype=np.float64, fill=np.nan):
+        self.fill = fill
         self.buf = np.full((16,) + (0,) * inner_ndim, fill, dtype=dtype)
 
     def put(self, row, a):
         buf = self.buf
         if row >= buf.shape[0] or any(s > b for s, b in zip(a.shape, buf.shape[1:])):
             shape = (max(row + 1, 2 * buf.shape[0]),) + tuple(max(s, b) for s, b in zip(a.shape, buf.shape[1:]))
-            fill = 0 if buf.dtype.kind == "i" else np.nan
-            grown = np.full(shape, fill, dtype=buf.dtype)
+            grown = np.full(shape, self.fill, dtype=buf.dtype)
             grown[(slice(0, buf.shape[0]),) + tuple(slice(0, b) for b in buf.shape[1:])] = buf
             self.buf = buf = grown
         if a.ndim == 0:
             buf[row] = a
-        elif a.ndim == 1:
-            buf[row, : a.shape[0]] = a
         else:
             buf[(row,) + tuple(slice(0, s) for s in a.shape)] = a
 
@@ -220,25 +113,34 @@ class _Rows:
         buf = self.buf
         if buf.shape[0] >= n:
             return buf[:n].copy()
-        out = np.full((n,) + buf.shape[1:], np.nan)
+        out = np.full((n,) + buf.shape[1:], self.fill, dtype=buf.dtype)
         out[: buf.shape[0]] = buf
         return out
 
 
-def _stack(top, bottom, n_top, n_bottom, inner_ndim, dtype=np.float64):
-    """Rows of ``top`` (n_top, ...) over rows of ``bottom`` (n_bottom, ...), NaN-padded; None = all NaN."""
-    if n_bottom == 0 and top is not None:
-        return top
-    if n_top == 0 and bottom is not None:
-        return bottom
-    parts = [p for p in (top, bottom) if p is not None]
-    inner = tuple(max([p.shape[1 + d] for p in parts] + [0]) for d in range(inner_ndim))
-    out = np.full((n_top + n_bottom,) + inner, np.nan if np.dtype(dtype).kind == "f" else 0, dtype=dtype)
-    if top is not None:
-        out[(slice(0, n_top),) + tuple(slice(0, s) for s in top.shape[1:])] = top
-    if bottom is not None:
-        out[(slice(n_top, n_top + n_bottom),) + tuple(slice(0, s) for s in bottom.shape[1:])] = bottom
+def _concat(pieces, inner_ndim, dtype=np.float64, fill=np.nan):
+    """Stack (n_rows, array or None) pieces along rows, padded with ``fill``; None = all ``fill``."""
+    total = sum(n for n, _ in pieces)
+    present = [a for n, a in pieces if a is not None and n]
+    if len(present) == 1 and present[0].shape[0] == total:
+        return np.asarray(present[0], dtype=dtype)
+    inner = tuple(max([a.shape[1 + d] for a in present] + [0]) for d in range(inner_ndim))
+    out = np.full((total,) + inner, fill, dtype=dtype)
+    at = 0
+    for n, a in pieces:
+        if a is not None and n:
+            out[(slice(at, at + n),) + tuple(slice(0, s) for s in a.shape[1:])] = a[:n]
+        at += n
     return out
+
+
+def _sample_count(s):
+    """Number of samples of a step: its labels, ids or per-sample rows; -1 when unknown."""
+    if s.groups is not None:
+        return len(s.groups)
+    if s.ids is not None:
+        return len(s.ids)
+    return max((a.shape[0] for _, a in s.per_sample), default=-1)
 
 
 class _Tail:
@@ -248,28 +150,42 @@ class _Tail:
         self.n = 0
         self.steps = _Rows(0, np.int64, 0)
         self.losses = _Rows(0)
-        self.extras = {}
-        self.spectra = {}
-        self.per_sample = {}
+        self.counts = _Rows(0, np.int64, -1)
+        self.extras, self.spectra, self.floors, self.per_sample = {}, {}, {}, {}
+        self.label_codes = {}  # per-step label -> code (this tail's own label table)
+        self.codes = None  # _Rows of label codes, once a step had labels
+        self.ids = None  # _Rows of sample ids, once a step had them
 
-    def add(self, step, loss, extra, spectra, per_sample):
+    def add(self, s):
         row = self.n
-        self.steps.put(row, np.int64(step))
-        self.losses.put(row, np.float64(loss))
-        for name, value in extra.items():
+        self.steps.put(row, np.int64(s.step))
+        self.losses.put(row, np.float64(s.loss))
+        self.counts.put(row, np.int64(_sample_count(s)))
+        for name, value in s.extra.items():
             col = self.extras.get(name) or self.extras.setdefault(name, _Rows(0))
             col.put(row, np.float64(value))
-        for key, arr in spectra:
+        for key, arr in s.spectra:
             rows = self.spectra.get(key) or self.spectra.setdefault(key, _Rows(1))
             rows.put(row, arr)
-        for layer, arr in per_sample:
+        for key, value in s.floors.items():
+            col = self.floors.get(key) or self.floors.setdefault(key, _Rows(0))
+            col.put(row, np.float64(value))
+        for layer, arr in s.per_sample:
             rows = self.per_sample.get(layer) or self.per_sample.setdefault(layer, _Rows(2))
             rows.put(row, arr)
+        if s.groups is not None:
+            table = self.label_codes
+            codes = np.array([table.setdefault(label, len(table)) for label in s.groups.tolist()], dtype=np.int32)
+            self.codes = self.codes or _Rows(1, np.int32, -1)
+            self.codes.put(row, codes)
+        if s.ids is not None:
+            self.ids = self.ids or _Rows(1, np.int64, -1)
+            self.ids.put(row, s.ids)
         self.n = row + 1
 
 
 class _Catalog:
-    """Ordered names present in a record (union of the file part and the in-memory part)."""
+    """Ordered names present in a record (union of its stored parts and the in-memory part)."""
 
     def __init__(self):
         self.keys = {}
@@ -294,6 +210,44 @@ class _Catalog:
             self.per_sample[layer] = None
             self.layers.setdefault(layer, None)
 
+    def add_step(self, s):
+        for key, _ in s.spectra:
+            self.add_key(key)
+        for layer, _ in s.per_sample:
+            self.add_per_sample(layer)
+        for name in s.extra:
+            self.extras.setdefault(name, None)
+
+
+class _Part:
+    """Rows ``[0, n)`` stored in one file, with the dataset name of everything its index lists."""
+
+    def __init__(self, source):
+        self.source = source
+        self.n = source.n
+        index = source.index
+        try:
+            self.layers = list(index["layers"])
+            self.spectra = {(e[0], e[1], e[2], e[3]): e[4] for e in index["spectra"]}
+            self.floors = {(e[0], e[1], e[2], e[3]): e[4] for e in index.get("floors", [])}
+            self.per_sample = {layer: name for layer, name in index["per_sample"]}
+            self.extras = {extra: name for extra, name in index["extra"]}
+            self.sample_groups = index.get("sample_groups")
+            self.step_samples = dict(index.get("step_samples") or {})
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RecordError(f"{source.path}: damaged record index ({type(exc).__name__}: {exc})") from None
+        self._cache = {}
+
+    def read(self, name, cache=False, rows=True):
+        if name is None or self.n == 0:
+            return None
+        if cache and name in self._cache:
+            return self._cache[name]
+        data = self.source.read(name, rows=rows)
+        if cache:
+            self._cache[name] = data
+        return data
+
 
 # ----------------------------------------------------------------------------- the record
 
@@ -310,7 +264,7 @@ class Record:
         if isinstance(path, Mapping):
             raise TypeError("Record(path=None, metadata=None): the first argument is the file path; "
                             "pass the metadata dict as metadata=...")
-        self._init_empty(_as_metadata(metadata))
+        self._init_empty(check.as_metadata(metadata))
         self._writable = True
         if path is not None:
             self._start_file(path, overwrite, fsync)
@@ -321,44 +275,36 @@ class Record:
         self._run_id = None
         self._journal = None
         self._writable = False
-        self._sample_groups = None
+        self._sample_groups = None  # record-level labels: None, an array, or the _Part holding them
         self._last_step = None
         self._key_cache = {}
-        self._set_base(None)
+        self._journal_file = None  # the journal a loaded record was read with (verified to be its own)
+        self._loaded_run_id = None
+        self.resumed_backup = None
+        self._set_parts([])
 
-    def _set_base(self, base):
-        """Make ``base`` (a lazy file source, or None) the first rows; the memory part starts empty."""
-        self._base = base
-        self._n_base = 0 if base is None else base.n
+    def _set_parts(self, parts):
+        """Make the stored ``parts`` (lazy file rows) the first rows; the memory part starts empty."""
+        self._parts = list(parts)
         self._tail = _Tail()
         self._catalog = cat = _Catalog()
-        self._base_spectra, self._base_per_sample, self._base_extras = {}, {}, {}
-        self._base_cache = {}
-        if base is None:
-            return
-        index = base.index
-        try:
-            for layer in index["layers"]:
+        for part in parts:
+            for layer in part.layers:
                 cat.layers.setdefault(layer, None)
-            for layer, quantity, group, position, name in index["spectra"]:
-                key = (layer, quantity, group, position)
-                self._base_spectra[key] = name
+            for key in part.spectra:
                 cat.add_key(key)
-            for layer, name in index["per_sample"]:
-                self._base_per_sample[layer] = name
+            for layer in part.per_sample:
                 cat.add_per_sample(layer)
-            for extra, name in index["extra"]:
-                self._base_extras[extra] = name
+            for extra in part.extras:
                 cat.extras.setdefault(extra, None)
-            self._base_groups_name = index.get("sample_groups")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RecordError(f"{base.path}: damaged record index ({type(exc).__name__}: {exc})") from None
-        if self._sample_groups is None and self._base_groups_name:
-            self._sample_groups = _FROM_BASE
+            if part.sample_groups and self._sample_groups is None:
+                self._sample_groups = part
 
     # -- file-backed writing -------------------------------------------------------------
 
-    def _start_file(self, path, overwrite, fsync):
+    def _start_file(self, path, overwrite, fsync, keep=None):
+        """Become the writer of ``path``: write an HDF5 file holding the first ``keep`` rows of this
+        record (none for a new record) that names a fresh journal, then open that journal."""
         try:
             path = os.path.abspath(os.fspath(path))
         except TypeError:
@@ -368,25 +314,34 @@ class Record:
                              f"(use an .h5 path, and Record.to_npz for an npz export)")
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"{path} exists and overwrite=False")
-        self._run_id = uuid.uuid4().hex
-        journal_name = os.path.basename(path) + _h5.JOURNAL_SUFFIX
-        # 1. an HDF5 file with no steps that names the journal, 2. a fresh journal for this run
-        _h5.atomic_write(path, lambda tmp: self._write_h5(tmp, self._run_id, journal_name))
-        self._journal = _h5.JournalWriter(os.path.join(os.path.dirname(path), journal_name), self._run_id, fsync)
-        self._path = path
+        run_id = uuid.uuid4().hex
+        journal_name = os.path.basename(path) + _journal.JOURNAL_SUFFIX
+        # 1. an HDF5 file that names the journal, 2. a fresh journal for this run
+        content = self._content(run_id, keep)
+        _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal=journal_name, **content))
+        self._last_step = int(content["steps"][-1]) if len(content["steps"]) else None
+        try:
+            self._journal = _journal.JournalWriter(os.path.join(os.path.dirname(path), journal_name), run_id, fsync)
+        except _journal.JournalDamage as exc:
+            raise RecordError(str(exc)) from None
+        self._path, self._run_id = path, run_id
+        self._sample_groups = self._record_labels()
+        self._set_parts([_Part(_h5.H5Source(path))])
         _h5.remove_stale_temporaries(path)
 
     def _consolidate(self, final):
         """Rewrite the HDF5 file with every step, then empty (final: delete) the journal."""
         journal_name = "" if final else os.path.basename(self._journal.path)
-        _h5.atomic_write(self._path, lambda tmp: self._write_h5(tmp, self._run_id, journal_name))
+        content = self._content(self._run_id)
+        _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(tmp, journal=journal_name, **content))
         # from here on the file holds every step and the journal frames are redundant
         if final:
             self._journal.close(remove=True)
             self._journal = None
         else:
             self._journal.reset()
-        self._set_base(_h5.H5Source(self._path))
+        self._sample_groups = self._record_labels()
+        self._set_parts([_Part(_h5.H5Source(self._path))])
 
     def checkpoint(self):
         """Move the steps held in memory into the HDF5 file (file-backed records being written)."""
@@ -407,36 +362,90 @@ class Record:
         self.close()
         return False
 
+    @classmethod
+    def resume(cls, path, through_step, *, fsync=False):
+        """Continue writing the record file at ``path`` after its last kept step.
+
+        Keeps every row with step <= ``through_step`` (e.g. the step of the last training
+        checkpoint) and drops later ones; before dropping anything, the whole old record (file,
+        journal and all) is saved into a backup beside it, ``<name>.bak-<YYYYmmdd-HHMMSS>[-n]``,
+        never overwriting a file; ``rec.resumed_backup`` is its path, or None when nothing was
+        dropped. Returns a writable file-backed Record. Raises FileNotFoundError for a missing
+        file and RecordError for a file that is not an HDF5 record.
+        """
+        if isinstance(through_step, (bool, np.bool_)) or not isinstance(through_step, (int, np.integer)):
+            raise TypeError(f"through_step must be an int, got {type(through_step).__name__} ({through_step!r})")
+        old = load_record(path)
+        if old._path.lower().endswith(".npz"):
+            raise RecordError(f"{old._path}: an npz export cannot be resumed; resume the HDF5 record")
+        keep = old.n_steps_through(through_step)
+        backup = None
+        if keep < len(old):
+            backup = old._save_backup()
+        old_journal = old._journal_file  # verified to be this run's journal when it was loaded
+        old._writable = True
+        old._start_file(old._path, True, fsync, keep=keep)
+        if old_journal and old_journal != old._journal.path:
+            _remove_if_own_journal(old_journal, old._loaded_run_id)
+        old.resumed_backup = backup
+        return old
+
+    def _save_backup(self):
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = f"{self._path}.bak-{stamp}"
+        content = self._content(uuid.uuid4().hex)
+        for n in range(1, 10000):
+            candidate = base if n == 1 else f"{base}-{n}"
+            if os.path.lexists(candidate):
+                continue
+            try:
+                _h5.atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
+            except FileExistsError:
+                continue
+            return candidate
+        raise RecordError(f"{base}: no free backup name")
+
     def _check_writable(self):
         if not self._writable:
             where = f" ({self._path})" if self._path else ""
             raise RecordError(f"this record{where} is read-only: it was loaded from a file or closed")
 
-    def append(self, step, spectra, loss=None, per_sample=None, extra=None):
+    def append(self, step, spectra, loss=None, per_sample=None, extra=None, *, floors=None,
+               sample_groups=None, sample_ids=None):
         """Add one training step.
 
         step: int, larger than the previous step. spectra: {(layer, quantity, group, position):
         1-D array}. loss: number or None. per_sample: {layer: (N, k_s) array; (N,) means k_s = 1}.
         extra: {name: number}. Arrays may be NumPy or CuPy; they are stored as float64.
+        floors: {key of spectra: number}, the noise floor of those spectra at this step.
+        sample_groups: the group label of each of this step's N samples (mini-batches: per step).
+        sample_ids: the dataset index (int >= 0) of each of this step's N samples.
         """
         self._check_writable()
         step = self._check_step(step)
         entries = self._spectra_entries(spectra)
-        loss = _scalar(loss, "loss")
+        floor_values = self._floor_entries(floors, entries)
+        loss = check.scalar(loss, "loss")
         extras = {}
         for name, value in (extra or {}).items():
-            extras[_name(name, "extra name")] = _scalar(value, f"extra[{name!r}]")
+            extras[check.check_name(name, "extra name")] = check.scalar(value, f"extra[{name!r}]")
         samples = []
         for layer, values in (per_sample or {}).items():
-            arr = _floats(values, f"per_sample[{layer!r}]")
+            arr = check.floats(values, f"per_sample[{layer!r}]")
             if arr.ndim == 1:
                 arr = arr[:, None]
             if arr.ndim != 2:
                 raise ValueError(f"per_sample[{layer!r}] must be an (N, k_s) array, got shape {arr.shape}")
-            samples.append((_name(layer, "per_sample layer name"), arr))
+            samples.append((check.check_name(layer, "per_sample layer name"), arr))
+        labels = None if sample_groups is None else check.check_labels(sample_groups)
+        if labels is not None and (labels == "").any():
+            raise ValueError('sample_groups labels must not be empty strings ("" marks padding)')
+        ids = None if sample_ids is None else check.check_sample_ids(sample_ids)
+        _check_sample_counts(labels, ids, samples)
+        s = StepData(len(self), step, loss, extras, entries, floor_values, samples, labels, ids)
         if self._journal is not None:
-            self._journal.write_step(self._n_base + self._tail.n, step, loss, extras, entries, samples)
-        self._add_step(step, loss, extras, entries, samples)
+            self._journal.write_step(s)
+        self._add_step(s)
 
     def _check_step(self, step):
         if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
@@ -446,23 +455,25 @@ class Record:
             raise ValueError(f"steps must increase: got step {step} after step {self._last_step}")
         return step
 
+    def _key(self, raw):
+        try:
+            key = self._key_cache.get(raw)
+        except TypeError:  # unhashable: normalize_key says what is wrong
+            key = None
+        if key is None:
+            key = self._key_cache[raw] = check.normalize_key(raw)
+        return key
+
     def _spectra_entries(self, spectra):
         if spectra is None:
             return []
         if not isinstance(spectra, Mapping):
             raise TypeError(f"spectra must be a dict {{(layer, quantity, group, position): array}}, "
                             f"got {type(spectra).__name__}")
-        cache = self._key_cache
         entries = []
-        for raw, values in zip(spectra.keys(), _batch_to_host(list(spectra.values()))):
-            try:
-                key = cache.get(raw)
-            except TypeError:  # unhashable: _normalize_key says what is wrong
-                key = None
-            if key is None:
-                key = _normalize_key(raw)
-                cache[raw] = key
-            arr = values if type(values) is np.ndarray and values.dtype == np.float64 else _floats(
+        for raw, values in zip(spectra.keys(), check.batch_to_host(list(spectra.values()))):
+            key = self._key(raw)
+            arr = values if type(values) is np.ndarray and values.dtype == np.float64 else check.floats(
                 values, f"spectrum {key}")
             if arr.ndim != 1:
                 raise ValueError(f"spectrum {key} must be a 1-D array of singular values, got shape {arr.shape}")
@@ -472,21 +483,32 @@ class Record:
                              "(e.g. group 3 and group '3')")
         return entries
 
-    def _add_step(self, step, loss, extras, entries, samples):
-        cat = self._catalog
-        for key, _ in entries:
-            cat.add_key(key)
-        for layer, _ in samples:
-            cat.add_per_sample(layer)
-        for name in extras:
-            cat.extras.setdefault(name, None)
-        self._tail.add(step, loss, extras, entries, samples)
-        self._last_step = step
+    def _floor_entries(self, floors, entries):
+        if floors is None:
+            return {}
+        if not isinstance(floors, Mapping):
+            raise TypeError(f"floors must be a dict {{(layer, quantity, group, position): number}}, "
+                            f"got {type(floors).__name__}")
+        present = {key for key, _ in entries}
+        out = {}
+        for raw, value in floors.items():
+            key = self._key(raw)
+            if key not in present:
+                raise ValueError(f"floors[{key}] names a spectrum that is not in this step's spectra")
+            value = check.scalar(value, f"floors[{key}]")
+            if not np.isnan(value):
+                out[key] = value
+        return out
+
+    def _add_step(self, s):
+        self._catalog.add_step(s)
+        self._tail.add(s)
+        self._last_step = s.step
 
     def set_sample_groups(self, labels):
         """Store the group label of every sample (length N), once per record."""
         self._check_writable()
-        labels = _labels(labels)
+        labels = check.check_labels(labels)
         if self._journal is not None:
             self._journal.write_sample_groups(labels)
         self._sample_groups = labels
@@ -494,23 +516,21 @@ class Record:
     def update_metadata(self, update):
         """Add or replace metadata entries (JSON-serializable); journaled like a step."""
         self._check_writable()
-        update = _as_metadata(update)
+        update = check.as_metadata(update)
         if self._journal is not None:
             self._journal.write_metadata(update)
         self._metadata.update(update)
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _base_read(self, name, cache=False):
-        if cache and name in self._base_cache:
-            return self._base_cache[name]
-        data = self._base.read(name)
-        if cache:
-            self._base_cache[name] = data
-        return data
-
     def __len__(self):
-        return self._n_base + self._tail.n
+        return sum(p.n for p in self._parts) + self._tail.n
+
+    def _rows(self, name_of, tail_rows, inner_ndim, dtype=np.float64, fill=np.nan, cache=False):
+        """One column over all steps: each stored part's dataset ``name_of(part)`` then the tail's."""
+        pieces = [(p.n, p.read(name_of(p), cache)) for p in self._parts]
+        pieces.append((self._tail.n, None if tail_rows is None else tail_rows.take(self._tail.n)))
+        return _concat(pieces, inner_ndim, dtype, fill)
 
     @property
     def path(self):
@@ -544,19 +564,91 @@ class Record:
 
     @property
     def steps(self):
-        base = self._base_read("steps", cache=True).astype(np.int64) if self._n_base else None
-        return _stack(base, self._tail.steps.take(self._tail.n), self._n_base, self._tail.n, 0, np.int64)
+        return self._rows(lambda p: "steps", self._tail.steps, 0, np.int64, 0, cache=True)
 
     @property
     def losses(self):
-        base = self._base_read("losses", cache=True).astype(np.float64) if self._n_base else None
-        return _stack(base, self._tail.losses.take(self._tail.n), self._n_base, self._tail.n, 0)
+        return self._rows(lambda p: "losses", self._tail.losses, 0, cache=True)
+
+    def n_steps_through(self, step):
+        """Number of rows whose step is <= ``step``."""
+        return int(np.searchsorted(self.steps, step, side="right"))
+
+    def _record_labels(self):
+        if isinstance(self._sample_groups, _Part):
+            part = self._sample_groups
+            self._sample_groups = np.asarray(part.source.read(part.sample_groups, rows=False)).astype(str)
+        return None if self._sample_groups is None else self._sample_groups.copy()
 
     @property
     def sample_groups(self):
-        if self._sample_groups is _FROM_BASE:
-            self._sample_groups = np.asarray(self._base.read(self._base_groups_name, rows=False)).astype(str)
-        return None if self._sample_groups is None else self._sample_groups.copy()
+        """The record-level labels (set_sample_groups); else the per-step labels when every step has
+        the same ones; else None."""
+        labels = self._record_labels()
+        if labels is not None or not len(self):
+            return labels
+        coded = self._step_codes()
+        if coded is None:
+            return None
+        table, codes = coded
+        if (codes[:, 0] < 0).any() or (codes != codes[0]).any():
+            return None
+        return table[codes[0][codes[0] >= 0]]
+
+    def _counts(self):
+        return self._rows(lambda p: p.step_samples.get("counts"), self._tail.counts, 0, np.int64, -1, cache=True)
+
+    def _step_codes(self):
+        """(label table, codes (n_steps, N_max) int32, -1 = none) of the per-step labels, or None."""
+        tail = self._tail
+        if tail.codes is None and not any(p.step_samples.get("group_codes") for p in self._parts):
+            return None
+        table = {}
+        pieces = []
+        for part in self._parts:
+            codes = part.read(part.step_samples.get("group_codes"), cache=True)
+            if codes is not None:
+                labels = part.read(part.step_samples["group_labels"], cache=True, rows=False)
+                codes = _recode(codes, labels.tolist(), table)
+            pieces.append((part.n, codes))
+        codes = None
+        if tail.codes is not None:
+            codes = _recode(tail.codes.take(tail.n), list(tail.label_codes), table)
+        pieces.append((tail.n, codes))
+        return np.array(list(table), dtype=str), _concat(pieces, 1, np.int32, -1)
+
+    def step_sample_groups(self):
+        """The group label of every sample of every step: str (n_steps, N_max), "" pads.
+
+        Steps recorded without per-step labels get the record-level labels (set_sample_groups)
+        when those fit the step's number of samples, else "". None when the record has no labels.
+        """
+        record = self._record_labels()
+        coded = self._step_codes()
+        if record is None and coded is None:
+            return None
+        n = len(self)
+        labelled = np.zeros(n, dtype=bool) if coded is None else coded[1][:, 0] >= 0
+        counts = self._counts()
+        fits = ~labelled & (record is not None) & ((counts < 0) | (counts == (0 if record is None else len(record))))
+        width = max(coded[1].shape[1] if coded is not None and labelled.any() else 0,
+                    len(record) if record is not None and fits.any() else 0)
+        out = np.full((n, width), "", dtype=object)
+        if coded is not None and labelled.any():
+            table, codes = coded
+            rows = codes[labelled]
+            names = np.where(rows >= 0, table[np.maximum(rows, 0)], "")
+            out[labelled, : codes.shape[1]] = names
+        if fits.any():
+            out[fits, : len(record)] = record
+        return out.astype(str)
+
+    def step_sample_ids(self):
+        """The dataset index of every sample of every step: int64 (n_steps, N_max), -1 pads or
+        unknown; None when no step was given sample ids."""
+        if self._tail.ids is None and not any(p.step_samples.get("ids") for p in self._parts):
+            return None
+        return self._rows(lambda p: p.step_samples.get("ids"), self._tail.ids, 1, np.int64, -1)
 
     def keys(self):
         return list(self._catalog.keys)
@@ -570,80 +662,90 @@ class Record:
         tree = self._catalog.tree.get(layer)
         if tree is None:
             raise RecordError(f"unknown layer {layer!r}: layers with spectra are "
-                              f"{_choices(list(self._catalog.tree))}")
+                              f"{check.choices(list(self._catalog.tree))}")
         return tree
 
     def extra(self, name):
         """Per-step values of the extra scalar ``name`` (NaN where not given)."""
         if name not in self._catalog.extras:
-            raise RecordError(f"unknown extra {name!r}: recorded extras are {_choices(self.extra_names)}")
-        base = None
-        if name in self._base_extras:
-            base = self._base_read(self._base_extras[name], cache=True).astype(np.float64)
-        col = self._tail.extras.get(name)
-        return _stack(base, None if col is None else col.take(self._tail.n), self._n_base, self._tail.n, 0)
+            raise RecordError(f"unknown extra {name!r}: recorded extras are {check.choices(self.extra_names)}")
+        return self._rows(lambda p: p.extras.get(name), self._tail.extras.get(name), 0, cache=True)
 
-    def series(self, layer, quantity, group=None, position=None):
-        """Spectra of one key over steps: float64 (n_steps, k), NaN-padded."""
-        return self._series(self._check_key(layer, quantity, group, position))
+    def series(self, layer, quantity, group=None, position=None, above_floor=False):
+        """Spectra of one key over steps: float64 (n_steps, k), NaN-padded.
+
+        above_floor=True: values at or below that step's noise floor become NaN (steps with an
+        unknown floor keep their values).
+        """
+        key = self._check_key(layer, quantity, group, position)
+        values = self._series(key)
+        if above_floor:
+            values = np.where(values <= self._floor(key)[:, None], np.nan, values)
+        return values
+
+    def floor(self, layer, quantity, group=None, position=None):
+        """The noise floor of one key's spectrum at every step: float64 (n_steps,), NaN where unknown."""
+        return self._floor(self._check_key(layer, quantity, group, position))
 
     def _check_key(self, layer, quantity, group, position):
         tree = self._layer_tree(layer)
         groups = tree.get(quantity)
         if groups is None:
             raise RecordError(f"quantity {quantity!r} is not recorded for layer {layer!r}: recorded are "
-                              f"{_choices([q for q in QUANTITIES if q in tree])}")
+                              f"{check.choices([q for q in QUANTITIES if q in tree])}")
         try:
-            group = _group(group)
-            position = _position(position)
+            group = check.check_group(group)
+            position = check.check_position(position)
         except (TypeError, ValueError) as exc:
             raise RecordError(str(exc)) from None
         positions = groups.get(group)
         if positions is None:
             order = [g for g in [None, *self._catalog.groups] if g in groups]
             raise RecordError(f"group {group!r} is not recorded for ({layer!r}, {quantity!r}): recorded groups are "
-                              f"{_choices(order)} (None = whole batch)")
+                              f"{check.choices(order)} (None = whole batch)")
         if position not in positions:
             order = sorted(positions, key=lambda p: -1 if p is None else p)
             raise RecordError(f"position {position!r} is not recorded for ({layer!r}, {quantity!r}, group "
-                              f"{group!r}): recorded positions are {_choices(order)} (None = sum)")
+                              f"{group!r}): recorded positions are {check.choices(order)} (None = sum)")
         return (layer, quantity, group, position)
 
     def _series(self, key):
-        name = self._base_spectra.get(key)
-        base = None if name is None else self._base_read(name).astype(np.float64, copy=False)
-        rows = self._tail.spectra.get(key)
-        tail = None if rows is None else rows.take(self._tail.n)
-        return _stack(base, tail, self._n_base, self._tail.n, 1)
+        return self._rows(lambda p: p.spectra.get(key), self._tail.spectra.get(key), 1)
+
+    def _floor(self, key):
+        return self._rows(lambda p: p.floors.get(key), self._tail.floors.get(key), 0)
 
     def per_sample(self, layer):
         """Per-sample values of ``layer`` over steps: float64 (n_steps, N, k_s), NaN-padded."""
         if layer not in self._catalog.per_sample:
             raise RecordError(f"no per-sample values for layer {layer!r}: layers with per-sample values are "
-                              f"{_choices(self.per_sample_layers)}")
+                              f"{check.choices(self.per_sample_layers)}")
         return self._per_sample(layer)
 
     def _per_sample(self, layer):
-        name = self._base_per_sample.get(layer)
-        base = None if name is None else self._base_read(name).astype(np.float64, copy=False)
-        rows = self._tail.per_sample.get(layer)
-        tail = None if rows is None else rows.take(self._tail.n)
-        return _stack(base, tail, self._n_base, self._tail.n, 2)
+        return self._rows(lambda p: p.per_sample.get(layer), self._tail.per_sample.get(layer), 2)
 
     # -- export ------------------------------------------------------------------------------
 
-    def _content(self, run_id):
+    def _content(self, run_id, rows=None):
+        """Everything to write (the first ``rows`` steps, default all), arrays produced lazily."""
         cat = self._catalog
+        n = len(self) if rows is None else rows
+        coded = self._step_codes()
+        ids = self.step_sample_ids()
+        floors = ((key, f[:n]) for key, f in ((key, self._floor(key)) for key in cat.keys) if not np.isnan(f).all())
         return dict(
-            run_id=run_id, metadata=self._metadata, layers=list(cat.layers), steps=self.steps,
-            losses=self.losses, sample_groups=self.sample_groups,
-            spectra=((key, self._series(key)) for key in cat.keys),
-            per_sample=((layer, self._per_sample(layer)) for layer in cat.per_sample),
-            extras=((name, self.extra(name)) for name in cat.extras),
+            run_id=run_id, metadata=self._metadata, layers=list(cat.layers), steps=self.steps[:n],
+            losses=self.losses[:n], sample_groups=self._record_labels(),
+            step_samples={"counts": self._counts()[:n],
+                          "group_labels": None if coded is None else coded[0],
+                          "group_codes": None if coded is None else coded[1][:n],
+                          "ids": None if ids is None else ids[:n]},
+            spectra=((key, self._series(key)[:n]) for key in cat.keys),
+            floors=floors,
+            per_sample=((layer, self._per_sample(layer)[:n]) for layer in cat.per_sample),
+            extras=((name, self.extra(name)[:n]) for name in cat.extras),
         )
-
-    def _write_h5(self, tmp, run_id, journal):
-        _h5.write_h5(tmp, journal=journal, **self._content(run_id))
 
     def save(self, path):
         """Write the record as one finished HDF5 file at ``path`` (atomically: all or nothing).
@@ -659,23 +761,22 @@ class Record:
             raise ValueError(f"{path} is the file this record is being written to: close() (or checkpoint()) "
                              f"writes it; save() a copy elsewhere")
         run_id = uuid.uuid4().hex
-        _h5.atomic_write(path, lambda tmp: self._write_h5(tmp, run_id, ""))
+        content = self._content(run_id)
+        _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
         if own:
-            stale = getattr(self._base, "journal", "")
-            if stale:
-                try:
-                    os.unlink(os.path.join(os.path.dirname(path), stale))
-                except FileNotFoundError:
-                    pass
-            groups = self.sample_groups
-            self._sample_groups = groups
-            self._set_base(_h5.H5Source(path))
-            self._run_id = run_id
+            if self._journal_file:
+                _remove_if_own_journal(self._journal_file, self._loaded_run_id)
+                self._journal_file = None
+            self._sample_groups = self._record_labels()
+            self._set_parts([_Part(_h5.H5Source(path))])
+            self._run_id = self._loaded_run_id = run_id
 
     def to_npz(self, path):
-        """Flat export: keys like "G/0.weight/all/sum", "steps", "losses", "extra/<name>",
-        "per_sample/<layer>", "metadata" (JSON str); loads with ``np.load(path, allow_pickle=False)``."""
-        _h5.atomic_write(os.fspath(path), lambda tmp: _h5.write_npz(tmp, **self._content(uuid.uuid4().hex)))
+        """Flat export: keys like "G/0.weight/all/sum", "floor/G/0.weight/all/sum", "steps", "losses",
+        "extra/<name>", "per_sample/<layer>", "step_samples/...", "metadata" (JSON str); loads with
+        ``np.load(path, allow_pickle=False)``."""
+        content = self._content(uuid.uuid4().hex)
+        _h5.atomic_write(os.fspath(path), lambda tmp: _h5.write_npz(tmp, **content))
 
     def __repr__(self):
         where = "in memory" if self._path is None else repr(self._path)
@@ -690,49 +791,113 @@ class Record:
         rec = cls.__new__(cls)
         rec._init_empty(dict(source.metadata))
         rec._path = source.path
-        rec._run_id = source.run_id
-        rec._set_base(source)
+        rec._run_id = rec._loaded_run_id = source.run_id
+        rec._journal_file = None
+        rec._set_parts([_Part(source)])
         return rec
 
     def _replay(self, events):
-        """Apply journal events that continue the file part (rows >= n_base)."""
+        """Apply journal events that continue the stored part; returns the bytes of damaged frames."""
+        lost_rows, damaged = 0, 0
         for event in events:
-            kind = event[0]
-            if kind == "groups":
-                self._sample_groups = event[1]
-            elif kind == "meta":
-                self._metadata.update(event[1])
-            else:
-                _, row, step, loss, extra, spectra, per_sample = event
-                expected = self._n_base + self._tail.n
-                if row < expected:
+            if isinstance(event, StepData):
+                expected = len(self) + lost_rows
+                if event.row < expected:
                     continue  # already in the HDF5 file (a checkpoint was cut short before emptying the journal)
-                if row > expected:
-                    raise _h5.JournalGap()
-                entries = [((k[0], k[1], k[2], k[3]), a) for k, a in spectra]
-                self._add_step(step, loss, extra, entries, per_sample)
+                if event.row > expected:
+                    if not damaged:
+                        raise _h5.JournalGap()
+                    lost_rows += event.row - expected  # steps in the damaged frames
+                self._add_step(event)
+            elif event[0] == _journal.SKIPPED:
+                damaged += event[2]
+            elif event[0] == "groups":
+                self._sample_groups = event[1]
+            elif event[0] == "meta":
+                self._metadata.update(event[1])
+        return damaged
 
 
-_FROM_BASE = object()  # sample groups stored in the file, read on first use
+def _recode(codes, labels, table):
+    """Codes into ``labels`` -> codes into ``table`` (a shared label -> code dict, grown as needed)."""
+    remap = np.array([table.setdefault(label, len(table)) for label in labels] + [-1], dtype=np.int32)
+    return remap[np.where(codes >= 0, codes, len(labels))]
+
+
+def _check_sample_counts(labels, ids, samples):
+    n = len(labels) if labels is not None else (len(ids) if ids is not None else None)
+    if labels is not None and ids is not None and len(ids) != n:
+        raise ValueError(f"sample_groups has {n} labels but sample_ids has {len(ids)} indices")
+    for layer, arr in samples:
+        if n is not None and arr.shape[0] != n:
+            what = "sample_groups has" if labels is not None else "sample_ids has"
+            raise ValueError(f"{what} {n} samples but per_sample[{layer!r}] has {arr.shape[0]} rows")
+
+
+# ----------------------------------------------------------------------------- journal files
+
+def _damaged_or_foreign(path, why):
+    return RecordError(f"{path}: damaged or foreign record ({why})")
+
+
+def _journal_beside(record_path, name):
+    """Path of the journal ``name`` that the record file names: only a plain file name beside it."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\x00" in name:
+        raise _damaged_or_foreign(record_path, f"its journal {name!r} is not a plain file name beside it")
+    return os.path.join(os.path.dirname(record_path), name)
+
+
+def _read_regular_file(record_path, path):
+    """The bytes of ``path`` (never following a link, only a regular file), or None when missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP: a symbolic link
+        raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} cannot be opened "
+                                               f"as a plain file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} is not a regular file")
+        return fh.read(st.st_size)
+
+
+def _remove_if_own_journal(path, run_id):
+    """Delete ``path`` only when it is a regular file whose header names this run."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(len(_journal.journal_header(run_id)))
+    except OSError:
+        return
+    if head[len(_journal.JOURNAL_MAGIC) + 4:] == run_id.encode("ascii") and head.startswith(_journal.JOURNAL_MAGIC):
+        os.unlink(path)
 
 
 def load_record(path):
     """Open a record file (.h5 written by Record, or .npz from to_npz) lazily and read-only.
 
-    A file-backed run that was killed (or never closed) loads with every completed step.
-    Raises FileNotFoundError for a missing file and RecordError for anything that is not a
-    readable record (random bytes, truncated HDF5, another HDF5 file, a newer format version).
+    A file-backed run that was killed (or never closed) loads with every completed step; a
+    damaged journal frame costs only its own step (with a warning). Raises FileNotFoundError
+    for a missing file and RecordError for anything that is not a readable record (random
+    bytes, truncated HDF5, another HDF5 file, a newer format version, a journal reference
+    that leads out of the record's folder).
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"no record file at {path}")
     if os.path.isdir(path):
         raise RecordError(f"{path}: is a directory, not a record file")
+    if not os.path.isfile(path):
+        raise RecordError(f"{path}: is not a regular file, so not a record file")
     with open(path, "rb") as fh:
-        magic = fh.read(len(_h5.JOURNAL_MAGIC))
+        magic = fh.read(len(_journal.JOURNAL_MAGIC))
     if magic.startswith(b"PK\x03\x04"):
         return from_npz(path)
-    if magic == _h5.JOURNAL_MAGIC:
+    if magic == _journal.JOURNAL_MAGIC:
         raise RecordError(f"{path}: is the append journal of a record; load the HDF5 file beside it")
     for _ in range(5):
         before = _identity(path)
@@ -740,13 +905,23 @@ def load_record(path):
         rec = Record._from_source(source)
         if not source.journal:
             return rec
-        events = _h5.read_journal(os.path.join(os.path.dirname(path), source.journal), source.run_id)
+        journal = _journal_beside(path, source.journal)
+        data = _read_regular_file(path, journal)
+        try:
+            events = None if data is None else _journal.read_journal(data, source.run_id, journal)
+        except _journal.JournalDamage as exc:
+            raise RecordError(str(exc)) from None
         if _identity(path) != before:
             continue  # a writer replaced the file (checkpoint/close) between our two reads: read both again
         try:
-            rec._replay(events or [])
+            damaged = rec._replay(events or [])
         except _h5.JournalGap:
             continue
+        if events is not None:
+            rec._journal_file = journal
+        if damaged:
+            warnings.warn(f"{journal}: skipped {damaged} damaged bytes of the journal; the steps stored there "
+                          f"are lost (the record has {len(rec)} steps)", stacklevel=2)
         return rec
     raise RecordError(f"{path}: the file kept changing while it was read (a writer is checkpointing); try again")
 
@@ -758,4 +933,5 @@ def _identity(path):
 
 def from_npz(path):
     """Open a record exported with ``Record.to_npz`` (lazily, read-only; never unpickles)."""
-    return Record._from_source(_h5.NpzSource(path))
+    rec = Record._from_source(_h5.NpzSource(path))
+    return rec

@@ -14,12 +14,15 @@ _LAZY = {
     "topk_svdvals": ("linalg", "topk_svdvals"),
     "TopKTracker": ("linalg", "TopKTracker"),
     "NonFiniteError": ("linalg", "NonFiniteError"),
+    "noise_floor": ("linalg", "noise_floor"),
+    "GroupError": ("groups", "GroupError"),
     "Record": ("record", "Record"),
     "RecordError": ("record", "RecordError"),
     "load_record": ("record", "load_record"),
     "from_npz": ("record", "from_npz"),
     "Introspector": ("introspect", "Introspector"),
     "PRESETS": ("introspect", "PRESETS"),
+    "IntrospectorError": ("introspect", "IntrospectorError"),
 }
 _SUBMODULES = ("plot", "stats", "datasets", "experiments", "introspect", "linalg", "record", "cli")
 

@@ -26,6 +26,18 @@ def normalize_labels(labels, n_samples):
     return arr.astype(str)
 
 
+def normalize_sample_ids(ids, n_samples):
+    """Length-N dataset indices of a batch's samples (array, list, Tensor) as a host int64 array."""
+    arr = np.asarray(to_numpy(ids.data if getattr(ids, "_is_minigrad_tensor", False) else ids))
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise GroupError(f"samples must be the {n_samples} dataset indices of the batch's samples, "
+                         f"got shape {arr.shape}")
+    if arr.dtype.kind not in "iu" or (arr.size and arr.min() < 0):
+        raise GroupError(f"samples must be dataset indices (ints >= 0), got dtype {arr.dtype}"
+                         + (f" with minimum {arr.min()}" if arr.dtype.kind in "iu" else ""))
+    return arr.astype(np.int64)
+
+
 def subsets(labels, xp=np):
     """[(label, selector)] per distinct label, in sorted order.
 

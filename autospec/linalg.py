@@ -44,6 +44,15 @@ __all__ = [
     "gradient_svdvals",
     "gradient_operator",
     "topk_svdvals",
+    "choose_svdvals_method",
+    "choose_gradient_method",
+    "eig_to_svdvals",
+    "largest_svdval_estimate",
+    "noise_floor",
+    "noise_floor_from",
+    "gradient_noise_floor",
+    "data_eps",
+    "coarser_dtype",
 ]
 
 SVDVALS_METHODS = ("auto", "exact", "gram", "topk")
@@ -59,7 +68,8 @@ _KRYLOV_DEPTH = 4  # Krylov blocks per restart cycle (see topk_svdvals)
 _WARM_DEPTH = 2  # Krylov blocks in the first cycle of a warm start (one more in the next)
 _WARM_CYCLES = 2  # cycles of a warm start before the full depth is used
 _AUTO_TOPK_COLD_ITERS = 5  # iterations the cost model assumes for a cold top-k start
-_AUTO_TOPK_WARM_ITERS = 2  # ... and for a warm start on a matrix that changed little (at least)
+AUTO_TOPK_WARM_ITERS = 2  # ... and for a warm start on a matrix that changed little (at least); public:
+# autospec.spectra costs its warm-started trackers with it
 
 
 class NonFiniteError(AutoSpecError, ValueError):
@@ -246,7 +256,7 @@ def _thin_svd(Y):
 # --------------------------------------------------------------------------- Gram path
 
 
-def _eig_to_svdvals(C, k):
+def eig_to_svdvals(C, k):
     """sqrt of the k largest eigenvalues of the symmetric PSD float64 matrix C."""
     xp = get_array_module(C)
     w = xp.linalg.eigvalsh(C)[::-1][:k]
@@ -257,7 +267,7 @@ def _gram_svdvals(X, k):
     xp = get_array_module(X)
     X64 = X.astype(xp.float64, copy=False)
     C = X64.T @ X64 if X.shape[0] >= X.shape[1] else X64 @ X64.T  # smaller side, syrk
-    return _eig_to_svdvals(C, k)
+    return eig_to_svdvals(C, k)
 
 
 # --------------------------------------------------------------------------- top-k
@@ -666,7 +676,7 @@ class _Costs:
         return self.topk(m, n, b, product, warm_iters, depth=_WARM_DEPTH + 1)
 
 
-def _choose_svdvals_method(m, n, k, dtype, gpu=False, warm_iters=None):
+def choose_svdvals_method(m, n, k, dtype, gpu=False, warm_iters=None):
     """(method, costs) for the top-k values of an (m, n) matrix. ``warm_iters``: the top-k route
     is warm-started (a tracker kept from step to step) and expected to take that many
     iterations at the warm depth, instead of a cold start's."""
@@ -683,9 +693,9 @@ def _choose_svdvals_method(m, n, k, dtype, gpu=False, warm_iters=None):
     return min(costs, key=costs.get), costs
 
 
-def _choose_gradient_method(M, fin, fout, k, dtype, gpu=False, warm_iters=None):
+def choose_gradient_method(M, fin, fout, k, dtype, gpu=False, warm_iters=None):
     """(method, costs) for the top-k values of G = A^T D with M rows; ``warm_iters`` as in
-    :func:`_choose_svdvals_method`."""
+    :func:`choose_svdvals_method`."""
     c = _Costs(gpu)
     lo, hi = min(fin, fout), max(fin, fout)
     costs = {"direct": c.gemm(M, fin, fout, dtype) + c.svd(hi, lo)}
@@ -746,7 +756,7 @@ def svdvals(M, k=None, method="auto"):
     _check_finite(X, "M", where)
     costs = None
     if method == "auto":
-        method, costs = _choose_svdvals_method(m, n, k, X.dtype, gpu=xp is not np)
+        method, costs = choose_svdvals_method(m, n, k, X.dtype, gpu=xp is not np)
     if method == "exact":
         s = _exact_svdvals(X)[:k]
     elif method == "gram":
@@ -841,7 +851,7 @@ def _gradient_gram(A2, D2, k):
         KD = (A64 @ A64.T) @ D64
         C = D64.T @ KD
         C = 0.5 * (C + C.T)
-    return _eig_to_svdvals(C, k)
+    return eig_to_svdvals(C, k)
 
 
 def gradient_svdvals(A, D, k=None, method="auto"):
@@ -884,7 +894,7 @@ def gradient_svdvals(A, D, k=None, method="auto"):
     dtype = _work_dtype(A2, D2)
     costs = None
     if method == "auto":
-        method, costs = _choose_gradient_method(M, fin, fout, k, dtype, gpu=xp is not np)
+        method, costs = choose_gradient_method(M, fin, fout, k, dtype, gpu=xp is not np)
     if method == "direct":
         with np.errstate(over="ignore", invalid="ignore"):  # reported by _check_result
             G = A2.astype(dtype, copy=False).T @ D2.astype(dtype, copy=False)
@@ -904,3 +914,126 @@ def gradient_svdvals(A, D, k=None, method="auto"):
         )
     _check_result(s, where)
     return s
+
+
+# --------------------------------------------------------------------------- noise floor
+
+
+def data_eps(dtype):
+    """Machine epsilon of data stored as ``dtype``: its own for floats (float16, float32,
+    float64), float64's for integers and booleans (exact data, float64 arithmetic)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return float(np.finfo(dtype).eps)
+    if dtype.kind in "iub":
+        return _EPS64
+    raise TypeError(f"noise floor: dtype must be a real float or integer dtype, got {dtype}")
+
+
+def noise_floor_from(sigma_max, shape, dtype, *, method="exact"):
+    """The level below which singular values are numerically zero, from the numbers it rests on.
+
+    sigma_max: the scale of the matrix's rounding error -- its largest singular value, or, for
+    G = A^T D formed or factored from factors A, D, sigma_1(A) * sigma_1(D) (see below).
+    shape: (m, n) of the matrix whose values are judged. dtype: the dtype of its data (for G,
+    the coarser of A's and D's). method: the route the values came from; only "gram" changes
+    the floor. NaN ``sigma_max`` (a step with non-finite factors) gives NaN.
+
+    The rule (DESIGN.md, "Noise floor"; the default tolerance of numpy.linalg.matrix_rank and
+    MATLAB's rank)::
+
+        floor = max(m, n) * eps(dtype) * sigma_max
+
+    Why: rounding each entry of X to ``dtype`` moves it by E with ||E||_2 <= ||E||_F <=
+    eps ||X||_F <= eps sqrt(min(m, n)) sigma_1(X), and by Weyl's inequality no singular value
+    moves by more than ||E||_2; so a matrix of rank r stored in ``dtype`` may show values up
+    to that size past index r. max(m, n) >= sqrt(min(m, n)) leaves room for the rounding of
+    the computation that produced X. Float32 data keep float32's eps even though the values
+    are computed and stored in float64: the data cannot resolve more.
+
+    G from factors: rounding in A^T D (in any route: the product, the QR factors, the top-k
+    products) is relative to ||A|| ||D||, not to sigma_1(G): dG = dA^T D + A^T dD has
+    ||dG|| <= 2 eps ||A||_F ||D||_F <= 2 sqrt(rank A rank D) eps sigma_1(A) sigma_1(D), and
+    the rank of each factor is at most max(in, out). When G is small through cancellation
+    (per-sample gradients that nearly sum to zero), sigma_1(G) is far below sigma_1(A)
+    sigma_1(D) and a floor relative to sigma_1(G) would count rounding noise as signal. So
+    for G pass sigma_max = sigma_1(A) sigma_1(D) (:func:`gradient_noise_floor` does).
+
+    The "gram" route squares the condition number: eigenvalues of the Gram matrix carry an
+    absolute error of about max(m, n) eps64 sigma_max^2 (it is always formed in float64), so
+    a zero singular value comes out as up to sqrt(max(m, n) eps64) sigma_max; its floor is
+    the larger of that and the rule above. For float32 data the rule above is always the
+    larger (max(m, n) eps32 >= sqrt(max(m, n) eps64) for every size), which is why "auto"
+    may choose the Gram route for float32 at no loss; for float64 data (only with an
+    explicit method="gram") the Gram term rules: about 1.5e-8 sqrt(max(m, n)) sigma_max.
+    The other routes (exact SVD, factored, top-k with its rounding-level stopping rule)
+    add errors below the rule's level.
+    """
+    if isinstance(sigma_max, (bool, np.bool_)) or not isinstance(sigma_max, numbers.Real):
+        raise TypeError(f"noise_floor_from: sigma_max must be a real number, got {sigma_max!r}")
+    sigma_max = float(sigma_max)
+    if math.isnan(sigma_max):
+        return math.nan
+    if sigma_max < 0 or math.isinf(sigma_max):
+        raise ValueError(f"noise_floor_from: sigma_max must be finite and >= 0, got {sigma_max}")
+    if len(shape) != 2 or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0
+                              for d in shape):
+        raise ValueError(f"noise_floor_from: shape must be two sizes (m, n) >= 0, got {tuple(shape)!r}")
+    _check_method(method, SVDVALS_METHODS + GRADIENT_METHODS, "noise_floor_from")
+    size = max(int(shape[0]), int(shape[1]))
+    floor = size * data_eps(dtype) * sigma_max
+    if method == "gram":
+        floor = max(floor, math.sqrt(size * _EPS64) * sigma_max)
+    return floor
+
+
+def largest_svdval_estimate(X, iters=4, seed=0):
+    """A cheap estimate of sigma_1(X) from below (float): ``iters`` power steps on X^T X from a
+    seeded random vector, two products with one vector each. For a random start the estimate
+    is within a factor ~max(m, n)^(1 / (4 iters + 2)) of sigma_1 (1.5 for 784 columns and 4
+    steps) and usually within a few percent: enough to scale a noise floor."""
+    X, xp = _as_array(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"largest_svdval_estimate: X must be a 2-D array, got shape {tuple(X.shape)}")
+    if X.size == 0:
+        return 0.0
+    _check_finite(X, "X", "largest_svdval_estimate")
+    v = xp.asarray(np.random.default_rng(seed).standard_normal(X.shape[1]), dtype=X.dtype)
+    estimate = 0.0
+    for _ in range(iters):  # alternate X v and X^T u (never X^T X), so nothing overflows
+        u = X @ v
+        estimate = float(xp.linalg.norm(u))
+        if estimate == 0.0:
+            return 0.0
+        v = X.T @ (u / estimate)
+        v = v / xp.linalg.norm(v)
+    return float(xp.linalg.norm(X @ v))
+
+
+def noise_floor(M, dtype=None, method="exact"):
+    """The level below which singular values of the matrix M are numerically zero (float):
+    sigma_1(M) * max(m, n) * eps, eps of M's dtype unless ``dtype`` names the dtype its data
+    came in; ``method`` as in :func:`noise_floor_from` (which gives the argument)."""
+    X, _ = _as_array(M, "M")
+    if X.ndim != 2:
+        raise ValueError(f"noise_floor: M must be a 2-D array, got shape {tuple(X.shape)}")
+    if dtype is None:  # the dtype M came in (float16 data keep float16's resolution)
+        dtype = getattr(M.data if getattr(M, "_is_minigrad_tensor", False) else M, "dtype", X.dtype)
+    sigma_max = float(svdvals(X, 1)[0]) if X.size else 0.0
+    return noise_floor_from(sigma_max, X.shape, dtype, method=method)
+
+
+def gradient_noise_floor(A, D, method="auto"):
+    """The noise floor of the singular values of G = A^T D (float), factors as in
+    :func:`gradient_svdvals`: max(in, out) * eps * sigma_1(A) * sigma_1(D), eps of the coarser
+    factor dtype; see :func:`noise_floor_from` for why the factors set the scale."""
+    A2, D2, _ = _gradient_factors(A, D, "gradient_noise_floor")
+    if A2.size == 0 or D2.size == 0:
+        return 0.0
+    scale = float(svdvals(A2, 1)[0]) * float(svdvals(D2, 1)[0])
+    return noise_floor_from(scale, (A2.shape[1], D2.shape[1]), coarser_dtype(A2.dtype, D2.dtype), method=method)
+
+
+def coarser_dtype(*dtypes):
+    """The dtype with the largest machine epsilon (the data's resolution when they are mixed)."""
+    return max((np.dtype(d) for d in dtypes), key=data_eps)

@@ -1,9 +1,24 @@
 """Spectra of one layer's G, A and D at one training step, for the batch and each group.
 
+``LayerSpectra.compute`` returns, for every spectrum, its values and its noise floor (the
+level below which values are numerically zero, :func:`autospec.linalg.noise_floor_from`),
+with group spectra scaled by ``group_scale``:
+
+* "mean" (the default): group g records G_g / N_g (its mean gradient) and A_g, D_g scaled by
+  1 / sqrt(N_g) (the roots of its second-moment matrices), so that what all samples share
+  does not grow with the group's size. The sample-to-sample part of a mean still shrinks
+  like 1 / sqrt(N_g): compare group-level spectra at matched sizes, and take findings from
+  per-sample tests.
+* "sum": eq. 5's sums; the groups of a partition sum to the batch's G exactly.
+
+The batch (group None) is the same in both: G = sum_n sum_p A[n,p]^T D[n,p], the weight
+gradient under the model's own loss reduction.
+
 ``LayerSpectra`` keeps what makes the next step cheaper: warm-start bases for the
 top-k iteration (one per layer, quantity and group) and the spectra of activations
 that did not change (the first layer's A under full-batch training).
 """
+import math
 import warnings
 from typing import NamedTuple
 
@@ -16,6 +31,7 @@ from . import linalg
 from .groups import selector_size
 
 QUANTITIES = ("G", "A", "D")
+GROUP_SCALES = ("mean", "sum")
 # A method name for G, and the method the factor spectra (A, D) use with it.
 G_METHODS = {"auto": "auto", "direct": "auto", "exact": "exact", "factored": "auto", "gram": "gram", "topk": "topk"}
 _SHARE_G_MAX_ENTRIES = 1 << 22  # form group G's (and sum them to the batch's G) up to this size
@@ -112,10 +128,21 @@ class _Part(NamedTuple):
         return self.A2.shape[0]
 
 
+class StepSpectra(NamedTuple):
+    """What one layer contributes to a record step."""
+
+    values: dict      # {(layer, quantity, group, position): descending singular values}
+    floors: dict      # the same keys -> noise floor (float) of that spectrum
+    per_sample: object  # (N, k) per-sample gradient spectra, or None
+
+
 class LayerSpectra:
     """Computes the spectra one layer contributes to a record step."""
 
-    def __init__(self, name, quantities=QUANTITIES, k=None, method="auto", positions=None, per_sample=False):
+    def __init__(self, name, quantities=QUANTITIES, k=None, method="auto", positions=None, per_sample=False,
+                 group_scale="mean"):
+        if group_scale not in GROUP_SCALES:
+            raise ValueError(f"group_scale must be one of {GROUP_SCALES}, got {group_scale!r}")
         self.name = name
         self.quantities = tuple(quantities)
         self.k = k
@@ -123,6 +150,7 @@ class LayerSpectra:
         self.factor_method = G_METHODS[method]
         self.positions = positions
         self.per_sample = per_sample
+        self.group_scale = group_scale
         self._trackers = {}
         self._tracker_step = {}  # key -> the step its tracker last ran
         self._steps = 0
@@ -133,13 +161,19 @@ class LayerSpectra:
     def _k(self, bound):
         return bound if self.k is None else min(self.k, bound)
 
+    def _bound(self, quantity, rows, fin, fout):
+        """How many values a spectrum keeps: its matrix's own rank bound (G: min(rows, in, out),
+        A: min(rows, in), D: min(rows, out)), capped by k."""
+        cols = {"G": min(fin, fout), "A": fin, "D": fout}[quantity]
+        return self._k(min(rows, cols))
+
     def _warm_iters(self, key, k):
         """Iterations a warm-started top-k of ``key`` is expected to take (for the cost model)."""
         # The tracker carries each step's basis to the next. Its last iteration count keeps the
         # estimate honest for a matrix that changes fast; each step it sits idle takes one off,
         # so that a matrix that settles gets the top-k route back.
         tracker = self._trackers.get(key)
-        iters = linalg._AUTO_TOPK_WARM_ITERS
+        iters = linalg.AUTO_TOPK_WARM_ITERS
         if tracker is not None and tracker.last is not None and tracker.k == k:
             idle = self._steps - self._tracker_step[key] - 1
             iters = max(iters, tracker.last.iterations - idle)
@@ -149,7 +183,7 @@ class LayerSpectra:
         """The method for the top-k values of factor matrix X ("auto" resolved by the cost model)."""
         if self.factor_method != "auto":
             return self.factor_method
-        return linalg._choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype,
+        return linalg.choose_svdvals_method(X.shape[0], X.shape[1], k, X.dtype,
                                              warm_iters=self._warm_iters(key, k))[0]
 
     def _tracked(self, key, k, M, exact):
@@ -178,7 +212,7 @@ class LayerSpectra:
         if method == "auto" and not isinstance(A2, np.ndarray):
             return linalg.gradient_svdvals(A2, D2, k)  # on a GPU: its own latency cost model
         if method == "auto":
-            method = linalg._choose_gradient_method(A2.shape[0], A2.shape[1], D2.shape[1], k, A2.dtype,
+            method = linalg.choose_gradient_method(A2.shape[0], A2.shape[1], D2.shape[1], k, A2.dtype,
                                                     warm_iters=self._warm_iters(key, k))[0]
         if method != "topk":
             return linalg.gradient_svdvals(A2, D2, k, method=method)
@@ -202,12 +236,12 @@ class LayerSpectra:
 
     def _factor_spectra(self, q, parts, fin, fout):
         out = {}
-        grams = self._shared_grams(q, parts, self._k(min(fin, fout, parts[0].rows)))
+        grams = self._shared_grams(q, parts, self._bound(q, parts[0].rows, fin, fout))
 
         def values(part):
-            k = self._k(min(fin, fout, part.rows))
+            k = self._bound(q, part.rows, fin, fout)
             if grams is not None:
-                return linalg._eig_to_svdvals(grams[part.label], k)
+                return linalg.eig_to_svdvals(grams[part.label], k)
             return self._factor_values((q, part.label), getattr(part, q + "2"), k)
 
         for part, v in zip(parts, _map_parts(values, parts, getattr(parts[0], q + "2"))):
@@ -229,9 +263,10 @@ class LayerSpectra:
 
     # ------------------------------------------------------------------ main
     def compute(self, A, D, subsets):
-        """{(layer, quantity, group, position): values} and per-sample values (or None).
+        """The layer's :class:`StepSpectra` for one step.
 
         A (N, P, in), D (N, P, out); subsets: [(label, selector)] of the groups (may be empty).
+        Groups are scaled by ``group_scale`` (module docstring); floors scale with their values.
         """
         self._steps += 1
         N, P, fin = A.shape
@@ -239,21 +274,68 @@ class LayerSpectra:
         everyone = [(None, slice(None))] + list(subsets)
         if not (_all_finite(A) and _all_finite(D)):
             return self._nonfinite(N, P, fin, fout, everyone)
-        out = {}
+        values = {}
         parts = [_Part.select(label, sel, A, D) for label, sel in everyone]
         if "G" in self.quantities:
-            out.update(self._gradient(parts, fin, fout, partition=bool(subsets)))
+            values.update(self._gradient(parts, fin, fout, partition=bool(subsets)))
         if "A" in self.quantities:
             # One equality check of the whole batch covers its groups too (same selectors).
-            out.update(self._constant.get("A", A, lambda: self._factor_spectra("A", parts, fin, fout),
-                                          tag=_selectors_tag(subsets)))
+            values.update(self._constant.get("A", A, lambda: self._factor_spectra("A", parts, fin, fout),
+                                             tag=_selectors_tag(subsets)))
         if "D" in self.quantities:
-            out.update(self._factor_spectra("D", parts, fin, fout))
+            values.update(self._factor_spectra("D", parts, fin, fout))
         for p in self._positions(P):
             for part in parts:
-                out.update(self._position(p, part.label, part.A[:, p, :], part.D[:, p, :]))
+                values.update(self._position(p, part.label, part.A[:, p, :], part.D[:, p, :]))
+        floors = self._floors(values, parts, linalg.coarser_dtype(A.dtype, D.dtype))
+        if self.group_scale == "mean":
+            self._scale_to_group_means(values, floors, {part.label: part.A.shape[0] for part in parts})
         per_sample = self._per_sample(A, D) if self.per_sample else None
-        return out, per_sample
+        return StepSpectra(values, floors, per_sample)
+
+    def _floors(self, values, parts, dtype):
+        """{key: noise floor} of every spectrum in ``values`` (unscaled): a factor's scale is its
+        own sigma_1; G's is sigma_1(A) sigma_1(D) of the same rows (linalg.noise_floor_from)."""
+        by_label = {part.label: part for part in parts}
+        largest = {}  # (quantity, label, position) -> sigma_1 of that factor matrix
+
+        def sigma_1(q, label, position):
+            if (q, label, position) not in largest:
+                known = values.get((self.name, q, label, position))
+                if known is not None and known.shape[0]:
+                    largest[(q, label, position)] = float(known[0])
+                else:  # the factor's spectrum is not recorded: estimate its top value
+                    part = by_label[label]
+                    X = getattr(part, q + "2") if position is None else getattr(part, q)[:, position, :]
+                    largest[(q, label, position)] = linalg.largest_svdval_estimate(X)
+            return largest[(q, label, position)]
+
+        floors = {}
+        for key in values:
+            _, q, label, position = key
+            part = by_label[label]
+            rows = part.rows if position is None else part.A.shape[0]
+            # position spectra always go by "auto" (a method only changes the floor if "gram")
+            if q == "G":
+                scale = sigma_1("A", label, position) * sigma_1("D", label, position)
+                shape = (part.A.shape[2], part.D.shape[2])
+                method = self.g_method if position is None else "auto"
+            else:
+                scale = sigma_1(q, label, position)
+                shape = (rows, getattr(part, q).shape[2])
+                method = self.factor_method if position is None else "auto"
+            floors[key] = linalg.noise_floor_from(scale, shape, dtype, method=method)
+        return floors
+
+    def _scale_to_group_means(self, values, floors, sizes):
+        """group_scale="mean": a group's G divided by N_g, its A and D by sqrt(N_g) (in place)."""
+        for key in list(values):
+            _, q, label, _ = key
+            if label is None:  # the batch keeps its definition
+                continue
+            factor = 1.0 / sizes[label] if q == "G" else 1.0 / math.sqrt(sizes[label])
+            values[key] = values[key] * factor  # a new array: cached values stay as they were
+            floors[key] *= factor
 
     def _gradient(self, parts, fin, fout, partition):
         """Spectra of G for the batch and each group (eq. 5); group G's sum to the batch's."""
@@ -265,7 +347,7 @@ class LayerSpectra:
             if partition:
                 mats[None] = sum(mats.values())  # the groups partition the batch
             for part in parts:
-                k = self._k(min(fin, fout, part.rows))
+                k = self._bound("G", part.rows, fin, fout)
                 G = mats[part.label]
                 if isinstance(G, np.ndarray):  # like a factor matrix: costed as a warm start, tracked
                     values = self._factor_values(("G", part.label), G, k)
@@ -275,7 +357,7 @@ class LayerSpectra:
             return out
 
         def values(part):
-            return self._gradient_values(("G", part.label), part.A2, part.D2, self._k(min(fin, fout, part.rows)))
+            return self._gradient_values(("G", part.label), part.A2, part.D2, self._bound("G", part.rows, fin, fout))
 
         larger = parts[0].A2 if fin >= fout else parts[0].D2
         for part, v in zip(parts, _map_parts(values, parts, larger)):
@@ -285,14 +367,13 @@ class LayerSpectra:
     def _position(self, p, label, A_p, D_p):
         """Spectra of G_p = A_p^T D_p, A_p and D_p at one tied position."""
         fin, fout, n = A_p.shape[1], D_p.shape[1], A_p.shape[0]
-        k = self._k(min(fin, fout, n))
         out = {}
         if "G" in self.quantities:
-            out[(self.name, "G", label, p)] = linalg.gradient_svdvals(A_p, D_p, k)
+            out[(self.name, "G", label, p)] = linalg.gradient_svdvals(A_p, D_p, self._bound("G", n, fin, fout))
         if "A" in self.quantities:
-            out[(self.name, "A", label, p)] = linalg.svdvals(A_p, k)
+            out[(self.name, "A", label, p)] = linalg.svdvals(A_p, self._bound("A", n, fin, fout))
         if "D" in self.quantities:
-            out[(self.name, "D", label, p)] = linalg.svdvals(D_p, k)
+            out[(self.name, "D", label, p)] = linalg.svdvals(D_p, self._bound("D", n, fin, fout))
         return out
 
     def _per_sample(self, A, D):
@@ -313,13 +394,12 @@ class LayerSpectra:
             warnings.warn(f"layer '{self.name}': NaN or Inf in its factors; recording NaN spectra "
                           "(training goes on; warned once per layer)", RuntimeWarning, stacklevel=4)
             self._warned_nonfinite = True
-        out = {}
+        values = {}
         for label, sel in everyone:
-            n_s = selector_size(sel, N)
-            k = self._k(min(fin, fout, n_s * P))
+            rows = selector_size(sel, N) * P
             for q in self.quantities:
-                out[(self.name, q, label, None)] = np.full(k, np.nan)
+                values[(self.name, q, label, None)] = np.full(self._bound(q, rows, fin, fout), np.nan)
         per_sample = None
         if self.per_sample:
             per_sample = np.full((N, 1 if P == 1 else self._k(min(fin, fout, P))), np.nan)
-        return out, per_sample
+        return StepSpectra(values, {key: math.nan for key in values}, per_sample)

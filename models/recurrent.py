@@ -12,7 +12,7 @@ from minigrad import nn
 from minigrad.nn import init
 from minigrad.ops.linear import linear
 from minigrad.ops.shape import stack
-from minigrad.tensor import Parameter, get_default_dtype
+from minigrad.tensor import Parameter, get_default_dtype, zeros
 
 from ._factory import check_activation, check_classes, check_hidden, check_positive, check_task, make_activation
 
@@ -28,8 +28,9 @@ class UnrolledRNN(nn.Module):
     for activations the fused ``nn.RNN`` lacks (sigmoid, gelu). Same parameter names and init
     as ``nn.RNN``; returns (output (N, T, H), h_n (1, N, H)) like it.
 
-    Factors: weight_ih gets A_t = x_t for t = 0..T-1 in time order; weight_hh gets its T-1 uses
-    (t = 1..T-1, h_0 = 0 contributes nothing) in the order backward visits them, i.e. reversed time.
+    Factors, numbered like the fused ``nn.RNN``'s (tied position p = time step t for every
+    activation): weight_ih gets A_t = x_t and weight_hh gets A_t = h_{t-1}, t = 0..T-1, with
+    h_{-1} = 0 (the initial state: its position holds zeros and adds nothing to the gradient).
     """
 
     def __init__(self, input_size, hidden_size, nonlinearity="sigmoid"):
@@ -47,10 +48,10 @@ class UnrolledRNN(nn.Module):
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"UnrolledRNN expects input (N, T, {self.input_size}), got shape {x.shape}")
         drive = linear(x, self.weight_ih_l0, self.bias_ih_l0)  # (N, T, H): all time steps in one product
-        h, outputs = None, []
+        h = zeros(x.shape[0], self.hidden_size, dtype=x.dtype, device=x.device)  # h_{-1}
+        outputs = []
         for t in range(x.shape[1]):
-            z = drive[:, t] + (self.bias_hh_l0 if h is None else linear(h, self.weight_hh_l0, self.bias_hh_l0))
-            h = self.act(z)
+            h = self.act(drive[:, t] + linear(h, self.weight_hh_l0, self.bias_hh_l0))
             outputs.append(h)
         return stack(outputs, axis=1), h.unsqueeze(0)
 

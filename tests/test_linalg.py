@@ -379,7 +379,7 @@ def test_auto_falls_back_when_topk_exceeds_its_budget(rng, monkeypatch):
         return real(op, k, b, init, tol, 1, seed, where, depth)  # never converges
 
     monkeypatch.setattr(la, "_topk", capped)
-    assert la._choose_svdvals_method(400, 300, 5, np.dtype(np.float64))[0] == "topk"
+    assert la.choose_svdvals_method(400, 300, 5, np.dtype(np.float64))[0] == "topk"
     s = svdvals(X, k=5)
     assert calls and calls[0] >= 2
     np.testing.assert_allclose(s, ref_svdvals(X)[:5], rtol=1e-12)
@@ -387,25 +387,25 @@ def test_auto_falls_back_when_topk_exceeds_its_budget(rng, monkeypatch):
 
 def test_auto_cost_model_choices():
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
-    assert la._choose_svdvals_method(40, 30, 30, f64)[0] == "exact"
-    assert la._choose_svdvals_method(5000, 100, 100, f32)[0] == "gram"  # one side much smaller
-    assert la._choose_svdvals_method(5000, 100, 100, f64)[0] == "exact"  # gram not used for f64
-    assert la._choose_svdvals_method(2000, 2000, 10, f64)[0] == "topk"  # k << min(m, n)
-    assert la._choose_gradient_method(20, 2000, 2000, 20, f32)[0] == "factored"  # M << in, out
-    assert la._choose_gradient_method(5000, 100, 10, 10, f64)[0] == "direct"
+    assert la.choose_svdvals_method(40, 30, 30, f64)[0] == "exact"
+    assert la.choose_svdvals_method(5000, 100, 100, f32)[0] == "gram"  # one side much smaller
+    assert la.choose_svdvals_method(5000, 100, 100, f64)[0] == "exact"  # gram not used for f64
+    assert la.choose_svdvals_method(2000, 2000, 10, f64)[0] == "topk"  # k << min(m, n)
+    assert la.choose_gradient_method(20, 2000, 2000, 20, f32)[0] == "factored"  # M << in, out
+    assert la.choose_gradient_method(5000, 100, 10, 10, f64)[0] == "direct"
     # the paper's MLP layer 784 -> 784 with M = 2000, as measured (bench/linalg_methods.py)
-    assert la._choose_gradient_method(2000, 784, 784, 32, f32)[0] == "topk"
-    assert la._choose_gradient_method(2000, 784, 784, 784, f32)[0] == "gram"
-    assert la._choose_gradient_method(200, 784, 784, 200, f32)[0] == "factored"
+    assert la.choose_gradient_method(2000, 784, 784, 32, f32)[0] == "topk"
+    assert la.choose_gradient_method(2000, 784, 784, 784, f32)[0] == "gram"
+    assert la.choose_gradient_method(200, 784, 784, 200, f32)[0] == "factored"
     # on a GPU, cuSOLVER's SVD is slow and top-k iterations are latency-bound
-    assert la._choose_gradient_method(2000, 784, 784, 32, f32, gpu=True)[0] == "gram"
-    assert la._choose_gradient_method(20, 784, 784, 20, f32, gpu=True)[0] == "factored"
-    assert la._choose_svdvals_method(2000, 784, 32, f64, gpu=True)[0] == "exact"
+    assert la.choose_gradient_method(2000, 784, 784, 32, f32, gpu=True)[0] == "gram"
+    assert la.choose_gradient_method(20, 784, 784, 20, f32, gpu=True)[0] == "factored"
+    assert la.choose_svdvals_method(2000, 784, 32, f64, gpu=True)[0] == "exact"
     # a tracked (warm-started) top-k costs a few shallow iterations: at N = 8000 it beats the
     # Gram matrix, a cold start does not; a tracker that needed many iterations loses again
-    assert la._choose_svdvals_method(8000, 784, 32, f32)[0] == "gram"
-    assert la._choose_svdvals_method(8000, 784, 32, f32, warm_iters=2)[0] == "topk"
-    assert la._choose_svdvals_method(8000, 784, 32, f32, warm_iters=8)[0] == "gram"
+    assert la.choose_svdvals_method(8000, 784, 32, f32)[0] == "gram"
+    assert la.choose_svdvals_method(8000, 784, 32, f32, warm_iters=2)[0] == "topk"
+    assert la.choose_svdvals_method(8000, 784, 32, f32, warm_iters=8)[0] == "gram"
 
 
 def test_gradient_operator_explicit_or_matrix_free(rng):

@@ -406,3 +406,47 @@ def test_op_level_errors():
         R.rnn(x, mg.zeros(3, 2), mg.zeros(2, 4), mg.zeros(2, 2))
     with pytest.raises(ValueError, match="nonlinearity"):
         R.rnn(x, None, mg.zeros(2, 4), mg.zeros(2, 2), nonlinearity="gelu")
+
+
+# ------------------------------------------------------------------ tied positions are time steps
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "gelu"])
+def test_rnn_tied_positions_are_time_steps_for_every_activation(activation):
+    """Tied position p is time step t for every activation (the fused tanh/relu layer and the
+    unrolled sigmoid/gelu one): weight_ih has A_t = x_t, weight_hh has A_t = h_{t-1}, h_{-1} = 0."""
+    from minigrad.factors import capture_factors
+    from models import ElmanRNN
+
+    N, T, F, H = 3, 5, 2, 4
+    mg.manual_seed(0)
+    model = ElmanRNN(F, hidden=(H,), activation=activation, task="classify", n_classes=2).double()
+    x = mg.tensor(np.random.default_rng(0).standard_normal((N, T, F)), dtype="float64")
+    with capture_factors(model) as factors:
+        model(x).sum().backward()
+    h, _ = model.encoder[0](x)
+    A_ih, A_hh = factors["encoder.0.weight_ih_l0"].A, factors["encoder.0.weight_hh_l0"].A
+    assert A_ih.shape[1] == A_hh.shape[1] == T
+    np.testing.assert_allclose(A_ih, x.numpy(), atol=1e-14)
+    np.testing.assert_array_equal(A_hh[:, 0], 0.0)
+    np.testing.assert_allclose(A_hh[:, 1:], h.numpy()[:, :-1], atol=1e-14)
+
+
+def test_unrolled_and_fused_rnn_hand_out_the_same_factors_per_position():
+    """Same weights, same activation (tanh): every position's A and D agree between the two."""
+    from minigrad.factors import capture_factors
+    from models import UnrolledRNN
+
+    mg.manual_seed(1)
+    fused = RNN(3, 4, nonlinearity="tanh", batch_first=True).double()
+    unrolled = UnrolledRNN(3, 4, "tanh").double()
+    unrolled.load_state_dict(fused.state_dict())
+    x = np.random.default_rng(2).standard_normal((2, 6, 3))
+    caught = []
+    for layer in (fused, unrolled):
+        with capture_factors(layer) as factors:
+            out, _ = layer(mg.tensor(x, dtype="float64"))
+            (out * out).sum().backward()
+        caught.append({n: (f.A, f.D) for n, f in factors.items()})
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        for a, b in zip(caught[0][name], caught[1][name]):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-12, err_msg=name)

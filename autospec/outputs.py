@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._h5 import JOURNAL_SUFFIX
+from ._journal import JOURNAL_SUFFIX
 from .config import ExperimentError
 
 RECORD_NAME = "record.h5"
@@ -162,6 +162,11 @@ class FolderSurvey:
     previous: dict | None = None  # status.json of an earlier autospec run in it, or None
     ours: list = field(default_factory=list)  # names present that that run wrote
     foreign: list = field(default_factory=list)  # names we would write, present, not written by us
+
+    @property
+    def results(self):
+        """Our names present that hold results (not just the status and the resolved config)."""
+        return [n for n in self.ours if n not in (STATUS_NAME, CONFIG_NAME)]
 
 
 def _present(out):

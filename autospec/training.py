@@ -178,6 +178,8 @@ def _prepare_folder(out, config, restart, force):
                 f"files?); choose another --out, or pass --force to move them into {out}/backup-<date-time>/")
         move += found.foreign
     previous, state = found.previous, None
+    if not found.results:  # an earlier run that stopped before recording anything: nothing to keep
+        previous = None
     if previous is not None:
         same = previous.get("run_digest") == config.run_digest()
         if not same and not (restart or force):
@@ -396,7 +398,7 @@ class _Run:
             raise ExperimentError(f"training diverged: the loss is {self.loss_value} at epoch {epoch + 1} "
                                   f"(step {self.step + 1}); try a smaller learning rate (--lr)")
         self.optimizer.zero_grad()
-        with self.spec.step(groups=labels, loss=loss):
+        with self.spec.step(groups=labels, loss=loss, samples=None if full else idx):
             loss.backward()
         self.optimizer.step()
         self.step += 1

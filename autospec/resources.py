@@ -142,24 +142,42 @@ def check_model_memory(config, n_samples, sample_shape, n_outputs, data_bytes=0,
 # ----------------------------------------------------------------------------- record
 
 
+#: Bytes an HDF5 record spends per stored series besides its values (measured: 6-9 KB)
+BYTES_PER_SERIES = 8_000
+
+
 def record_estimate(model, config, n_samples, positions, n_groups, steps_per_epoch, preset_k=None, every=1):
-    """(bytes per recorded step, recorded steps) of the record a run will write: every weight
-    matrix's spectra for each quantity, the whole batch and each group (float64 values), plus
-    per-sample spectra when recorded."""
-    quantities = config.quantities or (("G",) if config.preset == "economy" else ("G", "A", "D"))
+    """(bytes per recorded step, recorded steps, fixed bytes) of the record a run will write:
+    every weight matrix's spectra for each quantity, the whole batch and each group (and each
+    position when positions are recorded), with their noise floors, plus per-sample spectra when
+    recorded; the fixed part is the file's layout, one block per stored series."""
+    from .introspect import PRESETS
+
+    preset = PRESETS[config.preset]
+    quantities = config.quantities or preset["quantities"]
     k_limit = config.k or preset_k
-    per_sample = config.per_sample or config.preset == "full"
+    per_sample = config.per_sample or preset["per_sample"]
+    with_positions = config.positions or bool(preset["positions"])
     rows = n_samples * max(1, positions)
-    values = 0
+    series, values = 0, 0
     for _, p in model.named_parameters():
         if len(p.shape) < 2:
             continue
         n_out, n_in = p.shape[0], math.prod(p.shape[1:])
-        bounds = {"G": min(n_out, n_in, rows), "A": min(n_in, rows), "D": min(n_out, rows)}
-        ks = [min(bounds[q], k_limit) if k_limit else bounds[q] for q in quantities]
-        values += (1 + n_groups) * sum(ks)
+
+        def ks(n_rows):
+            bounds = {"G": min(n_out, n_in, n_rows), "A": min(n_in, n_rows), "D": min(n_out, n_rows)}
+            return [min(bounds[q], k_limit) if k_limit else bounds[q] for q in quantities]
+
+        whole = ks(rows)
+        series += (1 + n_groups) * len(whole)
+        values += (1 + n_groups) * (sum(whole) + len(whole))  # the values and each one's noise floor
+        if with_positions and positions > 1:  # one position: n_samples rows each
+            each = ks(n_samples)
+            series += (1 + n_groups) * positions * len(each)
+            values += (1 + n_groups) * positions * (sum(each) + len(each))
         if per_sample:
-            values += n_samples * min(ks[0], max(1, positions))
-    per_step = values * FLOAT64 + 64 * (1 + n_groups)  # the values and a little bookkeeping
+            series += 1
+            values += n_samples * min(whole[0], max(1, positions))
     steps = math.ceil(config.epochs * steps_per_epoch / max(1, every))
-    return per_step, steps
+    return values * FLOAT64, steps, series * BYTES_PER_SERIES

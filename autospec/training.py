@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from .checkpoint import CheckpointError, TrainingState, apply_checkpoint, load_c
 from .config import PANELS, ExperimentConfig, ExperimentError, config_to_toml
 from .experiment_data import load_experiment_data
 from .reports import write_figures, write_summary
-from .resources import check_data_memory, check_model_memory, format_bytes, record_estimate
+from .resources import ResourceError, check_data_memory, check_model_memory, format_bytes, record_estimate
 
 #: At most this much training time is lost when a run is killed without warning (SIGKILL, power).
 DEFAULT_CHECKPOINT_SECONDS = 60.0
@@ -325,8 +326,8 @@ class _Run:
             self.step, self.loss_value = state.step, state.loss
             self.first_epoch, self.first_batch = state.epoch, state.batch
             self.train_seconds_before = state.wall_seconds
+        self._check_record_size(X)
         self.spec = self._open_record()
-        self._say_plan(X)
 
     def _metadata(self):
         config, loss_fn = self.config, self.loss_fn
@@ -351,11 +352,16 @@ class _Run:
                     f"in {record.resumed_backup}")
         spec = _introspector(self.config, self.model, None, self._metadata(), record=record)
         spec.steps_seen = step
-        _notice(f"{self.out}: continuing {self.config.label} from its checkpoint at step {step} (epoch "
-                f"{self.resume.epoch} of {self.config.epochs}); use --restart to start over")
+        if self.resume.epoch >= self.config.epochs:
+            _notice(f"{self.out} holds this run, finished ({step} steps); writing its summary and figures again "
+                    f"(use --restart to train again)")
+        else:
+            _notice(f"{self.out}: continuing {self.config.label} from its checkpoint at step {step} (epoch "
+                    f"{self.resume.epoch} of {self.config.epochs}); use --restart to start over")
         return spec
 
-    def _say_plan(self, X):
+    def _check_record_size(self, X):
+        """Print the expected record size; refuse a record larger than the free disk space."""
         config, desc = self.config, self.description
         from .introspect import PRESETS
 
@@ -364,14 +370,19 @@ class _Run:
         if config.model in ("rnn", "lstm", "bert"):
             positions = X.shape[1]
         every = config.every or PRESETS[config.preset]["every"]
-        per_step, steps = record_estimate(self.model, config, min(self.n, config.batch_size or self.n), positions,
-                                          len(desc["group_counts"]), steps_per_epoch,
-                                          preset_k=PRESETS[config.preset]["k"], every=every)
+        per_step, steps, fixed = record_estimate(self.model, config, min(self.n, config.batch_size or self.n),
+                                                 positions, len(desc["group_counts"]), steps_per_epoch,
+                                                 preset_k=PRESETS[config.preset]["k"], every=every)
         _say(self.quiet, f"{config.label}: {config.model} {config.task} width {config.width} depth {config.depth} "
                          f"{config.activation}; data {desc['name']} {tuple(X.shape)}, groups "
                          f"{desc['group_counts'] or 'none'}; {config.epochs} epochs on {config.device}")
-        _say(self.quiet, f"  expected record size: about {format_bytes(per_step * steps)} ({format_bytes(per_step)} "
-                         f"per recorded step x {steps} steps)")
+        free = shutil.disk_usage(self.out).free
+        if fixed + per_step * steps > free:
+            raise ResourceError(f"the record of this run would take about {format_bytes(fixed + per_step * steps)}, "
+                                f"but {self.out} has {format_bytes(free)} free; record fewer steps (--every, "
+                                f"--epochs), values (--set k=8) or layers")
+        _say(self.quiet, f"  expected record size: about {format_bytes(fixed + per_step * steps)} "
+                         f"({format_bytes(per_step)} per recorded step x {steps} steps + {format_bytes(fixed)} of layout)")
 
     # -- training -----------------------------------------------------------------------------
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import minigrad as mg
 from autospec import cli
 from autospec.checkpoint import CheckpointError, load_checkpoint
 from autospec.cli import main
 from autospec.outputs import RunLock
 from autospec.record import load_record
+from minigrad import nn, optim
 
 ROOT = Path(__file__).resolve().parents[1]
 # 20 samples in mini-batches of 8: 3 steps per epoch, the last one short; per-sample values too
@@ -67,8 +69,6 @@ def test_sigkill_then_the_same_command_resumes_to_the_uninterrupted_record(tmp_p
 
 
 def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint_there(tmp_path, monkeypatch):
-    from minigrad import optim
-
     calls = {"n": 0}
     original = optim.Adam.step
 
@@ -198,3 +198,36 @@ def test_bad_input_gives_one_line_and_exit_code_2(argv, message, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith("autospec: error:") and err.count("\n") == 1 and message in err, err
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("make", [
+    lambda params: optim.Adam(params, lr=1e-2),
+    lambda params: optim.SGD(params, lr=1e-2, momentum=0.9, nesterov=True),
+], ids=["adam", "sgd-nesterov"])
+def test_optimizer_state_dict_continues_training_exactly(make):
+
+    x = mg.tensor(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+
+    def train(model, opt, steps):
+        for _ in range(steps):
+            loss = ((model(x) - x) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    mg.manual_seed(0)
+    whole = nn.Linear(4, 4)
+    opt = make(whole.parameters())
+    train(whole, opt, 6)
+    mg.manual_seed(0)
+    first = nn.Linear(4, 4)
+    opt1 = make(first.parameters())
+    train(first, opt1, 3)
+    mg.manual_seed(1)
+    second = nn.Linear(4, 4)  # other weights, fresh optimizer: everything comes from the saved state
+    second.load_state_dict(first.state_dict())
+    opt2 = make(second.parameters())
+    opt2.load_state_dict(opt1.state_dict())
+    train(second, opt2, 3)
+    for a, b in zip(whole.parameters(), second.parameters()):
+        assert np.array_equal(a.numpy(), b.numpy())

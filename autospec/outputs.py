@@ -173,6 +173,11 @@ def _present(out):
     return [name for name in OWNED_NAMES if os.path.lexists(out / name)]
 
 
+def config_header(label):
+    """The comment that opens the config.toml a run writes (how we recognise it later)."""
+    return f"{CONFIG_HEADER[2:]}{label}: resolved settings"
+
+
 def _config_is_ours(path):
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:

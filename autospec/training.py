@@ -290,10 +290,12 @@ class _Run:
     def go(self):
         config, out = self.config, self.out
         self.update()
-        (out / outputs.CONFIG_NAME).write_text(
-            config_to_toml(config, header=f"{outputs.CONFIG_HEADER.lstrip('# ')}{config.label}: resolved settings"))
+        (out / outputs.CONFIG_NAME).write_text(config_to_toml(config, header=outputs.config_header(config.label)))
         try:
             self._prepare()
+        except KeyboardInterrupt:
+            self.update(state="interrupted")
+            raise RunInterrupted(self.status) from None
         except BaseException as exc:
             self.update(state="failed", message=str(exc))
             raise

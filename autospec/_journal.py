@@ -40,6 +40,7 @@ _FRAME = struct.Struct("<4sII")
 _FRAME_MAGIC = b"ASJF"
 _U32 = struct.Struct("<I")
 _VERSION = 2
+_MAX_KEYS_BYTES = 64 << 20  # a key list never inflates beyond this (a crafted frame cannot exhaust memory)
 
 StepData = namedtuple("StepData", "row step loss extra spectra floors per_sample groups ids")
 StepData.__doc__ = """One appended step, validated: spectra [(key, 1-D float64)], floors {key: float},
@@ -189,7 +190,9 @@ def read_journal(data, run_id, where):
             continue
         resume_at = _next_frame(data, pos + 1, decode)
         if resume_at is None:
-            break  # damage running to the end: a torn last frame (a writer killed mid-write)
+            if _whole_frame_length(data, pos) == size - pos:
+                events.append((SKIPPED, pos, size - pos))  # a complete last frame that fails its checksum
+            break  # else a torn last frame (a writer killed mid-write): that step never completed
         events.append((SKIPPED, pos, resume_at - pos))
         pos = resume_at
     return events
@@ -209,6 +212,14 @@ def _frame_at(data, pos):
     return body, end
 
 
+def _whole_frame_length(data, pos):
+    """Length a frame header at ``pos`` declares (marker included), or None."""
+    if len(data) - pos < _FRAME.size:
+        return None
+    magic, blen, _ = _FRAME.unpack_from(data, pos)
+    return _FRAME.size + blen if magic == _FRAME_MAGIC else None
+
+
 def _next_frame(data, start, decode):
     """Position of the next frame marker at or after ``start`` that starts a valid frame."""
     while True:
@@ -219,6 +230,15 @@ def _next_frame(data, start, decode):
         if body is not None and decode(body, probe=True):
             return pos
         start = pos + 1
+
+
+def _key(raw):
+    """A spectrum key read from a journal, checked to be (str, "G"|"A"|"D", None|str, None|int)."""
+    layer, quantity, group, position = raw
+    if not (isinstance(layer, str) and quantity in ("G", "A", "D") and (group is None or isinstance(group, str))
+            and (position is None or (type(position) is int and position >= 0))):
+        raise ValueError(f"not a spectrum key: {raw!r}")
+    return (layer, quantity, group, position)
 
 
 class _Decoder:
@@ -251,7 +271,11 @@ class _Decoder:
     def _key_list(self, blob):
         keys = self._keys.get(blob)
         if keys is None:
-            keys = self._keys[blob] = [(k[0], k[1], k[2], k[3]) for k in json.loads(zlib.decompress(blob))]
+            inflate = zlib.decompressobj()
+            text = inflate.decompress(blob, _MAX_KEYS_BYTES)
+            if inflate.unconsumed_tail or not inflate.eof:
+                raise ValueError("the key list is damaged or implausibly large")
+            keys = self._keys[blob] = [_key(k) for k in json.loads(text)]
         return keys
 
     def _step(self, head, keys, body, offset):
@@ -297,7 +321,7 @@ class _Decoder:
     def _step_v1(self, head, body, offset):
         payload = np.frombuffer(body, dtype="<f8", offset=offset)
         for kid, layer, quantity, group, position in head["d"]:
-            self._keys[kid] = (layer, quantity, group, position)
+            self._keys[kid] = _key((layer, quantity, group, position))
         spectra, at = [], 0
         for kid, length in head["k"]:
             spectra.append((self._keys[kid], payload[at: at + length]))

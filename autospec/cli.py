@@ -154,17 +154,35 @@ def build_parser():
     _add_settings(p, sweep=True)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("stats", help="group statistics of a record")
+    p = sub.add_parser("stats", help="group statistics of a record (calibrated tests by default)",
+                       description="Group tests of a record. By default only calibrated tests run: Welch tests "
+                                   "(log10 values) over per-sample values with BH-FDR within each map. The paper's "
+                                   "t-tests (--tests paper) are labelled 'paper (uncalibrated)'.")
     p.add_argument("record", help="record.h5 (or a run folder holding one)")
     p.add_argument("--groups", nargs="+", metavar="G", help="groups to compare (default: every pair)")
+    p.add_argument("--tests", choices=["calibrated", "paper"],
+                   help="calibrated (default): per-sample tests; paper: the paper's uncalibrated t-tests")
+    p.add_argument("--mode", choices=["auto", "paper", "per_sample"],
+                   help="older spelling of --tests (auto and per_sample = calibrated)")
     p.add_argument("--fdr", action=argparse.BooleanOptionalAction, default=True,
                    help="Benjamini-Hochberg FDR within each map (default on)")
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--mode", choices=["auto", "paper", "per_sample"], default="auto",
-                   help="paper: the paper's t-tests; per_sample: Welch tests over samples (needs per-sample values)")
+    p.add_argument("--permutations", type=int, default=0, metavar="N",
+                   help="also run permutation tests with N relabellings (default 0: Welch only)")
+    p.add_argument("--raw", action="store_true", help="test raw values instead of log10 (calibrated tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
     p.add_argument("--layers", nargs="+", metavar="L")
     p.add_argument("--quantities", nargs="+", choices=["G", "A", "D"])
     p.add_argument("--significant", action="store_true", help="only rows with significant cells")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                   help="table (default), or one JSON/CSV row per map for scripts")
+    p.add_argument("--null", type=int, metavar="N",
+                   help="rerun the tests on N label permutations: the rate of maps with any finding under no "
+                        "effect (per row: null_rate) and a p-value histogram figure")
+    p.add_argument("--out", metavar="DIR", help="folder of the --null figure (default: beside the record)")
+    p.add_argument("--baseline", metavar="DATA.npz",
+                   help="also test per-sample input features (norms, top singular values): arrays X (N, ...) "
+                        "and labels (N,) in an .npz file")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("plot", help="figures of a record, or the panel figure of several panel records")
@@ -323,17 +341,85 @@ def _record_path(text):
 
 
 def cmd_stats(args):
-    from . import stats
+    from . import calibration, stats
     from .record import load_record
 
-    rec = load_record(_record_path(args.record))
-    summary = stats.summarize(rec, groups=args.groups, fdr=args.fdr, alpha=args.alpha, mode=args.mode,
-                              layers=args.layers, quantities=args.quantities)
-    meta = rec.metadata or {}
-    print(f"record: {args.record} ({meta.get('experiment', 'run')}, {len(rec)} steps, groups "
-          f"{', '.join(rec.groups) or 'none'})")
-    print(summary.to_text(only_significant=args.significant))
+    path = _record_path(args.record)
+    rec = load_record(path)
+    log = False if args.raw else None
+    summary = stats.summarize(rec, groups=args.groups, fdr=args.fdr, alpha=args.alpha, tests=args.tests,
+                              mode=args.mode, layers=args.layers, quantities=args.quantities,
+                              n_permutations=args.permutations, seed=args.seed, log=log)
+    paper = any(not r["calibrated"] for r in summary.rows)
+    messages, extra = [], []
+    if args.null is not None:
+        if paper:
+            raise UsageError("--null reruns tests on permuted sample labels; the paper's tests compare group spectra "
+                             "computed during training, which a relabelling cannot recompute (use the default tests)")
+        layers = sorted({r["layer"] for r in summary.rows}, key=[r["layer"] for r in summary.rows].index)
+        runs = [("welch-samples", 0)] + ([("perm-samples", args.permutations)] if args.permutations else [])
+        for test, n_perm in runs:
+            null = calibration.null_calibration(rec, args.null, layers=layers, groups=args.groups, alpha=args.alpha,
+                                                n_permutations=n_perm, log=log, seed=args.seed)
+            _attach_null(summary.rows, test, null)
+            folder = Path(args.out) if args.out else path.parent
+            figure = calibration.plot_null_pvalues(
+                null, folder / f"{path.stem}-null-pvalues{'' if not n_perm else '-permutation'}.png")
+            messages += [null.to_text(), f"null p-value histogram: {figure}"]
+    if args.baseline:
+        extra = stats.summary_of(calibration.data_baseline(*_baseline_arrays(args.baseline), groups=args.groups,
+                                                           n_permutations=args.permutations, seed=args.seed,
+                                                           fdr=args.fdr, log=log), args.alpha, args.fdr)
+    if args.format == "table":
+        meta = rec.metadata or {}
+        print(f"record: {args.record} ({meta.get('experiment', 'run')}, {len(rec)} steps, groups "
+              f"{', '.join(rec.groups) or 'none'})")
+        print(summary.to_text(only_significant=args.significant))
+        if extra:
+            print(f"\ndata-only baseline ({args.baseline}): the same tests on per-sample input features")
+            print(extra.to_text())
+        for message in messages:
+            print("\n" + message)
+        return 0
+    if extra:
+        summary.rows += extra.rows
+    if args.format == "json":
+        print(summary.to_json())
+    else:
+        print(summary.to_csv(), end="")
+    for message in messages:  # the rows go to stdout; the readable calibration report to stderr
+        print(message, file=sys.stderr)
     return 0
+
+
+def _attach_null(rows, test, null):
+    """Copy the per-map null rate of a calibration onto the summary rows of ``test``."""
+    rates = {(m["layer"], m["quantity"], m["groups"]): m for m in null.maps}
+    for row in rows:
+        m = rates.get((row["layer"], row["quantity"], row["groups"]))
+        if row["test"] == test and m is not None:
+            row["null_rate"], row["null_interval"], row["null_n"] = m["rate"], list(m["interval"]), null.n_null
+
+
+def _baseline_arrays(file):
+    """(X, labels) from an .npz file (never unpickled)."""
+    import numpy as np
+
+    from .stats import StatsError
+
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            missing = [k for k in ("X", "labels") if k not in data.files]
+            if missing:
+                raise StatsError(f"{file} lacks array(s) {missing}: the baseline needs X (N, ...) and labels (N,), "
+                                 f"the file has {data.files}")
+            return data["X"], data["labels"]
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, StatsError):
+            raise
+        raise StatsError(f"cannot read {file} as an .npz file of plain arrays: {exc}") from exc
 
 
 def cmd_plot(args):

@@ -856,11 +856,12 @@ def _read_regular_file(record_path, path):
     except OSError as exc:  # ELOOP: a symbolic link
         raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} cannot be opened "
                                                f"as a plain file ({exc.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} is not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _damaged_or_foreign(record_path, f"its journal {os.path.basename(path)!r} is not a regular file")
-        return fh.read(st.st_size)
+        return fh.read(st.st_size)  # never more than the file's real size
 
 
 def _remove_if_own_journal(path, run_id):

@@ -272,9 +272,13 @@ def test_seed_tests_find_planted_cells():
 
 def test_summarize_record_with_groups_and_per_sample():
     rec = make_record(n_steps=14, planted={"1.weight": (4, 10)}, n_per_group=10, seed=1)
-    summary = stats.summarize(rec)
-    tests = {row["test"] for row in summary}
-    assert tests == {"paper-step", "paper-index", "welch-samples"}
+    summary = stats.summarize(rec)  # calibrated by default: the per-sample tests only
+    assert {row["test"] for row in summary} == {"welch-samples"}
+    assert all(row["calibrated"] for row in summary)
+    paper = stats.summarize(rec, tests="paper")
+    assert {row["test"] for row in paper} == {"paper-step", "paper-index"}
+    assert not any(row["calibrated"] for row in paper) and "paper (uncalibrated)" in paper.to_text()
+    assert stats.summarize(rec, mode="paper").to_json() == paper.to_json()  # the older spelling
     sig = {(r["layer"], r["quantity"], r["test"]) for r in summary.significant_rows()}
     assert ("1.weight", "G", "welch-samples") in sig
     assert not any(layer == "0.weight" and test == "welch-samples" for layer, _, test in sig)
@@ -322,8 +326,10 @@ def test_clear_errors_for_groups_samples_and_shapes():
         stats.seed_tests([rec, make_record(n_steps=4)], "0.weight")
     with pytest.raises(ValueError, match="unknown mode"):
         stats.summarize(rec, mode="magic")
-    with pytest.raises(ValueError, match="nothing to compare"):
+    with pytest.raises(stats.NotCalibratedError, match="no calibrated test can run.*per_sample=True"):
         stats.summarize(make_record(n_steps=2, groups=("only",)))
+    with pytest.raises(ValueError, match="no group spectra to compare"):
+        stats.summarize(make_record(n_steps=2, groups=("only",)), tests="paper")
     with pytest.raises(KeyError):
         stats.paper_step_tests(rec, "no.such.layer")
 
@@ -334,11 +340,11 @@ def test_summarize_skips_quantities_recorded_without_groups():
     for s in range(4):
         rec.append(s, {("L", "G", "a", None): rng.random(3), ("L", "G", "b", None): rng.random(3),
                        ("L", "A", None, None): rng.random(3)})
-    summary = stats.summarize(rec)
+    summary = stats.summarize(rec, tests="paper")
     assert {(r["quantity"], r["test"]) for r in summary} == {("G", "paper-step"), ("G", "paper-index")}
     assert "(no significant cells)" in summary.to_text(only_significant=True) or summary.significant_rows()
     with pytest.raises(ValueError, match="no group spectra to compare"):
-        stats.summarize(rec, quantities=["A"])
+        stats.summarize(rec, quantities=["A"], tests="paper")
 
 
 def test_samples_without_spread_give_nan_not_infinite_significance():
@@ -362,9 +368,154 @@ def test_summary_notes_layers_too_small_for_the_per_step_test():
     rec = Record()
     for s in range(20):
         rec.append(s, {("w", "G", "a", None): 1 + rng.random(1), ("w", "G", "b", None): 1 + rng.random(1)})
-    summary = stats.summarize(rec)
+    summary = stats.summarize(rec, tests="paper")
     assert [r["test"] for r in summary.rows] == ["paper-index"]
     assert summary.skipped and summary.skipped[0][:3] == ("w", "G", "paper_step_tests")
     assert "not tested: w G (paper_step_tests)" in summary.to_text()
-    with pytest.raises(ValueError, match="too few samples"):  # asked for explicitly: a clear error
-        stats.summarize(rec, layers="w", quantities="G")
+    # explicit layers keep every test that can run (issue 12: the layer is not dropped)
+    explicit = stats.summarize(rec, layers="w", quantities="G", tests="paper")
+    assert [r["test"] for r in explicit.rows] == ["paper-index"] and explicit.skipped
+    with pytest.raises(stats.TooFewSamples, match="too few samples"):  # the single test asked for: an error
+        stats.paper_step_tests(rec, "w")
+
+
+# ------------------------------------------------------------------------------ issue 12: calibrated defaults
+
+
+def minibatch_record(n_data=60, batch=20, n_steps=9, factor=3.0, seed=0, ids=True):
+    """Shuffled mini-batches: each step sees a different random batch, labels recorded per step.
+    Samples of group "b" have per-sample values ``factor`` times larger."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["a", "b"], n_data // 2)
+    base = rng.lognormal(0.0, 0.3, size=n_data)
+    rec = Record(metadata={})
+    batches = []
+    for s in range(n_steps):
+        idx = rng.choice(n_data, size=batch, replace=False)
+        values = base[idx] * np.where(labels[idx] == "b", factor, 1.0) * rng.lognormal(0, 0.05, batch)
+        rec.append(s, {("L", "G", None, None): np.ones(2)}, per_sample={"L": values[:, None]},
+                   sample_groups=labels[idx], sample_ids=idx if ids else None)
+        batches.append((idx, values))
+    return rec, labels, batches
+
+
+def test_shuffled_minibatches_are_tested_under_each_steps_own_labels():
+    """Every per-sample value is tested under its own step's label (fails when one label vector,
+    e.g. the first batch's, is applied to every step)."""
+    rec, labels, batches = minibatch_record()
+    res = stats.group_tests(rec, "L", n_permutations=199)
+    for r in res:
+        assert r.significant(0.05)[:, 0].all() and np.all(r.d < 0)  # b larger at every step
+    welch = res[0]
+    for s, (idx, values) in enumerate(batches):  # the same numbers as a Welch test by hand per batch
+        lab = labels[idx]
+        ref = sst.ttest_ind(np.log10(values[lab == "a"]), np.log10(values[lab == "b"]), equal_var=False)
+        assert welch.p[s, 0] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert welch.t[s, 0] == pytest.approx(ref.statistic, rel=1e-9)
+    # a mini-batch null keeps its rate: relabelling dataset samples (sample ids) or within steps
+    for with_ids in (True, False):
+        null_rec, _, _ = minibatch_record(factor=1.0, seed=1, ids=with_ids)
+        null = stats.null_calibration(null_rec, 200, seed=0)
+        assert null.rate <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / 200)
+
+
+def test_permute_step_labels_keeps_each_steps_labels_and_padding():
+    rng = np.random.default_rng(0)
+    codes = np.array([[0, 0, 1, 1, -1], [1, 0, 0, 1, 1], [0, 1, -1, -1, -1]])
+    perm = stats.permute_step_labels(codes, rng, 50)
+    assert perm.shape == (50, 3, 5)
+    assert np.array_equal(perm < 0, np.broadcast_to(codes < 0, perm.shape))  # no sample stays no sample
+    for s in range(3):
+        assert np.all(np.sort(perm[:, s], axis=1) == np.sort(codes[s]))  # each step keeps its label counts
+    assert len({p.tobytes() for p in perm}) > 10
+    full = np.array([[0, 0, 1, 1, 1]] * 4)  # full batch: one relabelling of the samples, shared by all steps
+    shared = stats.permute_step_labels(full, rng, 20)
+    assert np.all(shared == shared[:, :1])
+    ids = np.array([[3, 1, 2], [0, 3, 1]])  # sample ids: a sample keeps one label wherever it appears
+    lab = np.array([[1, 0, 0], [1, 1, 0]])
+    by_id = stats.permute_step_labels(lab, rng, 30, sample_ids=ids)
+    assert np.all(by_id[:, 0, 0] == by_id[:, 1, 1]) and np.all(by_id[:, 0, 1] == by_id[:, 1, 2])
+
+
+def floor_record(with_floors=True):
+    """Group spectra whose last value sits below the floor, per-sample spectra with a value below it."""
+    rng = np.random.default_rng(4)
+    rec = Record(metadata={})
+    rec.set_sample_groups(np.repeat(["a", "b"], 8))
+    for s in range(6):
+        spectra, floors = {}, {}
+        for g in ("a", "b"):
+            spectra[("L", "G", g, None)] = np.r_[np.sort(rng.lognormal(size=3))[::-1] + 1, rng.random() * 1e-18]
+            floors[("L", "G", g, None)] = 1e-15
+        spectra[("L", "G", None, None)] = np.array([4.0, 2.0, 1.0, 1e-19])
+        floors[("L", "G", None, None)] = 4.0 * 1e-15  # sigma_max * max(m, n) * eps with max(m, n) * eps = 1e-15
+        per = rng.lognormal(size=(16, 3))
+        per[:, 2] = per[:, 0] * 1e-17 * rng.random(16)  # the third per-sample value is numerically zero
+        rec.append(s, spectra, per_sample={"L": per}, floors=floors if with_floors else None)
+    return rec
+
+
+def test_values_below_the_noise_floor_are_never_tested():
+    rec = floor_record()
+    welch = stats.group_tests(rec, "L")[0]
+    assert welch.below_floor[:, 2].all() and not welch.below_floor[:, :2].any()
+    assert np.isnan(welch.p[:, 2]).all() and np.isfinite(welch.p[:, :2]).all()
+    step, index = stats.group_tests(rec, "L", tests="paper")
+    assert index.below_floor.tolist() == [False, False, False, True] and np.isnan(index.p[3])
+    assert not step.below_floor.any() and np.all(step.df == 3 + 3 - 2)  # per step: the floor values left out
+    summary = stats.summarize(rec)
+    assert summary.rows[0]["n_below_floor"] == 6 and summary.machine_rows()[0]["n_below_floor"] == 6
+    assert "below_floor" in summary.to_text() and "noise floor" in summary.to_text()
+    unfloored = stats.group_tests(floor_record(with_floors=False), "L", tests="paper")[1]
+    assert np.isfinite(unfloored.p[3]) and not unfloored.below_floor.any()  # tested when no floor is known
+
+
+def test_effective_rank_counts_only_values_above_the_floor():
+    s = np.array([[3.0, 1.0, 1e-17, 1e-18], [2.0, 2.0, 2.0, 1e-20]])
+    np.testing.assert_allclose(stats.effective_rank(s, floor=[1e-15, 1e-15]),
+                               [stats.effective_rank([3.0, 1.0]), 3.0])
+    assert stats.effective_rank([1.0, 1.0, 0.5], floor=0.5) == pytest.approx(2.0)
+    assert stats.effective_rank([1.0, 1.0], floor=np.nan) == pytest.approx(2.0)  # unknown floor: every value
+
+
+def test_group_tests_entry_point_labels_and_errors():
+    rec = make_record(n_steps=6, n_per_group=6, planted={"1.weight": (2, 5)})
+    res = stats.group_tests(rec, "1.weight")
+    assert [r.title for r in res] == ["Welch per-sample, log10, BH-FDR"] and res[0].calibrated
+    assert res[0].label == "calibrated" and res[0].below_floor.shape == res[0].p.shape
+    raw = stats.group_tests(rec, "1.weight", log=False, fdr=False, n_permutations=99)
+    assert [r.title for r in raw] == ["Welch per-sample", "permutation per-sample"]
+    paper = stats.group_tests(rec, "1.weight", "A", tests="paper")
+    assert [r.label for r in paper] == ["paper (uncalibrated)"] * 2
+    with pytest.raises(stats.NotCalibratedError, match="quantity 'A'.*several seeds"):
+        stats.group_tests(rec, "1.weight", "A")
+    with pytest.raises(stats.NotCalibratedError, match="no per-sample values.*per_sample=True"):
+        stats.group_tests(make_record(n_steps=3), "0.weight")
+    with pytest.raises(stats.NotCalibratedError, match="more seeds|several seeds"):
+        stats.group_tests([make_record(n_steps=3)], "0.weight")
+    with pytest.raises(stats.TooFewSamples, match="too few samples"):
+        stats.group_tests(make_record(n_steps=3, n_per_group=1), "0.weight")
+    with pytest.raises(stats.StatsError, match="unknown tests"):
+        stats.group_tests(rec, "0.weight", tests="magic")
+    with pytest.raises(ValueError, match=r"unknown group\(s\)"):
+        stats.group_tests(rec, "0.weight", groups=["HC", "XX"])
+    assert issubclass(stats.TooFewSamples, stats.AutoSpecError) and issubclass(stats.NotCalibratedError, ValueError)
+    seeds = stats.group_tests([make_record(n_steps=4, seed=s) for s in range(4)], "0.weight")
+    assert seeds[0].title == "Welch per-seed, log10, BH-FDR" and seeds[0].calibrated
+
+
+def test_summaries_keep_every_test_of_one_unit_layers():
+    """A 1-unit layer (the sinusoid RNN's weight_ih_l0, readout): the per-sample tests run, the
+    paper's per-step test cannot (one singular value) and is listed, never the whole layer dropped."""
+    rng = np.random.default_rng(0)
+    rec = Record()
+    rec.set_sample_groups(np.repeat(["a", "b"], 5))
+    for s in range(8):
+        spectra = {("w", "G", g, None): 1 + rng.random(1) for g in ("a", "b")}
+        rec.append(s, spectra, per_sample={"w": rng.lognormal(size=(10, 1))})
+    calibrated = stats.summarize(rec, layers=["w"], quantities=["G"])
+    assert [r["test"] for r in calibrated.rows] == ["welch-samples"]
+    paper = stats.summarize(rec, layers=["w"], quantities=["G"], tests="paper")
+    assert [r["test"] for r in paper.rows] == ["paper-index"]
+    assert "not tested: w G (paper_step_tests): too few samples" in paper.to_text()
+    assert "paper (uncalibrated)" in paper.to_text()

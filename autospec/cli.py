@@ -245,9 +245,10 @@ def cmd_list(args):
     return 0
 
 
-def _print_findings(summary, limit=12):
+def _print_findings(result, limit=12):
+    summary = result.summary
     if summary is None:
-        print("group findings: none (fewer than two groups recorded)")
+        print(f"group findings: {result.findings_note}")
         return
     rows = summary.significant_rows()
     print(f"group findings: {len(rows)} of {len(summary.rows)} tested maps have significant cells "
@@ -268,7 +269,7 @@ def _run_one(config, out, args):
     result = run_experiment(config, out, quiet=quiet, restart=args.restart, force=args.force,
                             checkpoint_seconds=args.checkpoint_seconds)
     if not quiet:
-        _print_findings(result.summary)
+        _print_findings(result)
     return result
 
 

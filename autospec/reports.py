@@ -5,37 +5,26 @@ from pathlib import Path
 
 from .config import GROUP_PANELS
 
-def _summary(rec, compare):
-    """stats.summarize over every (layer, quantity) that can be tested; untestable ones (e.g. a
-    spectrum of one singular value) are listed in ``skipped``. Returns (Summary or None, skipped)."""
+
+def group_findings(rec, compare=None):
+    """(Summary of the calibrated group tests, None) of a record, or (None, a line saying why there
+    is none and what to do). Only calibrated tests are reported by default (per-sample Welch tests
+    with BH-FDR within each map); the paper's uncalibrated tests stay available from
+    ``autospec stats RECORD --tests paper``."""
     from . import stats
 
     if len(rec.groups) < 2 and rec.sample_groups is None:
-        return None, []
-    groups = list(compare) if compare else None
-    rows, results, skipped = [], [], []
-
-    def add(mode, layers, quantities):
-        try:
-            part = stats.summarize(rec, groups=groups, fdr=True, layers=layers, quantities=quantities, mode=mode)
-        except ValueError as exc:
-            skipped.append(f"{layers} {quantities or ''} ({mode}): {exc}")
-            return
-        rows.extend(part.rows)
-        results.extend(part.results)
-
-    if len(rec.groups) >= 2:
-        for layer in rec.layers:
-            for quantity in rec.quantities:
-                add("paper", layer, quantity)
-    if rec.sample_groups is not None:
-        for layer in rec.per_sample_layers:
-            add("per_sample", layer, None)
-    return stats.Summary(rows, results, 0.05, True, "bh"), skipped
+        return None, "no group comparison: the record holds fewer than two groups"
+    try:
+        return stats.summarize(rec, groups=list(compare) if compare else None, tests="calibrated"), None
+    except stats.StatsError as exc:
+        return None, (f"no calibrated group test: {exc} (`autospec stats {rec.path or 'RECORD'} --tests paper` "
+                      f"runs them)")
 
 
 def write_summary(rec, path, config=None, result=None):
-    """Write the group findings of a record (stats.summarize) to ``path``; returns (path, text, Summary or None)."""
+    """Write the group findings of a record (:func:`group_findings`) to ``path``; returns (path,
+    text, Summary or None). With a RunResult, also sets its ``findings_note`` (why there is no Summary)."""
     meta = rec.metadata or {}
     lines = [f"AutoSpec run: {meta.get('experiment', '?')}"]
     if meta.get("panel_description"):
@@ -49,14 +38,10 @@ def write_summary(rec, path, config=None, result=None):
         lines.append(f"final loss: {result.final_loss:.6g}"
                      + (f"; training accuracy: {result.accuracy:.3f}" if result.accuracy is not None else ""))
     compare = config.compare if config is not None else (meta.get("config") or {}).get("compare")
-    summary, skipped = _summary(rec, compare)
-    lines.append("")
-    if summary is None:
-        lines.append("no group comparison: the record holds fewer than two groups")
-    else:
-        lines.append(summary.to_text())
-        if skipped:
-            lines += ["", "not tested:"] + [f"  {item}" for item in skipped]
+    summary, note = group_findings(rec, compare)
+    lines += ["", note if summary is None else summary.to_text()]
+    if result is not None:
+        result.findings_note = note
     text = "\n".join(lines) + "\n"
     Path(path).write_text(text)
     return Path(path), text, summary

@@ -59,7 +59,8 @@ class RunResult:
     wall_seconds: float
     summary_path: Path | None = None
     summary_text: str | None = None
-    summary: object = None
+    summary: object = None  # the calibrated group tests (stats.Summary), or None: see findings_note
+    findings_note: str | None = None
     figure_paths: list = field(default_factory=list)
     resumed_from_step: int | None = None  # the checkpoint's step when the run continued an earlier one
     backup_dir: Path | None = None  # where files already in the folder were moved, if any

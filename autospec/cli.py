@@ -189,11 +189,18 @@ def build_parser():
     p.add_argument("records", nargs="+", metavar="RECORD",
                    help="record.h5 files or run folders; records of different panels (A-H) give the paper's "
                         "panel figure (add --each for every record's own figures too)")
-    p.add_argument("--out", metavar="DIR", help="default: figures/ beside the (first) record")
-    p.add_argument("--groups", nargs=2, metavar="G", help="the two groups of the difference maps")
+    p.add_argument("--out", metavar="DIR", help="where the figure folders go (default: figures/ beside the first "
+                                                "record); each run gets its own folder, e.g. digits-mlp_G_seed0")
+    p.add_argument("--groups", nargs="+", metavar="G",
+                   help="groups of the difference figures (default: all; more than two: a grid of every pair)")
+    p.add_argument("--tests", choices=["calibrated", "paper"], default="calibrated",
+                   help="calibrated: per-sample / per-seed tests (default); paper: the paper's uncalibrated tests")
     p.add_argument("--quantities", nargs="+", choices=["G", "A", "D"], help="trajectories of these (default: all)")
     p.add_argument("--each", action="store_true", help="with several panel records: each record's figures too")
     p.add_argument("--formats", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG figures (default 150)")
+    p.add_argument("--force", action="store_true",
+                   help="write into figure folders that hold files, moving those files into a backup folder there")
     p.set_defaults(func=cmd_plot)
     return parser
 
@@ -424,28 +431,46 @@ def _baseline_arrays(file):
 
 
 def cmd_plot(args):
+    """Figures of each record into its own folder under --out (named after its run), or the panel
+    figure of several panel records; never overwrites a file (--force moves old ones aside)."""
     from . import plot
-    from .experiments import write_figures
+    from .plot_files import FigureFolder, check_output_root, run_label, run_labels
+    from .plot_groups import choose_groups, record_groups
     from .record import load_record
 
     paths = [_record_path(r) for r in args.records]
     records = [load_record(p) for p in paths]
-    out = Path(args.out) if args.out else paths[0].parent / "figures"
+    root = Path(args.out) if args.out else paths[0].parent / "figures"
+    check_output_root(root)
+    if args.groups and len(args.groups) < 2:
+        raise UsageError(f"--groups needs at least two groups, got {args.groups}")
+    for rec in records:  # unknown groups fail before anything is drawn
+        if args.groups and record_groups(rec):
+            choose_groups(rec, args.groups)
     panels = {(r.metadata or {}).get("panel"): r for r in records}
     panel_figure = len(records) > 1 and None not in panels and len(panels) == len(records)
-    written = []
+    each = not panel_figure or args.each
+    labels = run_labels(records, paths)
+    # every folder is checked before the first figure is drawn
+    if not 10 <= args.dpi <= 1200:
+        raise UsageError(f"--dpi must be between 10 and 1200, got {args.dpi}")
+    opts = dict(formats=args.formats, dpi=args.dpi, force=args.force)
+    folders = [FigureFolder(root / label, **opts) for label in labels] if each else []
+    written, notes = [], []
     if panel_figure:
-        from .sweep import _comparable_layers
-
-        fig = plot.plot_panels(panels, layers=_comparable_layers(panels), groups=args.groups)
-        written += plot.save_figure(fig, out / "panels", formats=tuple(args.formats))
-    if not panel_figure or args.each:
-        for path, rec in zip(paths, records):
-            folder = out if len(records) == 1 else out / path.parent.name
-            written += write_figures(rec, folder, compare=args.groups, quantities=args.quantities,
-                                     group_differences=len(rec.groups) >= 2, formats=args.formats)
+        name = "panels_" + run_label(records[0], paths[0], with_panel=False) + "_" + "".join(sorted(panels))
+        panel_folder = FigureFolder(root / name, **opts)
+        fig = plot.plot_panels(panels, groups=args.groups, tests=args.tests)
+        written += panel_folder.save(fig, "panels")
+    for rec, folder in zip(records, folders):
+        report = plot.write_record_figures(rec, folder, quantities=args.quantities, groups=args.groups,
+                                           tests=args.tests)
+        written += report.written
+        notes += report.notes
     for p in written:
         print(p)
+    for note in notes:
+        print(f"autospec plot: {note}", file=sys.stderr)
     return 0
 
 

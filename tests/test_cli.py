@@ -163,8 +163,9 @@ def test_plot_command_and_panel_figure(tmp_path, capsys):
                  "--quantities", "D", "--groups", "3", "8"]) == 0
     printed = [Path(p) for p in capsys.readouterr().out.split()]
     assert {p.name for p in printed} == {"dashboard.png", "trajectories_D.png",
-                                         "group_differences_encoder.0.weight.png",
-                                         "group_differences_decoder.0.weight.png"}
+                                         "group_differences_encoder.0.weight_3-vs-8.png",
+                                         "group_differences_decoder.0.weight_3-vs-8.png"}
+    assert {p.parent.name for p in printed} == {"digits-mlp_G_seed0"}  # a folder named after the run
     assert main(["plot", str(tmp_path / "A"), str(tmp_path / "G"), "--out", str(tmp_path / "figs"),
                  "--formats", "png"]) == 0
     printed += [Path(p) for p in capsys.readouterr().out.split()]

@@ -11,7 +11,7 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from autospec import plot
+from autospec import plot, stats
 from autospec.record import Record
 
 LAYERS = {"0.weight": 6, "2.weight": 4}
@@ -108,7 +108,10 @@ def test_trajectories_errors():
 
 def test_group_differences_paper_mode(tmp_path):
     rec = make_record()
-    fig = plot.plot_group_differences(rec, "2.weight", "G", groups=("HC", "SZ"))
+    with pytest.raises(stats.NotCalibratedError, match="no per-sample values"):
+        plot.plot_group_differences(rec, "2.weight", "G", groups=("HC", "SZ"))  # calibrated by default
+    fig = plot.plot_group_differences(rec, "2.weight", "G", groups=("HC", "SZ"), tests="paper")
+    assert "paper (uncalibrated)" in fig.get_suptitle()
     axes = main_axes(fig)
     assert len(axes) == 4  # map, per-step strip, per-index strip, trajectories
     ax_map, ax_top, ax_right, ax_lines = axes
@@ -118,7 +121,7 @@ def test_group_differences_paper_mode(tmp_path):
     assert ax_lines.get_yscale() == "log" and ax_lines.get_ylabel() == "singular value (log)"
     assert colorbar_labels(fig) == ["log10(σ HC / σ SZ)"]
     assert len(ax_lines.get_legend().get_texts()) == 6  # 3 indices x 2 groups
-    data = plot.difference_data(rec, "2.weight", groups=("HC", "SZ"))
+    data = plot.difference_data(rec, "2.weight", groups=("HC", "SZ"), tests="paper")
     assert data["index_sig"].all()  # the planted doubling covers every index of 2.weight
     assert_renders(fig, tmp_path, "diff_paper")
 
@@ -158,7 +161,8 @@ def test_panels_grid_letters_and_maps(tmp_path):
     other = Record(metadata={})
     for s in range(3):
         other.append(s, {("0.weight", "G", None, None): np.array([2.0, 1.0])})
-    fig = plot.plot_panels({"H": rec, "A": rec, "B": other, "G": [make_record(seed=s) for s in range(3)]})
+    fig = plot.plot_panels({"H": make_record(n_per_group=6), "A": rec, "B": other,
+                            "G": [make_record(seed=s) for s in range(3)]})
     axes = main_axes(fig)
     assert len(axes) == 2 * 4  # two layers x panels A, B, G, H
     texts = [t for ax in axes for t in ax.texts]
@@ -170,7 +174,7 @@ def test_panels_grid_letters_and_maps(tmp_path):
     assert not grid[1, 1].axison  # panel B's record has no layer 2.weight
     assert grid[0, 2].get_ylabel() == "index" and grid[0, 3].get_ylabel() == ""
     labels = colorbar_labels(fig)
-    assert any("−log10 q" in lab for lab in labels) and any("log10(σ HC / σ SZ)" in lab for lab in labels)
+    assert any("(welch-seeds)" in lab for lab in labels) and any("(welch-samples)" in lab for lab in labels)
     assert any("index / (k − 1)" in lab for lab in labels)
     assert_renders(fig, tmp_path, "panels")
     with pytest.raises(ValueError, match=r"unknown panel\(s\) \['Z'\]"):
@@ -183,7 +187,8 @@ def test_dashboard(tmp_path):
     rec = make_record()
     fig = plot.plot_dashboard(rec)
     titles = [ax.get_title() for ax in main_axes(fig)]
-    assert titles == ["loss", "top singular value of G", "effective rank of G", "spectrum of G at step 35"]
+    assert titles == ["loss", "top singular value of G", "effective rank of G (values above the noise floor)",
+                      "spectrum of G at step 35 (dashed: noise floor)"]
     ax_top = main_axes(fig)[1]
     np.testing.assert_allclose(ax_top.lines[0].get_ydata(), rec.series("0.weight", "G")[:, 0])
     assert [t.get_text() for t in fig.legends[0].get_texts()] == list(LAYERS)

@@ -10,8 +10,9 @@ Folders are keyed by the settings that change results. A grid with the registere
 runs in OUT/EXPERIMENT/...; a grid that changes any of them (``--epochs 3``, ``--set data.n=20``,
 a config file) runs in OUT/EXPERIMENT-FINGERPRINT/..., FINGERPRINT being 8 hex digits of a hash
 of the changed settings (sweep.json lists them as ``changed_settings``). So rerunning a sweep
-with another setting never touches finished runs: it gets its own folders. Settings that do not
-change results (figures, figure_formats, description, panels) are not part of the key. Should a
+with another setting never touches finished runs: it gets its own folders. Settings that change
+only the summary and figures (figures, figure_formats, compare, description, panels) are not
+part of the key. Should a
 run folder still hold a run with other settings (the registered defaults changed between
 versions, or a run was written there by hand), the sweep refuses before anything runs, naming
 the folders and the settings that differ; ``force=True`` (``--force``) first moves such folders,
@@ -53,8 +54,8 @@ from .experiments import ExperimentError
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-#: Settings that change only what is drawn or said about a run, not its results.
-RESULT_NEUTRAL = frozenset({"description", "figures", "figure_formats", "panels"})
+#: Settings that change only what is drawn or said about a run (summary, figures), not its record.
+RESULT_NEUTRAL = frozenset({"description", "figures", "figure_formats", "panels", "compare"})
 #: Settings that name a run in the grid rather than change it.
 _GRID_KEYS = frozenset({"experiment", "panel", "seed"})
 _STOP_GRACE_SECONDS = 20.0  # how long stopped workers get to mark their runs "interrupted"

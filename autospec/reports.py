@@ -47,37 +47,18 @@ def write_summary(rec, path, config=None, result=None):
     return Path(path), text, summary
 
 
-def _figure_pair(rec, compare):
-    groups = [str(g) for g in rec.groups]
-    chosen = [g for g in (compare or []) if g in groups] or groups
-    return tuple(chosen[:2]) if len(chosen) >= 2 else None
-
-
 def write_figures(rec, folder, panel=None, compare=None, group_differences=None, quantities=("G",),
                   formats=("png", "pdf")):
     """Figures of one record in ``folder`` (each as PNG and PDF by default): a dashboard, the
     trajectories of each of ``quantities`` (whole batch; None = every recorded quantity) and, for
     group panels (G, H; or ``group_differences=True``), per-layer group-difference maps of G
-    (per-sample tests where the record has per-sample values). Returns the paths written."""
+    (calibrated tests) for the ``compare`` groups (default: all). Figures already in ``folder``
+    (an earlier run's) are moved into a backup folder there. Returns the paths written."""
     from . import plot
 
-    folder = Path(folder)
-    written = []
-
-    def save(fig, name):
-        written.extend(plot.save_figure(fig, folder / name, formats=tuple(formats)))
-        fig.clear()
-
-    save(plot.plot_dashboard(rec, quantity="G"), "dashboard")
-    for quantity in (rec.quantities if quantities is None else [q for q in quantities if q in rec.quantities]):
-        save(plot.plot_trajectories(rec, quantity=quantity), f"trajectories_{quantity}")
     if group_differences is None:
         group_differences = panel in GROUP_PANELS
-    pair = _figure_pair(rec, compare)
-    if group_differences and pair is not None:
-        per_sample = rec.sample_groups is not None and len(rec.per_sample_layers) > 0
-        for layer in rec.layers:
-            mode = "per_sample" if per_sample and layer in rec.per_sample_layers else "paper"
-            fig = plot.plot_group_differences(rec, layer, "G", groups=pair, mode=mode)
-            save(fig, f"group_differences_{layer.replace('/', '_')}")
-    return written
+    report = plot.write_record_figures(rec, folder, quantities=quantities, groups=list(compare) if compare else None,
+                                       group_differences=group_differences and len(rec.groups) >= 2,
+                                       formats=tuple(formats), force=True)
+    return report.written

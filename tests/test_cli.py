@@ -68,7 +68,7 @@ def test_group_panel_writes_difference_maps_and_per_sample_values(tmp_path):
     assert rec.metadata["config"]["task"] == "classify" and set(rec.groups) == {"SZ", "HC"}
     assert rec.per_sample(rec.layers[0]).shape[:2] == (2, 20)
     for layer in rec.layers:
-        assert (tmp_path / "figures" / f"group_differences_{layer}.png").is_file()
+        assert len(list((tmp_path / "figures").glob(f"group_differences_{layer}_*-vs-*.png"))) == 1
     assert "welch-samples" in (tmp_path / "summary.txt").read_text()
 
 

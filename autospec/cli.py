@@ -491,9 +491,11 @@ def main(argv=None):
         return args.func(args)
     except RunInterrupted as exc:
         s = exc.status
+        again = ("starts it again" if s.get("checkpoint_step") is None
+                 else f"continues from the checkpoint at step {s.get('checkpoint_step')}")
         print(f"\nautospec: interrupted at epoch {s.get('epoch')} of {s.get('epochs')} (step {s.get('step')}); "
               f"{s.get('record')} keeps {s.get('steps_recorded')} steps; status.json says 'interrupted'; the same "
-              f"command continues from the checkpoint at step {s.get('checkpoint_step')}", file=sys.stderr)
+              f"command {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("\nautospec: interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ExperimentError
+from .errors import AutoSpecError
 
 def _participants_for(config, folder):
     if config.participants:
@@ -41,7 +42,7 @@ def _data_errors():
     them into ExperimentError (one line on the command line), keeping the message."""
     try:
         yield
-    except ExperimentError:
+    except AutoSpecError:  # already one of ours (e.g. datasets.DatasetError)
         raise
     except (ValueError, TypeError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -60,7 +60,7 @@ def make_out_dir(out_dir, flag="--out"):
     out = check_not_a_file(out_dir, flag)
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a parent is a file
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
         raise OutputFolderError(f"{flag} {out}: a part of that path is a file, not a folder") from None
     return out
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import outputs
 from .checkpoint import CheckpointError, TrainingState, apply_checkpoint, load_checkpoint, save_checkpoint
-from .config import PANELS, ExperimentConfig, ExperimentError, config_to_toml
+from .config import PANELS, ExperimentConfig, ExperimentError, config_to_toml, load_config_file
 from .experiment_data import load_experiment_data
 from .reports import write_figures, write_summary
 from .resources import ResourceError, check_data_memory, check_model_memory, format_bytes, record_estimate
@@ -140,6 +140,7 @@ class _StopAtStepEnd:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        _notice("stopping after this step to save a checkpoint (press Ctrl-C again to stop at once)")
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -160,8 +161,6 @@ def _previous_settings(out, status):
     if isinstance(status.get("settings"), dict):
         return status["settings"]
     try:
-        from .config import load_config_file
-
         return load_config_file(out / outputs.CONFIG_NAME)
     except ExperimentError:
         return {}

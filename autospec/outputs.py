@@ -82,7 +82,11 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             self.created = True
         except FileExistsError:
-            fd = os.open(self.path, os.O_RDWR)
+            try:
+                fd = os.open(self.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+            except OSError as exc:  # a link or something else that is not our plain lock file
+                raise OutputFolderError(f"{self.path} is not a plain file ({exc.strerror}); move it away or "
+                                        f"choose another --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -116,12 +120,18 @@ class RunLock:
 # ----------------------------------------------------------------------------- status.json
 
 
-def write_json_atomically(path, payload):
-    """Write JSON to ``path`` through a temporary file of this process and a rename."""
+def write_text_atomically(path, text):
+    """Write ``text`` to ``path`` through a temporary file of this process and a rename (a reader
+    never sees half a file, and a link at ``path`` is replaced, never written through)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomically(path, payload):
+    """Write JSON to ``path`` atomically (see write_text_atomically)."""
+    write_text_atomically(path, json.dumps(payload, indent=1, default=str))
 
 
 def read_status(out_dir):
@@ -195,7 +205,7 @@ def survey(out_dir):
         return FolderSurvey(None, [], present)
     result = FolderSurvey(status)
     for name in present:
-        ours = _config_is_ours(out / name) if name == CONFIG_NAME else not (out / name).is_symlink()
+        ours = not (out / name).is_symlink() and (name != CONFIG_NAME or _config_is_ours(out / name))
         (result.ours if ours else result.foreign).append(name)
     return result
 

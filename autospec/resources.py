@@ -101,7 +101,10 @@ def check_data_memory(config, limit=None):
 # ----------------------------------------------------------------------------- model
 
 
+#: weight matrices per hidden layer (a CNN's: kernel positions of 3 per axis), and the numbers
+#: each layer keeps per sample and position during a step (an LSTM's gates, BERT's feed-forward)
 _LAYER_MATRICES = {"mlp": 1, "cnn1d": 3, "cnn2d": 9, "cnn3d": 27, "rnn": 2, "lstm": 8, "bert": 12}
+_LAYER_ACTIVATIONS = {"mlp": 1, "cnn1d": 1, "cnn2d": 1, "cnn3d": 1, "rnn": 2, "lstm": 6, "bert": 10}
 
 
 def model_estimate(config, n_samples, sample_shape, n_outputs):
@@ -117,7 +120,9 @@ def model_estimate(config, n_samples, sample_shape, n_outputs):
         features, positions = sample_shape[0], math.prod(sample_shape[1:])
     out = n_outputs or features
     params = per_layer * (features * width + (depth - 1) * width * width) + width * out * max(1, positions)
-    activations = n_samples * positions * width * depth * per_layer
+    activations = n_samples * positions * (width * depth * _LAYER_ACTIVATIONS.get(arch, 10) + features * per_layer)
+    if arch == "bert":  # attention weights: one positions x positions map per sample and layer
+        activations += n_samples * positions * positions * depth
     return params, activations
 
 

@@ -290,7 +290,8 @@ class _Run:
     def go(self):
         config, out = self.config, self.out
         self.update()
-        (out / outputs.CONFIG_NAME).write_text(config_to_toml(config, header=outputs.config_header(config.label)))
+        outputs.write_text_atomically(out / outputs.CONFIG_NAME,
+                                      config_to_toml(config, header=outputs.config_header(config.label)))
         try:
             self._prepare()
         except KeyboardInterrupt:

@@ -127,6 +127,13 @@ def test_the_lock_names_its_holder_and_a_stale_status_does_not_block(tmp_path, c
     (out / "status.json").write_text(json.dumps({"state": "running", "pid": os.getppid(), "experiment": "x",
                                                  "config_digest": "0", "epoch": 0, "step": 0}))
     assert main(["run", *SMALL, "--epochs", "1", "--out", str(out)]) == 0
+    # a lock file that is a link is never written through
+    (tmp_path / "target").write_text("keep")
+    (out / "autospec.lock").unlink()
+    (out / "autospec.lock").symlink_to(tmp_path / "target")
+    assert main(["run", *SMALL, "--epochs", "1", "--out", str(out)]) == 2
+    assert "autospec.lock is not a plain file" in capsys.readouterr().err
+    assert (tmp_path / "target").read_text() == "keep"
 
 
 def test_a_damaged_checkpoint_is_named_and_the_run_starts_over_keeping_the_old_files(tmp_path, capsys):

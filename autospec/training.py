@@ -346,15 +346,23 @@ class _Run:
     def _open_record(self):
         if self.resume is None:
             return _introspector(self.config, self.model, self.record_path, self._metadata())
-        from .record import Record
+        from .record import Record, RecordError
 
         step = self.resume.step
-        record = Record.resume(self.record_path, step - 1)
-        if getattr(record, "resumed_backup", None):
+        try:
+            record = Record.resume(self.record_path, step - 1)
+        except RecordError as exc:
+            raise ExperimentError(f"{exc}; this run cannot be continued: pass --restart to move its files into a "
+                                  f"backup folder and start over") from None
+        if record.resumed_backup:
             _notice(f"{self.record_path}: steps after the checkpoint were cut; the file as it was is kept "
                     f"in {record.resumed_backup}")
         spec = _introspector(self.config, self.model, None, self._metadata(), record=record)
         spec.steps_seen = step
+        missing = len(range(0, step, spec.every)) - len(record)
+        if missing > 0:
+            _notice(f"{self.record_path} lacks {missing} of the steps before the checkpoint (a damaged record?); "
+                    f"they stay missing, the run goes on from step {step}")
         if self.resume.epoch >= self.config.epochs:
             _notice(f"{self.out} holds this run, finished ({step} steps); writing its summary and figures again "
                     f"(use --restart to train again)")
@@ -365,8 +373,9 @@ class _Run:
 
     def _check_record_size(self, X):
         """Print the expected record size; refuse a record larger than the free disk space."""
-        config, desc = self.config, self.description
         from .introspect import PRESETS
+
+        config, desc = self.config, self.description
 
         steps_per_epoch = len(_batches(self.n, config.batch_size, np.random.default_rng(0)))
         positions = math.prod(X.shape[2:]) if config.model != "mlp" and X.ndim > 2 else 1

@@ -68,7 +68,13 @@ def test_sigkill_then_the_same_command_resumes_to_the_uninterrupted_record(tmp_p
     assert _status(killed)["state"] == "finished" and _status(killed)["step"] == 180
 
 
-def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint_there(tmp_path, monkeypatch):
+# dropout draws from minigrad's generator, whose state the checkpoint must carry too
+DROPOUT = ["cobre-bert", "--set", "data.n_subjects=8", "--set", "data.n_timepoints=8", "--set", "data.n_components=7",
+           "--set", "model_options.dropout=0.3", "--batch-size", "3", "--width", "8", "--no-figures", "--quiet"]
+
+
+@pytest.mark.parametrize("run", [SMALL, DROPOUT], ids=["mlp-minibatch", "bert-dropout"])
+def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint_there(run, tmp_path, monkeypatch):
     calls = {"n": 0}
     original = optim.Adam.step
 
@@ -80,13 +86,13 @@ def test_ctrl_c_stops_after_the_step_and_saves_a_checkpoint_there(tmp_path, monk
 
     monkeypatch.setattr(optim.Adam, "step", step)
     out = tmp_path / "run"
-    assert main(["run", *SMALL, "--epochs", "4", "--out", str(out)]) == cli.EXIT_INTERRUPTED
+    assert main(["run", *run, "--epochs", "4", "--out", str(out)]) == cli.EXIT_INTERRUPTED
     assert _status(out)["state"] == "interrupted" and _status(out)["step"] == 5
     state = load_checkpoint(out / "checkpoint.npz")
     assert (state.epoch, state.batch, state.step) == (1, 2, 5)
     monkeypatch.setattr(optim.Adam, "step", original)
-    assert main(["run", *SMALL, "--epochs", "4", "--out", str(out)]) == 0
-    assert main(["run", *SMALL, "--epochs", "4", "--out", str(tmp_path / "whole")]) == 0
+    assert main(["run", *run, "--epochs", "4", "--out", str(out)]) == 0
+    assert main(["run", *run, "--epochs", "4", "--out", str(tmp_path / "whole")]) == 0
     _same_records(out / "record.h5", tmp_path / "whole" / "record.h5")
 
 

@@ -8,8 +8,10 @@
     autospec plot runs/digits-mlp/G/seed0 --out figures/
 
 Bad input (unknown experiment or panel, a wrong --data path, a malformed config file, cuda
-without a GPU) ends with a one-line message and exit code 2; Ctrl-C ends a run with code 130
-after saying where it stopped (its record keeps every finished step).
+without a GPU, an --out folder holding other files) ends with a one-line message and exit code
+2; Ctrl-C ends a run with code 130 after saying where it stopped (its record keeps every
+finished step, its checkpoint lets the same command continue). Any other error is a bug of
+ours: its traceback is printed with a request to report it, exit code 70.
 """
 from __future__ import annotations
 
@@ -19,10 +21,14 @@ import os
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_BUG = 70  # EX_SOFTWARE: an internal error
 EXIT_INTERRUPTED = 130
+BUG_REPORT = ("autospec: this is a bug in autospec, not a problem with your input; please report it "
+              "with the traceback above")
 DEMO_EPOCHS = 300
 
 
@@ -34,6 +40,54 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def _count(text):
+    """A whole number, also written as 1e3 (range checks are the settings' own)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}")
+    return int(value)
+
+
+def _positive(text):
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_run_folder_options(p):
+    """How a run treats its --out folder (run and demo)."""
+    from .training import DEFAULT_CHECKPOINT_SECONDS
+
+    g = p.add_argument_group("the output folder (nothing in it is ever deleted)")
+    g.add_argument("--restart", action="store_true",
+                   help="start over: move the earlier run's files into OUT/backup-<date-time>/ (default: continue "
+                        "an unfinished run with the same settings from its checkpoint)")
+    g.add_argument("--force", action="store_true",
+                   help="move files in the way (a run with other settings, your own files under the names a run "
+                        "writes) into OUT/backup-<date-time>/ instead of stopping")
+    g.add_argument("--checkpoint-seconds", type=_seconds, default=DEFAULT_CHECKPOINT_SECONDS, metavar="S",
+                   help=f"save the training state at least every S seconds (default {DEFAULT_CHECKPOINT_SECONDS:g}): "
+                        f"the most work a kill can cost")
+
+
 # ----------------------------------------------------------------------------- arguments
 
 
@@ -41,21 +95,21 @@ def _add_settings(p, sweep=False):
     """Flags that override experiment settings (shared by run, demo and sweep)."""
     g = p.add_argument_group("settings (override the experiment's TOML file and panel)")
     if not sweep:
-        g.add_argument("--seed", type=int, help="random seed of the model initialization (default 0)")
-    g.add_argument("--epochs", type=int, help="training epochs (paper: 1000)")
+        g.add_argument("--seed", type=_count, help="random seed of the model initialization (default 0)")
+    g.add_argument("--epochs", type=_count, help="training epochs (paper: 1000)")
     g.add_argument("--device", choices=["cpu", "cuda"], help="where to train (cuda needs CuPy and a GPU)")
     g.add_argument("--data", metavar="PATH", help="real data for the experiment's loader (folder or file)")
     g.add_argument("--participants", metavar="CSV", help="participants table (subject, group columns) for --data")
     g.add_argument("--config", metavar="FILE", help="TOML file with settings (same keys as autospec/configs/*.toml)")
-    g.add_argument("--width", type=int, help="hidden width (Table 1: 8, 32, 64; text: 128 wide/shallow)")
-    g.add_argument("--depth", type=int, help="number of hidden layers (3 with --width 8: the text's deep/thin)")
+    g.add_argument("--width", type=_count, help="hidden width (Table 1: 8, 32, 64; text: 128 wide/shallow)")
+    g.add_argument("--depth", type=_count, help="number of hidden layers (3 with --width 8: the text's deep/thin)")
     g.add_argument("--activation", choices=["relu", "tanh", "sigmoid", "gelu"])
     g.add_argument("--task", choices=["autoencode", "classify"])
     g.add_argument("--lr", type=float, help="learning rate (default 1e-3; the paper's value is not given)")
     g.add_argument("--optimizer", choices=["adam", "sgd"])
-    g.add_argument("--batch-size", type=int, help="0 = full batch (default)")
+    g.add_argument("--batch-size", type=_count, help="0 = full batch (default)")
     g.add_argument("--preset", choices=["economy", "business", "full"], help="Introspector preset")
-    g.add_argument("--every", type=int, help="record every k-th step")
+    g.add_argument("--every", type=_count, help="record every k-th step")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting, TOML-valued, e.g. --set data.n=100 --set 'compare=[\"SZ\",\"HC\"]'")
@@ -75,23 +129,25 @@ def build_parser():
     p.add_argument("--panel", help="panel A-H of Table 1 (default: the experiment's own settings, as panel A)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/EXPERIMENT/PANEL/seedS)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    _add_run_folder_options(p)
     _add_settings(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help=f"a small real run (digits MLP auto-encoder with groups, {DEMO_EPOCHS} epochs)")
     p.add_argument("--out", metavar="DIR", default="autospec-demo", help="output folder (default ./autospec-demo)")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    p.add_argument("--epochs", type=_count, default=DEMO_EPOCHS)
     p.add_argument("--quiet", action="store_true")
+    _add_run_folder_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sweep", help="run experiments x panels x seeds (skips finished runs)")
     p.add_argument("--experiments", nargs="+", metavar="NAME", help="default: all")
     p.add_argument("--panels", nargs="+", metavar="P", help="default: each experiment's panels (A-H)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S")
+    p.add_argument("--seeds", nargs="+", type=_count, default=[0], metavar="S")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default 1)")
+    where.add_argument("--workers", type=_positive, default=1, metavar="N", help="local worker processes (default 1)")
     where.add_argument("--dask", metavar="ADDRESS", help="a dask.distributed scheduler (workers share OUT)")
-    where.add_argument("--dask-local", type=int, metavar="N", help="start a local dask cluster of N workers")
+    where.add_argument("--dask-local", type=_positive, metavar="N", help="start a local dask cluster of N workers")
     p.add_argument("--out", metavar="DIR", default="sweep", help="output folder (default ./sweep)")
     p.add_argument("--force", action="store_true", help="rerun finished runs too")
     p.add_argument("--quiet", action="store_true")
@@ -196,9 +252,10 @@ def cmd_list(args):
     return 0
 
 
-def _print_findings(summary, limit=12):
+def _print_findings(result, limit=12):
+    summary = result.summary
     if summary is None:
-        print("group findings: none (fewer than two groups recorded)")
+        print(f"group findings: {result.findings_note}")
         return
     rows = summary.significant_rows()
     print(f"group findings: {len(rows)} of {len(summary.rows)} tested maps have significant cells "
@@ -212,12 +269,14 @@ def _print_findings(summary, limit=12):
             print(f"... {len(rows) - limit} more in summary.txt")
 
 
-def _run_one(config, out, quiet):
+def _run_one(config, out, args):
     from .experiments import run_experiment
 
-    result = run_experiment(config, out, quiet=quiet)
+    quiet = args.quiet
+    result = run_experiment(config, out, quiet=quiet, restart=args.restart, force=args.force,
+                            checkpoint_seconds=args.checkpoint_seconds)
     if not quiet:
-        _print_findings(result.summary)
+        _print_findings(result)
     return result
 
 
@@ -246,7 +305,7 @@ def cmd_run(args):
     out = Path(args.out) if args.out else Path("runs") / config.experiment / (config.panel or "base") / \
         f"seed{config.seed}"
     with _sigterm_as_interrupt():
-        _run_one(config, out, args.quiet)
+        _run_one(config, out, args)
     return 0
 
 
@@ -262,7 +321,7 @@ def cmd_demo(args):
         print(f"autospec demo: {config.label} -- MLP auto-encoder [32] ReLU on 300 handwritten digits, "
               f"groups = digit classes, spectra of G, A, D every step for {config.epochs} epochs\n")
     with _sigterm_as_interrupt():
-        result = _run_one(config, Path(args.out), args.quiet)
+        result = _run_one(config, Path(args.out), args)
     if not args.quiet:
         print(f"\ndone in {time.perf_counter() - start:.1f} s. Next: `autospec stats {result.record_path} "
               f"--groups 3 8`, `autospec plot {result.record_path}`, `autospec list`")
@@ -270,8 +329,10 @@ def cmd_demo(args):
 
 
 def cmd_sweep(args):
+    from .outputs import check_not_a_file
     from .sweep import run_sweep
 
+    check_not_a_file(args.out)
     report = run_sweep(experiments=args.experiments, panels=args.panels, seeds=args.seeds, out=args.out,
                        overrides=_overrides(args, sweep=True), config_file=args.config, workers=args.workers,
                        dask=args.dask, dask_local=args.dask_local, force=args.force, quiet=args.quiet)
@@ -418,8 +479,11 @@ def cmd_plot(args):
 
 def main(argv=None):
     """Run the command line; returns the exit code (0 ok, 1 failed runs in a sweep, 2 bad input,
-    130 interrupted). Set AUTOSPEC_DEBUG=1 to see tracebacks of input errors."""
-    from .experiments import ExperimentError, RunInterrupted
+    70 a bug of ours, 130 interrupted). Set AUTOSPEC_DEBUG=1 to see tracebacks of input errors."""
+    from minigrad.backend import DeviceError
+
+    from .errors import AutoSpecError
+    from .experiments import RunInterrupted
 
     parser = build_parser()
     try:
@@ -427,27 +491,27 @@ def main(argv=None):
         return args.func(args)
     except RunInterrupted as exc:
         s = exc.status
+        again = ("starts it again" if s.get("checkpoint_step") is None
+                 else f"continues from the checkpoint at step {s.get('checkpoint_step')}")
         print(f"\nautospec: interrupted at epoch {s.get('epoch')} of {s.get('epochs')} (step {s.get('step')}); "
-              f"{s.get('record')} keeps {s.get('steps_recorded')} steps; status.json says 'interrupted'",
-              file=sys.stderr)
+              f"{s.get('record')} keeps {s.get('steps_recorded')} steps; status.json says 'interrupted'; the same "
+              f"command {again}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("\nautospec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UsageError, ExperimentError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
-            TypeError, KeyError) as exc:
+    except (AutoSpecError, DeviceError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
+        # our bad-input errors, and the user's paths that do not exist or cannot be read
         if os.environ.get("AUTOSPEC_DEBUG"):
             raise
         message = str(exc) if not isinstance(exc, KeyError) else str(exc.args[0] if exc.args else exc)
-        print(f"autospec: error: {message}", file=sys.stderr)
+        print(f"autospec: error: {' '.join(message.split())}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # DeviceError and friends from deeper layers
-        from minigrad.backend import DeviceError
-
-        if isinstance(exc, DeviceError) and not os.environ.get("AUTOSPEC_DEBUG"):
-            print(f"autospec: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+    except Exception:
+        traceback.print_exc()
+        print(BUG_REPORT, file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

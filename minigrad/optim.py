@@ -1,4 +1,7 @@
 """Optimizers with PyTorch's update rules: SGD (momentum, weight decay, Nesterov) and Adam."""
+import numpy as np
+
+from .backend import get_array_module, to_numpy
 from .tensor import Tensor
 
 
@@ -35,6 +38,47 @@ class Optimizer:
     def _update(self, i, w, g):
         raise NotImplementedError
 
+    #: names of the arrays each parameter's state holds (a subclass's ``state[i]`` is one array
+    #: or a tuple of them, in this order)
+    state_names = ()
+    #: names of the scalar counters saved with the state
+    scalar_names = ()
+
+    def state_dict(self):
+        """Everything needed to continue training exactly: {"lr": ..., <counters>, "state":
+        {parameter index: {name: host NumPy copy}}}; plain numbers and arrays only (no pickling)."""
+        state = {}
+        for i, value in self.state.items():
+            values = value if isinstance(value, tuple) else (value,)
+            state[i] = {name: np.array(to_numpy(v)) for name, v in zip(self.state_names, values)}
+        return {"lr": self.lr, **{name: getattr(self, name) for name in self.scalar_names}, "state": state}
+
+    def load_state_dict(self, saved):
+        """Continue from ``state_dict()``'s output (arrays go to each parameter's device); every
+        index, name and shape is checked before anything changes."""
+        state = {}
+        for i, arrays in saved["state"].items():
+            i = int(i)
+            if not 0 <= i < len(self.params):
+                raise ValueError(f"optimizer state names parameter {i}, but there are {len(self.params)}")
+            p = self.params[i]
+            if sorted(arrays) != sorted(self.state_names):
+                raise KeyError(f"optimizer state of parameter {i} holds {sorted(arrays)}, expected "
+                               f"{list(self.state_names)}")
+            xp = get_array_module(p.data)
+            values = []
+            for name in self.state_names:
+                arr = np.asarray(arrays[name])
+                if arr.shape != tuple(p.shape):
+                    raise ValueError(f"optimizer state {name!r} of parameter {i} has shape {arr.shape}, "
+                                     f"the parameter {tuple(p.shape)}")
+                values.append(xp.asarray(arr))
+            state[i] = values[0] if len(values) == 1 else tuple(values)
+        self.lr = _non_negative("learning rate", saved.get("lr", self.lr))
+        for name in self.scalar_names:
+            setattr(self, name, type(getattr(self, name))(saved[name]))
+        self.state = state
+
 
 class SGD(Optimizer):
     """w -= lr * v with v = momentum * v + (g + weight_decay * w) (PyTorch's SGD, dampening 0);
@@ -47,6 +91,8 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov momentum needs momentum > 0")
         self.nesterov = bool(nesterov)
+
+    state_names = ("momentum_buffer",)
 
     def _update(self, i, w, g):
         if self.weight_decay:
@@ -71,6 +117,9 @@ class Adam(Optimizer):
         self.eps = _non_negative("eps", eps)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.t = 0
+
+    state_names = ("exp_avg", "exp_avg_sq")
+    scalar_names = ("t",)
 
     def step(self):
         self.t += 1

@@ -587,3 +587,83 @@ def test_load_spatial_maps_reduces_4d_by_max_and_validates(tmp_path):
         ds.load_spatial_maps(folder, csv)
     with pytest.raises(FileNotFoundError, match="spatial map file not found"):
         ds.load_spatial_maps([folder / "sub004_missing.nii"], csv)
+
+
+# ----------------------------------------------------------------------------- bad input: one line, our error types
+
+def _one_line_error(error_type, match, call, *args, **kwargs):
+    """``call`` raises ``error_type`` (one of ours: an AutoSpecError) with a one-line message."""
+    from autospec.errors import AutoSpecError
+
+    with pytest.raises(error_type, match=match) as caught:
+        call(*args, **kwargs)
+    assert isinstance(caught.value, AutoSpecError) and "\n" not in str(caught.value)
+    return caught.value
+
+
+def test_a_complex_nifti_is_an_error_not_its_real_part(tmp_path):
+    import nibabel
+
+    from autospec.datasets._arrayfiles import read_nifti
+
+    voxels = (np.arange(27).reshape(3, 3, 3) + 1j).astype(np.complex64)
+    path = tmp_path / "sub001_map.nii"
+    nibabel.save(nibabel.Nifti1Image(voxels, np.eye(4)), str(path))
+    _one_line_error(ds.DatasetError, r"sub001_map.nii: the NIfTI holds complex voxels \(complex64\)", read_nifti, path)
+    write_participants(tmp_path / "p.csv", PEOPLE)
+    _one_line_error(ds.DatasetError, "complex voxels", ds.load_spatial_maps, [path], tmp_path / "p.csv")
+
+
+@pytest.mark.parametrize("cut", [100, 352 + 40])  # inside the header, inside the voxels
+def test_a_truncated_nifti_is_one_line(tmp_path, cut):
+    from autospec.datasets._arrayfiles import read_nifti
+
+    whole = write_nifti(tmp_path / "whole.nii", np.ones((4, 4, 4))).read_bytes()
+    (tmp_path / "cut.nii").write_bytes(whole[:cut])
+    _one_line_error(ds.DatasetError, "cut.nii: not a readable NIfTI file", read_nifti, tmp_path / "cut.nii")
+
+
+def test_complex_matlab_arrays_are_an_error(tmp_path):
+    from autospec.datasets._arrayfiles import read_mat
+
+    scipy.io.savemat(tmp_path / "v5.mat", {"tc": timecourses(0) * (1 + 2j)})
+    _one_line_error(ds.DatasetError, r"v5.mat: the array is complex \(complex128\)", read_mat, tmp_path / "v5.mat")
+    path = tmp_path / "v73.mat"
+    with h5py.File(path, "w") as handle:  # MATLAB -v7.3 stores complex arrays as (real, imag) compounds
+        parts = np.zeros((4, 12), dtype=[("real", "<f8"), ("imag", "<f8")])
+        handle.create_dataset("tc", data=parts).attrs["MATLAB_class"] = np.bytes_("double")
+    _one_line_error(ds.DatasetError, "v73.mat: the array is complex", read_mat, path)
+    scipy.io.savemat(tmp_path / "text.mat", {"name": np.array(["abc"])})
+    _one_line_error(ds.DatasetError, "holds no numeric array", read_mat, tmp_path / "text.mat")
+
+
+def test_group_labels_of_two_kinds_with_one_spelling_are_an_error():
+    X = np.zeros((4, 2))
+    _one_line_error(ds.DatasetError, r"group labels 1 \(number\) and '1' \(text\) would both read as '1'",
+                    Dataset, X, [0, 0, 1, 1], [1, 1, "1", "1"], "t")
+    _one_line_error(ds.DatasetError, "group labels 1 and 1.0 are the same number",
+                    Dataset, X, [0, 0, 1, 1], np.array([1, 1, 1.0, 2], dtype=object), "t")
+    _one_line_error(ds.DatasetError, r"None \(NoneType\) and 'None' \(text\)",
+                    Dataset, X, [0, 0, 1, 1], [None, "None", "a", "a"], "t")
+    ok = Dataset(X, [0, 0, 1, 1], np.array([1, 2, 1, 2]), "t")  # one kind: fine
+    assert list(ok.groups) == ["1", "2", "1", "2"]
+
+
+@pytest.mark.parametrize("y, error, match", [
+    ([-1, 1, 1, -1], ds.DatasetError, r"y holds negative class label\(s\) \[-1\] on 2 sample\(s\).*0, 1, \.\.\., C-1"),
+    ([0.0, np.nan, 1.0, 1.0], ds.DatasetError, r"y holds 1 NaN/Inf label"),
+    ([0.0, 0.5, 1.0, 1.0], ds.DatasetTypeError, "fractional values such as 0.5"),
+    ([0.0, 1e20, 1.0, 1.0], ds.DatasetError, "class label 1e\\+20, too large"),
+    (np.array(["a", "b", "a", "b"]), ds.DatasetTypeError, "text labels belong in groups"),
+])
+def test_bad_class_labels_say_what_is_wrong(y, error, match):
+    _one_line_error(error, match, Dataset, np.zeros((4, 2)), y, ["g"] * 4, "t")
+
+
+def test_no_samples_and_unreadable_tables_are_one_line(tmp_path):
+    _one_line_error(ds.DatasetError, r"X holds no samples \(shape \(0, 3\)\)", Dataset, np.zeros((0, 3)), [], [], "t")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00subject,group\n")
+    _one_line_error(ds.DatasetError, "binary.csv is not UTF-8 text", ds.load_volume_csv, tmp_path / "binary.csv")
+    (tmp_path / "nul.csv").write_text("subject,group,a\x00\ns1,SZ,1\n")
+    _one_line_error(ds.DatasetError, "nul.csv holds NUL bytes", ds.load_volume_csv, tmp_path / "nul.csv")
+    _one_line_error(ds.DataFileNotFoundError, "volume table not found", ds.load_volume_csv, tmp_path / "none.csv")

@@ -204,3 +204,18 @@ def test_unknown_devices_and_a_bogus_environment_variable(monkeypatch, no_cupy):
         mg.tensor([1.0])
     monkeypatch.setenv("MINIGRAD_DEVICE", "cpu")
     assert mg.tensor([1.0]).device == "cpu"
+
+
+def test_optimizer_state_that_does_not_fit_is_named():
+    lin = nn.Linear(3, 2)
+    opt = optim.Adam(lin.parameters())
+    good = {"lr": 1e-3, "t": 1, "state": {0: {"exp_avg": np.zeros((2, 3)), "exp_avg_sq": np.zeros((2, 3))}}}
+    with pytest.raises(ValueError, match=r"'exp_avg' of parameter 0 has shape \(3, 2\), the parameter \(2, 3\)"):
+        opt.load_state_dict({**good, "state": {0: {"exp_avg": np.zeros((3, 2)), "exp_avg_sq": np.zeros((3, 2))}}})
+    with pytest.raises(ValueError, match="names parameter 5, but there are 2"):
+        opt.load_state_dict({**good, "state": {5: good["state"][0]}})
+    with pytest.raises(KeyError, match="expected \\['momentum_buffer'\\]"):
+        optim.SGD(lin.parameters(), lr=0.1, momentum=0.9).load_state_dict(good)
+    assert opt.t == 0 and opt.state == {}  # nothing changed by the failed loads
+    opt.load_state_dict(good)
+    assert opt.t == 1 and set(opt.state) == {0}

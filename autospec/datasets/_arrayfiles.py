@@ -3,6 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._errors import DataFileNotFoundError, DatasetError
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 MAT_SUFFIXES = (".mat",)
 _MATLAB_NUMERIC = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32",
@@ -15,28 +17,48 @@ def has_suffix(path, suffixes):
 
 def _as_float32(data, path):
     data = np.asarray(data)
+    if data.dtype.kind == "c":
+        raise DatasetError(f"{path}: the array is complex ({data.dtype}); AutoSpec reads real values only "
+                           f"(save its magnitude, or its real and imaginary parts)")
     if data.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: expected a real numeric array, got dtype {data.dtype}")
+        raise DatasetError(f"{path}: expected a real numeric array, got dtype {data.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
         return data.astype(np.float32)
 
 
 def read_nifti(path):
-    """The voxel array of a NIfTI file as float32 (scaling applied), trailing 1-sized axes dropped."""
+    """The voxel array of a NIfTI file as float32 (scaling applied), trailing 1-sized axes dropped.
+
+    Complex (or RGB) voxels are an error rather than silently losing a part: save the magnitude,
+    or the real and imaginary parts, as real-valued files first.
+    """
     try:
         import nibabel
     except ImportError as exc:  # pragma: no cover - nibabel is a declared dependency
         raise ImportError("reading NIfTI files needs nibabel: pip install nibabel") from exc
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"NIfTI file not found: {path}")
+        raise DataFileNotFoundError(f"NIfTI file not found: {path}")
     try:
-        data = nibabel.load(str(path)).get_fdata(dtype=np.float32)
-    except Exception as exc:  # nibabel raises many kinds for corrupt/truncated files
-        raise ValueError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+        image = nibabel.load(str(path))
+        stored = image.get_data_dtype()
+        if stored.kind not in "biuf":
+            what = "complex" if stored.kind == "c" else "non-numeric"
+            raise DatasetError(f"{path}: the NIfTI holds {what} voxels ({stored}); AutoSpec reads real "
+                               f"values only (save the magnitude, or real and imaginary parts, as real files)")
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = image.get_fdata(dtype=np.float32)
+    except DatasetError:
+        raise
+    except Exception as exc:  # nibabel raises many kinds (and gzip/zlib/OSError) for corrupt or truncated files
+        raise DatasetError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {_one_line(exc)})") from None
     while data.ndim > 1 and data.shape[-1] == 1:
         data = data[..., 0]
     return data
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
 
 
 def read_mat(path, variable=None):
@@ -49,21 +71,23 @@ def read_mat(path, variable=None):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"MATLAB file not found: {path}")
+        raise DataFileNotFoundError(f"MATLAB file not found: {path}")
     if h5py.is_hdf5(str(path)):
         arrays = _read_mat_v73(path)
     else:
         arrays = _read_mat_v5(path)
     if variable is not None:
         if variable not in arrays:
-            raise ValueError(f"{path}: no numeric variable {variable!r}; numeric variables are "
-                             f"{sorted(arrays)}")
+            raise DatasetError(f"{path}: no numeric variable {variable!r}; numeric variables are "
+                               f"{sorted(arrays)}")
         data = arrays[variable]
     elif len(arrays) == 1:
         data = next(iter(arrays.values()))
+    elif not arrays:
+        raise DatasetError(f"{path}: the MATLAB file holds no numeric array")
     else:
-        raise ValueError(f"{path}: expected exactly one numeric variable, found {sorted(arrays)}; "
-                         f"name the one to read with variable=...")
+        raise DatasetError(f"{path}: expected exactly one numeric variable, found {sorted(arrays)}; "
+                           f"name the one to read with variable=...")
     return _as_float32(data, path)
 
 
@@ -73,10 +97,10 @@ def _read_mat_v5(path):
     try:
         contents = scipy.io.loadmat(str(path))
     except Exception as exc:  # scipy raises ValueError/TypeError/OSError... for bad files
-        raise ValueError(f"{path}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+        raise DatasetError(f"{path}: not a readable MATLAB file ({type(exc).__name__}: {_one_line(exc)})") from None
     return {name: value for name, value in contents.items()
             if not name.startswith("__") and isinstance(value, np.ndarray)
-            and value.dtype.kind in "biuf" and value.size}
+            and value.dtype.kind in "biufc" and value.size}
 
 
 def _read_mat_v73(path):
@@ -93,10 +117,13 @@ def _read_mat_v73(path):
                     matlab_class = matlab_class.decode("ascii", "replace")
                 if matlab_class not in _MATLAB_NUMERIC or item.attrs.get("MATLAB_empty", 0):
                     continue
-                if item.dtype.kind not in "biuf":  # complex data are stored as compounds
+                value = np.asarray(item[()])
+                if value.dtype.names and set(value.dtype.names) == {"real", "imag"}:  # MATLAB's complex
+                    value = value["real"] + 1j * value["imag"]
+                if value.dtype.kind not in "biufc":
                     continue
                 # MATLAB writes column-major: an (T, C) MATLAB array is stored as (C, T).
-                arrays[name] = np.asarray(item[()]).T
+                arrays[name] = value.T
     except OSError as exc:
-        raise ValueError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({exc})") from None
+        raise DatasetError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({_one_line(exc)})") from None
     return arrays

@@ -3,6 +3,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._errors import DatasetError, DatasetIndexError, DatasetTypeError
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -21,40 +23,34 @@ class Dataset:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        where = f"Dataset {self.name!r}"
         X = np.asarray(self.X)
         if X.ndim < 2:
-            raise ValueError(f"Dataset {self.name!r}: X must have a sample axis and at least one "
-                             f"feature axis, got shape {X.shape}")
+            raise DatasetError(f"{where}: X must have a sample axis and at least one "
+                               f"feature axis, got shape {X.shape}")
         if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
-            raise TypeError(f"Dataset {self.name!r}: X must be real numbers, got dtype {X.dtype}")
-        X = X.astype(np.float32, copy=False)
+            raise DatasetTypeError(f"{where}: X must be real numbers, got dtype {X.dtype}")
+        if X.shape[0] == 0:
+            raise DatasetError(f"{where}: X holds no samples (shape {X.shape})")
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = X.astype(np.float32, copy=False)
         if not np.all(np.isfinite(X)):
-            raise ValueError(f"Dataset {self.name!r}: X holds {int(np.sum(~np.isfinite(X)))} "
-                             f"NaN/Inf value(s) (as float32)")
+            raise DatasetError(f"{where}: X holds {int(np.sum(~np.isfinite(X)))} "
+                               f"NaN/Inf value(s) (as float32)")
         n = X.shape[0]
-        y = np.asarray(self.y)
-        if y.shape != (n,):
-            raise ValueError(f"Dataset {self.name!r}: y must have shape ({n},) to match X, "
-                             f"got {y.shape}")
-        if not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
-            if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
-                raise TypeError(f"Dataset {self.name!r}: y must hold integer class labels, "
-                                f"got dtype {y.dtype}")
-        groups = np.asarray(self.groups).astype(str)
-        if groups.shape != (n,):
-            raise ValueError(f"Dataset {self.name!r}: groups must have shape ({n},) to match X, "
-                             f"got {groups.shape}")
+        y = _class_labels(self.y, n, where)
+        groups = _group_names(self.groups, n, where)
         meta = dict(self.meta)
         for key in meta.get("sample_keys", ()):
             if key not in meta:
-                raise ValueError(f"Dataset {self.name!r}: meta['sample_keys'] names {key!r}, "
-                                 f"which is not in meta")
+                raise DatasetError(f"Dataset {self.name!r}: meta['sample_keys'] names {key!r}, "
+                                   f"which is not in meta")
             meta[key] = np.asarray(meta[key])
             if meta[key].ndim < 1 or len(meta[key]) != n:
-                raise ValueError(f"Dataset {self.name!r}: per-sample meta[{key!r}] has shape "
-                                 f"{meta[key].shape}, expected length {n}")
+                raise DatasetError(f"Dataset {self.name!r}: per-sample meta[{key!r}] has shape "
+                                   f"{meta[key].shape}, expected length {n}")
         object.__setattr__(self, "X", X)
-        object.__setattr__(self, "y", y.astype(np.int64, copy=False))
+        object.__setattr__(self, "y", y)
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "name", str(self.name))
         object.__setattr__(self, "meta", meta)
@@ -92,13 +88,13 @@ class Dataset:
         try:
             axes = tuple(sorted({a % self.X.ndim for a in map(int, axes)}))
         except (TypeError, ValueError):
-            raise TypeError(f"standardize: axis must be an int or a tuple of ints, "
-                            f"got {axis!r}") from None
+            raise DatasetTypeError(f"standardize: axis must be an int or a tuple of ints, "
+                                   f"got {axis!r}") from None
         if 0 not in axes or any(a >= self.X.ndim for a in axes):
-            raise ValueError(f"standardize: axis must include the sample axis 0 and lie within "
-                             f"X.ndim={self.X.ndim}, got {axis!r}")
+            raise DatasetError(f"standardize: axis must include the sample axis 0 and lie within "
+                               f"X.ndim={self.X.ndim}, got {axis!r}")
         if self.n_samples < 2:
-            raise ValueError("standardize needs at least 2 samples")
+            raise DatasetError("standardize needs at least 2 samples")
         X = self.X.astype(np.float64)
         mean = X.mean(axis=axes, keepdims=True)
         std = X.std(axis=axes, keepdims=True)
@@ -115,19 +111,93 @@ class Dataset:
         idx = np.asarray(idx)
         if idx.dtype == bool:
             if idx.shape != (self.n_samples,):
-                raise ValueError(f"subset: boolean mask must have shape ({self.n_samples},), "
-                                 f"got {idx.shape}")
+                raise DatasetError(f"subset: boolean mask must have shape ({self.n_samples},), "
+                                   f"got {idx.shape}")
             return idx
         if idx.ndim == 0:
             idx = idx.reshape(1)
         if idx.size == 0:
             return idx.astype(np.intp)
         if not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"subset: idx must be integers, a boolean mask or a slice, "
-                            f"got dtype {idx.dtype}")
+            raise DatasetTypeError(f"subset: idx must be integers, a boolean mask or a slice, "
+                                   f"got dtype {idx.dtype}")
         if idx.ndim != 1:
-            raise ValueError(f"subset: idx must be one-dimensional, got shape {idx.shape}")
+            raise DatasetError(f"subset: idx must be one-dimensional, got shape {idx.shape}")
         if idx.min() < -self.n_samples or idx.max() >= self.n_samples:
-            raise IndexError(f"subset: indices must lie in [-{self.n_samples}, {self.n_samples}), "
+            raise DatasetIndexError(f"subset: indices must lie in [-{self.n_samples}, {self.n_samples}), "
                              f"got range [{idx.min()}, {idx.max()}]")
         return idx
+
+
+def _class_labels(labels, n, where):
+    """``labels`` as int64 class labels 0, 1, ..., C-1 (length n), or a one-line DatasetError."""
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise DatasetError(f"{where}: y must have shape ({n},) to match X, got {y.shape}")
+    if y.dtype == bool:
+        return y.astype(np.int64)
+    if y.dtype.kind not in "iuf":
+        raise DatasetTypeError(f"{where}: y must hold integer class labels 0, 1, ..., C-1, got dtype "
+                               f"{y.dtype} (text labels belong in groups)")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise DatasetError(f"{where}: y holds {int(bad.sum())} NaN/Inf label(s); class labels are "
+                               f"integers 0, 1, ..., C-1")
+        fractional = np.mod(y, 1) != 0
+        if fractional.any():
+            raise DatasetTypeError(f"{where}: y must hold integer class labels, got dtype {y.dtype} "
+                                   f"with fractional values such as {float(y[fractional][0])}")
+        if np.abs(y).max() >= 2.0 ** 53:
+            raise DatasetError(f"{where}: y holds class label {float(np.abs(y).max()):g}, too large to be "
+                               f"a class number; class labels are 0, 1, ..., C-1")
+    elif y.dtype.kind == "u" and y.max() > np.iinfo(np.int64).max:
+        raise DatasetError(f"{where}: y holds class labels beyond the int64 range (max {y.max()})")
+    negative = y < 0
+    if negative.any():
+        values = np.unique(y[negative])
+        raise DatasetError(f"{where}: y holds negative class label(s) {values[:5].tolist()} on "
+                           f"{int(negative.sum())} sample(s); class labels must be 0, 1, ..., C-1 "
+                           f"(renumber them, e.g. -1/1 -> 0/1)")
+    return y.astype(np.int64)
+
+
+def _label_kind(value):
+    if isinstance(value, (str, np.str_)):
+        return "text"
+    if isinstance(value, (bytes, np.bytes_)):
+        return "bytes"
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return type(value).__name__
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "number"
+    return type(value).__name__
+
+
+def _group_names(labels, n, where):
+    """``labels`` as length-n text group names. Labels of different kinds that would become the
+    same name (the number 1 and the text "1", b"a" and "a", None and "None"), or the same number
+    written two ways (1 and 1.0), are an error: they are one label spelled two ways by mistake or
+    two labels, and only the user knows which."""
+    raw = labels if isinstance(labels, np.ndarray) and labels.dtype != object else np.asarray(labels, dtype=object)
+    if raw.shape != (n,):
+        raise DatasetError(f"{where}: groups must have shape ({n},) to match X, got {raw.shape}")
+    names = raw.astype(str)
+    if raw.dtype != object:
+        return names
+    kinds, numbers = {}, {}
+    for value, name in zip(raw, names):
+        kinds.setdefault(str(name), {})[_label_kind(value)] = value
+        if _label_kind(value) == "number":
+            numbers.setdefault(float(value), {})[str(name)] = value
+    for name, seen in kinds.items():
+        if len(seen) > 1:
+            shown = " and ".join(f"{v!r} ({kind})" for kind, v in seen.items())
+            raise DatasetError(f"{where}: group labels {shown} would both read as {name!r}; give the "
+                               f"labels as one kind (all text or all numbers)")
+    for number, spellings in numbers.items():
+        if len(spellings) > 1:
+            shown = " and ".join(repr(v) for v in spellings.values())
+            raise DatasetError(f"{where}: group labels {shown} are the same number but would read as "
+                               f"different groups {sorted(spellings)}; write them one way")
+    return names

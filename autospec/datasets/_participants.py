@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._errors import DataFileNotFoundError, DatasetError
 from ._validate import normalize_group, normalize_sex
 
 
@@ -12,11 +13,17 @@ def read_table(path, what="table"):
     """(column names, rows as dicts of str) of a CSV/TSV file (delimiter by suffix or sniffed)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
+        raise DataFileNotFoundError(f"{what} not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{what} {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as "
+                           f"CSV/TSV text") from None
+    if "\0" in text:
+        raise DatasetError(f"{what} {path} holds NUL bytes: a binary file, not CSV/TSV text")
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise ValueError(f"{what} {path} is empty")
+        raise DatasetError(f"{what} {path} is empty")
     if path.suffix.lower() == ".tsv":
         delimiter = "\t"
     else:
@@ -28,15 +35,15 @@ def read_table(path, what="table"):
     header = [name.strip() for name in next(reader)]
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
-        raise ValueError(f"{what} {path}: duplicate column name(s) {duplicates}")
+        raise DatasetError(f"{what} {path}: duplicate column name(s) {duplicates}")
     rows = []
     for line_no, fields in enumerate(reader, start=2):
         if len(fields) != len(header):
-            raise ValueError(f"{what} {path}, row {line_no}: {len(fields)} fields, expected "
-                             f"{len(header)} (columns {header})")
+            raise DatasetError(f"{what} {path}, row {line_no}: {len(fields)} fields, expected "
+                               f"{len(header)} (columns {header})")
         rows.append({name: value.strip() for name, value in zip(header, fields)})
     if not rows:
-        raise ValueError(f"{what} {path} has a header but no rows")
+        raise DatasetError(f"{what} {path} has a header but no rows")
     return header, rows
 
 
@@ -50,7 +57,7 @@ def find_column(header, name, path, required=True):
     if len(folded) == 1:
         return folded[0]
     if required:
-        raise ValueError(f"{path}: no column {name!r}; columns are {header}")
+        raise DatasetError(f"{path}: no column {name!r}; columns are {header}")
     return None
 
 
@@ -86,9 +93,9 @@ class Participants:
             where = f"{self.path}, row {line_no} (subject {row[subj_col]!r}): "
             subject = row[subj_col]
             if not subject:
-                raise ValueError(f"{self.path}, row {line_no}: empty subject id")
+                raise DatasetError(f"{self.path}, row {line_no}: empty subject id")
             if subject in self._records:
-                raise ValueError(f"{self.path}: subject {subject!r} appears more than once")
+                raise DatasetError(f"{self.path}: subject {subject!r} appears more than once")
             record = {"group": normalize_group(row[group_col], where)}
             if sex_col is not None:
                 record["sex"] = normalize_sex(row[sex_col], where)
@@ -96,7 +103,7 @@ class Participants:
                 try:
                     record["age"] = float(row[age_col])
                 except ValueError:
-                    raise ValueError(f"{where}age {row[age_col]!r} is not a number") from None
+                    raise DatasetError(f"{where}age {row[age_col]!r} is not a number") from None
             self._records[subject] = record
             for alias in _id_aliases(subject):
                 self._by_alias.setdefault(alias, subject)
@@ -111,8 +118,8 @@ class Participants:
         for alias in _id_aliases(subject):
             if alias in self._by_alias:
                 return self._by_alias[alias]
-        raise ValueError(f"subject {subject!r} (from {source}) has no row in the participants "
-                         f"table {self.path}")
+        raise DatasetError(f"subject {subject!r} (from {source}) has no row in the participants "
+                           f"table {self.path}")
 
     def record(self, subject):
         return self._records[subject]
@@ -132,13 +139,13 @@ class Participants:
             if pattern.search(filename):
                 hits[subject] = max(hits.get(subject, 0), length)
         if not hits:
-            raise ValueError(f"file {filename!r} matches no subject of the participants table "
-                             f"{self.path} (a subject id must appear in the file name, delimited "
-                             f"by non-alphanumeric characters)")
+            raise DatasetError(f"file {filename!r} matches no subject of the participants table "
+                               f"{self.path} (a subject id must appear in the file name, delimited "
+                               f"by non-alphanumeric characters)")
         best = max(hits.values())
         winners = sorted(s for s, length in hits.items() if length == best)
         if len(winners) > 1:
-            raise ValueError(f"file {filename!r} matches several subjects {winners} of {self.path}")
+            raise DatasetError(f"file {filename!r} matches several subjects {winners} of {self.path}")
         return winners[0]
 
     def labels_for(self, subjects):

@@ -1,6 +1,7 @@
 """Data sets by name: ``list_datasets()`` and ``get_dataset(name, **kwargs)``."""
 import inspect
 
+from ._errors import DatasetError, DatasetTypeError
 from .cobre import load_gift_timecourses, make_cobre_ica
 from .digits import load_digits, load_mnist_idx
 from .freesurfer import load_aseg_stats, load_volume_csv, make_freesurfer
@@ -31,12 +32,12 @@ def list_datasets(details=False):
 def get_dataset(name, **kwargs):
     """Build or load the data set called ``name`` with the keyword arguments of its function."""
     if name not in _DATASETS:
-        raise ValueError(f"unknown data set {name!r}; valid names are {', '.join(sorted(_DATASETS))}")
+        raise DatasetError(f"unknown data set {name!r}; valid names are {', '.join(sorted(_DATASETS))}")
     factory = _DATASETS[name][0]
     signature = inspect.signature(factory)
     try:
         signature.bind(**kwargs)
     except TypeError as exc:
-        raise TypeError(f"get_dataset({name!r}): {exc}; {factory.__name__} takes "
-                        f"{', '.join(signature.parameters)}") from None
+        raise DatasetTypeError(f"get_dataset({name!r}): {exc}; {factory.__name__} takes "
+                               f"{', '.join(signature.parameters)}") from None
     return factory(**kwargs)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._errors import DataFileNotFoundError, DatasetError
 from ._validate import check_finite
 
 
@@ -18,20 +19,20 @@ def list_files(folder_or_files, suffixes, name_contains=None, what="data"):
                        and (name_contains is None or name_contains.lower() in p.name.lower()))
         if not files:
             part = f" whose name contains {name_contains!r}" if name_contains else ""
-            raise ValueError(f"no {what} files ({', '.join(suffixes)}){part} found in {folder}")
+            raise DatasetError(f"no {what} files ({', '.join(suffixes)}){part} found in {folder}")
         return files
     if isinstance(folder_or_files, (str, Path)):
         if not Path(folder_or_files).exists():
-            raise FileNotFoundError(f"{what} folder or file not found: {folder_or_files}")
+            raise DataFileNotFoundError(f"{what} folder or file not found: {folder_or_files}")
         folder_or_files = [folder_or_files]
     files = [Path(f) for f in folder_or_files]
     if not files:
-        raise ValueError(f"the list of {what} files is empty")
+        raise DatasetError(f"the list of {what} files is empty")
     for path in files:
         if not path.is_file():
-            raise FileNotFoundError(f"{what} file not found: {path}")
+            raise DataFileNotFoundError(f"{what} file not found: {path}")
         if not path.name.lower().endswith(suffixes):
-            raise ValueError(f"{path}: unsupported {what} file type; expected {', '.join(suffixes)}")
+            raise DatasetError(f"{path}: unsupported {what} file type; expected {', '.join(suffixes)}")
     return files
 
 
@@ -45,19 +46,19 @@ def stack_subject_arrays(files, people, read_one, axis_names):
     for path in files:
         subject = people.subject_in_name(path.name)
         if subject in seen:
-            raise ValueError(f"subject {subject!r} matches two files: {seen[subject]} and {path}")
+            raise DatasetError(f"subject {subject!r} matches two files: {seen[subject]} and {path}")
         seen[subject] = path
         array = read_one(path)
         where = f"{path} (subject {subject!r})"
         if array.ndim != len(axis_names):
-            raise ValueError(f"{where}: expected a {len(axis_names)}-D array "
-                             f"({' x '.join(axis_names)}), got shape {array.shape}")
+            raise DatasetError(f"{where}: expected a {len(axis_names)}-D array "
+                               f"({' x '.join(axis_names)}), got shape {array.shape}")
         if arrays and array.shape != arrays[0].shape:
             for name, got, want in zip(axis_names, array.shape, arrays[0].shape):
                 if got != want:
-                    raise ValueError(f"{where}: inconsistent number of {name}: {got}, but "
-                                     f"{files[0]} has {want} (shape {array.shape} vs "
-                                     f"{arrays[0].shape})")
+                    raise DatasetError(f"{where}: inconsistent number of {name}: {got}, but "
+                                       f"{files[0]} has {want} (shape {array.shape} vs "
+                                       f"{arrays[0].shape})")
         check_finite(array, where)
         subjects.append(subject)
         arrays.append(array)

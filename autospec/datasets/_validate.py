@@ -4,6 +4,8 @@ import re
 
 import numpy as np
 
+from ._errors import DatasetError, DatasetTypeError
+
 GROUP_NAMES = ("HC", "SZ")  # y = 0 for controls, 1 for schizophrenia
 
 _GROUP_SPELLINGS = {
@@ -18,23 +20,23 @@ _SEX_SPELLINGS = {"M": {"m", "male", "man"}, "F": {"f", "female", "woman"}}
 def check_int(name, value, minimum=1):
     """``value`` as a Python int >= ``minimum``, or a TypeError/ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        raise DatasetTypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise DatasetError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
 def check_float(name, value, minimum=None, maximum=None):
     """``value`` as a finite float within the given bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        raise DatasetTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+        raise DatasetError(f"{name} must be finite, got {value}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise DatasetError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+        raise DatasetError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -53,7 +55,7 @@ def check_finite(array, where):
     bad = ~np.isfinite(array)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{where}: {int(bad.sum())} NaN/Inf value(s), first at index {first}")
+        raise DatasetError(f"{where}: {int(bad.sum())} NaN/Inf value(s), first at index {first}")
 
 
 def _spelling_key(label):
@@ -69,8 +71,8 @@ def normalize_group(label, where=""):
     for name, spellings in _GROUP_SPELLINGS.items():
         if key in spellings:
             return name
-    raise ValueError(f"{where}unknown group label {label!r}; expected one of SZ, schizophrenia, "
-                     f"patient, case, 1 (schizophrenia) or HC, control, healthy, 0 (control)")
+    raise DatasetError(f"{where}unknown group label {label!r}; expected one of SZ, schizophrenia, "
+                       f"patient, case, 1 (schizophrenia) or HC, control, healthy, 0 (control)")
 
 
 def normalize_sex(label, where=""):
@@ -79,7 +81,7 @@ def normalize_sex(label, where=""):
     for name, spellings in _SEX_SPELLINGS.items():
         if key in spellings:
             return name
-    raise ValueError(f"{where}unknown sex label {label!r}; expected M/male or F/female")
+    raise DatasetError(f"{where}unknown sex label {label!r}; expected M/male or F/female")
 
 
 def group_labels(groups):

@@ -4,6 +4,7 @@ import numpy as np
 
 from ._arrayfiles import MAT_SUFFIXES, NIFTI_SUFFIXES, has_suffix, read_mat, read_nifti
 from ._dataset import Dataset
+from ._errors import DatasetError, DatasetTypeError
 from ._participants import Participants
 from ._subject_files import list_files, stack_subject_arrays
 from ._validate import balanced_labels, check_float, check_int, group_labels, make_rng
@@ -61,8 +62,8 @@ def domain_correlation(effect=0.0):
         R[index[a], index[b]] += effect * dr
         R[index[b], index[a]] += effect * dr
     if np.linalg.eigvalsh(R).min() <= 1e-6:
-        raise ValueError(f"effect={effect} makes the schizophrenia domain correlation matrix "
-                         f"non positive definite; use |effect| <= 1.5")
+        raise DatasetError(f"effect={effect} makes the schizophrenia domain correlation matrix "
+                           f"non positive definite; use |effect| <= 1.5")
     return R
 
 
@@ -100,10 +101,10 @@ def make_cobre_ica(n_subjects=40, n_components=53, n_timepoints=150, seed=0, eff
     try:
         low, high = (float(f) for f in band)
     except (TypeError, ValueError):
-        raise TypeError(f"band must be a pair (low, high) in Hz, got {band!r}") from None
+        raise DatasetTypeError(f"band must be a pair (low, high) in Hz, got {band!r}") from None
     if not 0 < low < high < 0.5 / tr:
-        raise ValueError(f"band must satisfy 0 < low < high < Nyquist = {0.5 / tr} Hz "
-                         f"(tr={tr} s), got {band!r}")
+        raise DatasetError(f"band must satisfy 0 < low < high < Nyquist = {0.5 / tr} Hz "
+                           f"(tr={tr} s), got {band!r}")
     names, domains = neuromark_components(n_components)
     rng = make_rng(seed)
     domain_index = np.array([DOMAIN_NAMES.index(d) for d in domains])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._dataset import Dataset
+from ._errors import DataFileNotFoundError, DatasetError
 from ._validate import check_int, make_rng
 
 _N_BUNDLED = 1797
@@ -36,7 +37,7 @@ def load_digits(n=None, image_size=8, flatten=True, seed=0):
     if n is not None:
         n = check_int("n", n, minimum=1)
         if n > len(labels):
-            raise ValueError(f"n must be <= {len(labels)} (the bundled digits), got {n}")
+            raise DatasetError(f"n must be <= {len(labels)} (the bundled digits), got {n}")
         index = np.sort(_balanced_subset(labels, n, rng))
         images, labels = images[index], labels[index]
     if image_size != images.shape[-1]:
@@ -77,17 +78,17 @@ def load_mnist_idx(images_path, labels_path, *, flatten=False, n=None):
     images = read_idx(images_path, ndim=3, what="IDX images file")
     labels = read_idx(labels_path, ndim=1, what="IDX labels file")
     if images.dtype != np.uint8:
-        raise ValueError(f"{images_path}: expected unsigned byte pixels (magic 0x00000803), "
-                         f"got IDX dtype {images.dtype}")
+        raise DatasetError(f"{images_path}: expected unsigned byte pixels (magic 0x00000803), "
+                           f"got IDX dtype {images.dtype}")
     if labels.dtype.kind not in "iu":
-        raise ValueError(f"{labels_path}: expected integer labels, got IDX dtype {labels.dtype}")
+        raise DatasetError(f"{labels_path}: expected integer labels, got IDX dtype {labels.dtype}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
-                         f"{labels.shape[0]} labels")
+        raise DatasetError(f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
+                           f"{labels.shape[0]} labels")
     if images.shape[0] == 0:
-        raise ValueError(f"{images_path}: the IDX file holds no images")
+        raise DatasetError(f"{images_path}: the IDX file holds no images")
     if labels.min() < 0:
-        raise ValueError(f"{labels_path}: labels must be >= 0, found {labels.min()}")
+        raise DatasetError(f"{labels_path}: labels must be >= 0, found {labels.min()}")
     if n is not None:
         n = check_int("n", n, minimum=1)
         images, labels = images[:n], labels[:n]
@@ -104,36 +105,36 @@ def read_idx(path, ndim=None, what="IDX file"):
     """The array in an IDX file (gzip detected by content), with its header fully checked."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise DataFileNotFoundError(f"{what} not found: {path}")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+            raise DatasetError(f"{path}: corrupt or truncated gzip data ({exc})") from None
     if len(raw) < 4:
-        raise ValueError(f"{path}: {len(raw)} bytes is too short for the 4-byte IDX magic number")
+        raise DatasetError(f"{path}: {len(raw)} bytes is too short for the 4-byte IDX magic number")
     magic = int.from_bytes(raw[:4], "big")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"{path}: bad IDX magic number 0x{magic:08x}; expected 0x0000TTDD with "
-                         f"type TT in {{08, 09, 0B, 0C, 0D, 0E}} (MNIST images 0x00000803, "
-                         f"labels 0x00000801)")
+        raise DatasetError(f"{path}: bad IDX magic number 0x{magic:08x}; expected 0x0000TTDD with "
+                           f"type TT in {{08, 09, 0B, 0C, 0D, 0E}} (MNIST images 0x00000803, "
+                           f"labels 0x00000801)")
     dtype, file_ndim = np.dtype(_IDX_TYPES[raw[2]]), raw[3]
     if ndim is not None and file_ndim != ndim:
-        raise ValueError(f"{path}: magic 0x{magic:08x} says {file_ndim} dimension(s), but the "
-                         f"{what} needs {ndim}")
+        raise DatasetError(f"{path}: magic 0x{magic:08x} says {file_ndim} dimension(s), but the "
+                           f"{what} needs {ndim}")
     header = 4 + 4 * file_ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated header: {file_ndim} dimensions need {header} bytes, "
-                         f"file has {len(raw)}")
+        raise DatasetError(f"{path}: truncated header: {file_ndim} dimensions need {header} bytes, "
+                           f"file has {len(raw)}")
     dims = struct.unpack(f">{file_ndim}I", raw[4:header])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     have = len(raw) - header
     if have < expected:
-        raise ValueError(f"{path}: truncated data: dimensions {dims} need {expected} bytes, "
-                         f"file has {have}")
+        raise DatasetError(f"{path}: truncated data: dimensions {dims} need {expected} bytes, "
+                           f"file has {have}")
     if have > expected:
-        raise ValueError(f"{path}: {have - expected} unexpected bytes after the data of "
-                         f"dimensions {dims}")
+        raise DatasetError(f"{path}: {have - expected} unexpected bytes after the data of "
+                           f"dimensions {dims}")
     data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
     return data.reshape(dims).astype(dtype.newbyteorder("="))

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ._dataset import Dataset
+from ._errors import DataFileNotFoundError, DatasetError
 from ._participants import Participants, find_column, read_table
 from ._validate import (balanced_labels, check_float, check_int, group_labels,
                         make_rng, normalize_group, normalize_sex)
@@ -116,7 +117,7 @@ def read_aseg_stats(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"aseg.stats file not found: {path}")
+        raise DataFileNotFoundError(f"aseg.stats file not found: {path}")
     columns, volumes, measures = None, {}, {}
     for line_no, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         text = line.strip()
@@ -128,8 +129,8 @@ def read_aseg_stats(path):
                 columns = body.split()[1:]
                 missing = [c for c in ("StructName", "Volume_mm3") if c not in columns]
                 if missing:
-                    raise ValueError(f"{path}, line {line_no}: '# ColHeaders' lacks column(s) "
-                                     f"{missing}; found {columns}")
+                    raise DatasetError(f"{path}, line {line_no}: '# ColHeaders' lacks column(s) "
+                                       f"{missing}; found {columns}")
             elif body.startswith("Measure"):
                 parts = [p.strip() for p in body[len("Measure"):].split(",")]
                 if len(parts) >= 4:
@@ -139,29 +140,29 @@ def read_aseg_stats(path):
                         pass  # measures are extras; only the table is required
             continue
         if columns is None:
-            raise ValueError(f"{path}, line {line_no}: table row with no '# ColHeaders' line "
-                             f"before it (is this a FreeSurfer aseg.stats file?)")
+            raise DatasetError(f"{path}, line {line_no}: table row with no '# ColHeaders' line "
+                               f"before it (is this a FreeSurfer aseg.stats file?)")
         fields = text.split()
         if len(fields) != len(columns):
-            raise ValueError(f"{path}, line {line_no}: {len(fields)} fields, expected "
-                             f"{len(columns)} ({' '.join(columns)})")
+            raise DatasetError(f"{path}, line {line_no}: {len(fields)} fields, expected "
+                               f"{len(columns)} ({' '.join(columns)})")
         name = fields[columns.index("StructName")]
         text_volume = fields[columns.index("Volume_mm3")]
         try:
             volume = float(text_volume)
         except ValueError:
-            raise ValueError(f"{path}, line {line_no}: Volume_mm3 {text_volume!r} of {name} "
-                             f"is not a number") from None
+            raise DatasetError(f"{path}, line {line_no}: Volume_mm3 {text_volume!r} of {name} "
+                               f"is not a number") from None
         if not np.isfinite(volume) or volume < 0:
-            raise ValueError(f"{path}, line {line_no}: Volume_mm3 of {name} is {volume}, "
-                             f"expected a finite volume >= 0")
+            raise DatasetError(f"{path}, line {line_no}: Volume_mm3 of {name} is {volume}, "
+                               f"expected a finite volume >= 0")
         if name in volumes:
-            raise ValueError(f"{path}, line {line_no}: structure {name!r} appears twice")
+            raise DatasetError(f"{path}, line {line_no}: structure {name!r} appears twice")
         volumes[name] = volume
     if columns is None:
-        raise ValueError(f"{path}: no '# ColHeaders' line; not a FreeSurfer aseg.stats file")
+        raise DatasetError(f"{path}: no '# ColHeaders' line; not a FreeSurfer aseg.stats file")
     if not volumes:
-        raise ValueError(f"{path}: the aseg.stats table has no rows")
+        raise DatasetError(f"{path}: the aseg.stats table has no rows")
     return volumes, measures
 
 
@@ -181,14 +182,14 @@ def _stats_files(folder_or_files):
         if source.is_dir():
             files = sorted(source.rglob("*aseg.stats"))
             if not files:
-                raise ValueError(f"no '*aseg.stats' files found under {source}")
+                raise DatasetError(f"no '*aseg.stats' files found under {source}")
             return files
         if not source.exists():
-            raise FileNotFoundError(f"aseg.stats folder or file not found: {source}")
+            raise DataFileNotFoundError(f"aseg.stats folder or file not found: {source}")
         return [source]
     files = [Path(f) for f in folder_or_files]
     if not files:
-        raise ValueError("load_aseg_stats: the list of aseg.stats files is empty")
+        raise DatasetError("load_aseg_stats: the list of aseg.stats files is empty")
     return files
 
 
@@ -208,7 +209,7 @@ def load_aseg_stats(folder_or_files, participants_csv, subject_column="subject",
     for path in files:
         subject = people.resolve(subject_from_stats_path(path), path)
         if subject in seen:
-            raise ValueError(f"subject {subject!r} has two aseg.stats files: {seen[subject]} and {path}")
+            raise DatasetError(f"subject {subject!r} has two aseg.stats files: {seen[subject]} and {path}")
         seen[subject] = path
         volumes, measures = read_aseg_stats(path)
         subjects.append(subject)
@@ -222,8 +223,8 @@ def load_aseg_stats(folder_or_files, participants_csv, subject_column="subject",
     for subject, path, volumes in zip(subjects, files, tables):
         missing = [r for r in wanted if r not in volumes]
         if missing:
-            raise ValueError(f"subject {subject!r} ({path}) lacks region(s) {missing} that "
-                             f"{'were asked for' if regions is not None else 'other subjects have'}")
+            raise DatasetError(f"subject {subject!r} ({path}) lacks region(s) {missing} that "
+                               f"{'were asked for' if regions is not None else 'other subjects have'}")
     X = np.array([[volumes[r] for r in wanted] for volumes in tables], dtype=np.float64)
     groups, sample_meta = people.labels_for(subjects)
     y, groups = group_labels(groups)
@@ -254,14 +255,14 @@ def load_volume_csv(path, group_column="group", subject_column="subject", *, reg
     else:
         regions = [find_column(header, r, path) for r in regions]
     if not regions:
-        raise ValueError(f"{path}: no region columns besides {subj_col!r} and {group_col!r}")
+        raise DatasetError(f"{path}: no region columns besides {subj_col!r} and {group_col!r}")
     subjects, groups, sex, age, seen = [], [], [], [], set()
     X = np.empty((len(rows), len(regions)))
     for i, row in enumerate(rows):
         subject = row[subj_col]
         where = f"{path}, subject {subject!r}: "
         if subject in seen:
-            raise ValueError(f"{path}: subject {subject!r} appears more than once")
+            raise DatasetError(f"{path}: subject {subject!r} appears more than once")
         seen.add(subject)
         subjects.append(subject)
         groups.append(normalize_group(row[group_col], where))
@@ -284,11 +285,11 @@ def load_volume_csv(path, group_column="group", subject_column="subject", *, reg
 
 def _number(text, where, hint=""):
     if text == "":
-        raise ValueError(f"{where}: missing value")
+        raise DatasetError(f"{where}: missing value")
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{where}: {text!r} is not a number{hint}") from None
+        raise DatasetError(f"{where}: {text!r} is not a number{hint}") from None
     if not np.isfinite(value):
-        raise ValueError(f"{where}: value {text!r} is NaN/Inf")
+        raise DatasetError(f"{where}: value {text!r} is NaN/Inf")
     return value

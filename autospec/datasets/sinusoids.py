@@ -2,6 +2,7 @@
 import numpy as np
 
 from ._dataset import Dataset
+from ._errors import DatasetError, DatasetTypeError
 from ._validate import balanced_labels, check_float, check_int, make_rng
 
 
@@ -24,10 +25,10 @@ def make_sinusoids(n=200, length=64, n_classes=4, seed=0, *, freq_range=(0.02, 0
     try:
         f_lo, f_hi = (float(f) for f in freq_range)
     except (TypeError, ValueError):
-        raise TypeError(f"freq_range must be a pair (low, high), got {freq_range!r}") from None
+        raise DatasetTypeError(f"freq_range must be a pair (low, high), got {freq_range!r}") from None
     if not 0.0 <= f_lo < f_hi <= 0.5:
-        raise ValueError(f"freq_range must satisfy 0 <= low < high <= 0.5 cycles/step "
-                         f"(Nyquist), got {freq_range!r}")
+        raise DatasetError(f"freq_range must satisfy 0 <= low < high <= 0.5 cycles/step "
+                           f"(Nyquist), got {freq_range!r}")
     rng = make_rng(seed)
 
     y = balanced_labels(n, n_classes, rng)

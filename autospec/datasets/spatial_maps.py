@@ -4,6 +4,7 @@ import numpy as np
 
 from ._arrayfiles import NIFTI_SUFFIXES, read_nifti
 from ._dataset import Dataset
+from ._errors import DatasetError, DatasetTypeError
 from ._participants import Participants
 from ._subject_files import list_files, stack_subject_arrays
 from ._validate import balanced_labels, check_float, check_int, group_labels, make_rng
@@ -15,9 +16,9 @@ def _check_shape(shape):
     try:
         shape = tuple(shape)
     except TypeError:
-        raise TypeError(f"shape must be a tuple of 3 ints, got {shape!r}") from None
+        raise DatasetTypeError(f"shape must be a tuple of 3 ints, got {shape!r}") from None
     if len(shape) != 3:
-        raise ValueError(f"shape must have 3 entries (X, Y, Z), got {shape!r}")
+        raise DatasetError(f"shape must have 3 entries (X, Y, Z), got {shape!r}")
     return tuple(check_int("shape entry", s, minimum=4) for s in shape)
 
 
@@ -103,8 +104,8 @@ def _read_volume(path):
     if data.ndim == 4:
         data = data.max(axis=3)
     if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3-D volume or a 4-D stack of component maps "
-                         f"(X, Y, Z, C), got shape {data.shape}")
+        raise DatasetError(f"{path}: expected a 3-D volume or a 4-D stack of component maps "
+                           f"(X, Y, Z, C), got shape {data.shape}")
     return data
 
 

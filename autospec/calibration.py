@@ -162,11 +162,10 @@ def _null_maps(source, layers, groups, quantity, log):
         codes = stats.label_codes(lab, available)
         below_values = stats.per_sample_below_floor(source, layer, x)
         values = stats.transform_values(x, stats.default_log(log))
+        values = np.where(below_values, np.nan, values)  # as in stats.per_sample_tests
         for ga, gb in pairs:
             a, b = available.index(ga), available.index(gb)
-            in_pair = (codes == a) | (codes == b)
-            below = (below_values & in_pair[:, :, None]).any(axis=1)
-            yield _NullMap(layer, "G", (ga, gb), np.where(below[:, None, :], np.nan, values), codes, a, b, ids, False)
+            yield _NullMap(layer, "G", (ga, gb), values, codes, a, b, ids, False)
 
 
 def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="G", alpha=0.05, method="bh",
@@ -331,10 +330,9 @@ def data_baseline(X, labels, groups=None, *, features=("norm", "spectrum"), k=3,
             na, nb = int((codes == a).sum()), int((codes == b).sum())
             if na < 2 or nb < 2:
                 raise stats.TooFewSamples(f"too few samples: {na} for {ga!r} and {nb} for {gb!r}; Welch needs 2 each")
-            in_pair = ((codes == a) | (codes == b))[0]
-            below = below_values[in_pair].any(axis=0)
-            cells = stats.CellMoments(np.where(below[None, None, :], np.nan, x))
+            cells = stats.CellMoments(np.where(below_values[None], np.nan, x))  # as in stats.per_sample_tests
             t, df, d = (v[0] for v in cells.welch(codes == a, codes == b))
+            below = np.isnan(t) & ~np.isnan(stats.CellMoments(x).welch(codes == a, codes == b)[0][0])
             common = dict(layer="data", quantity=quantity, groups=(ga, gb), position=None, axes=("index",),
                           steps=np.zeros(0, dtype=np.int64), indices=np.arange(values.shape[1]), d=d,
                           n_samples=(na, nb), calibrated=True, below_floor=below, log=log)

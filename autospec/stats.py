@@ -873,8 +873,9 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
     ``log=False`` tests raw values. Welch rather than permutation p-values is the default because
     a permutation p cannot go below 1 / (1 + n_permutations), which BH-FDR over a map of many cells
     turns into lost power (measured: 1-3% of null maps flagged with 99 relabellings, against
-    2-5% for Welch, on MLP records of 100 steps); both are calibrated. A cell in which any sample's value sits at/below its noise
-    floor (:func:`per_sample_below_floor`) is not tested (``below_floor``). Returns a list of
+    2-5% for Welch, on MLP records of 100 steps); both are calibrated. A sample's value at/below its
+    noise floor (:func:`per_sample_below_floor`) is left out of its cell like a missing value; a cell
+    left with fewer than 2 values per group is not tested (``below_floor``). Returns a list of
     :class:`GroupTest` (test "welch-samples", then "perm-samples" when asked), quantity "G".
     """
     log = default_log(log)
@@ -898,10 +899,11 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
             raise TooFewSamples(
                 f"too few samples: Welch's t-test needs at least 2 replicates per group, got "
                 f"{na} for {ga!r} and {nb} for {gb!r}")
-        below = (below_values & in_pair[:, :, None]).any(axis=1)  # (steps, k): a pair's value at the floor
-        cells = CellMoments(np.where(below[:, None, :], np.nan, values))
+        # A value at/below its floor is numerically zero: it is left out of its cell (as a missing
+        # replicate); a cell is "below floor" when too few values above the floor are left to test.
+        cells = CellMoments(np.where(below_values, np.nan, values))
         t, df, d = cells.welch(codes == a, codes == b)
-        below = below & ~np.isnan(CellMoments(values).welch(codes == a, codes == b)[0])
+        below = np.isnan(t) & ~np.isnan(CellMoments(values).welch(codes == a, codes == b)[0])
         common = dict(layer=layer, quantity="G", groups=(ga, gb), position=None, axes=("step", "index"),
                       steps=np.asarray(rec.steps), indices=np.arange(x.shape[2]), d=d, n_samples=(na, nb),
                       calibrated=True, below_floor=below, log=log)

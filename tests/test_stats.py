@@ -470,6 +470,23 @@ def test_values_below_the_noise_floor_are_never_tested():
     assert np.isfinite(unfloored.p[3]) and not unfloored.below_floor.any()  # tested when no floor is known
 
 
+def test_a_sample_at_the_floor_is_left_out_of_its_cell_not_the_whole_cell():
+    # One sample per step with a zero gradient (e.g. every ReLU unit dead for it) must not make the
+    # cell untestable: that value alone is numerically zero and left out.
+    rng = np.random.default_rng(5)
+    rec = Record(metadata={})
+    labels = np.repeat(["a", "b"], [12, 8])
+    for s in range(5):
+        per = rng.lognormal(size=(20, 1))
+        per[s, 0] = 0.0
+        rec.append(s, {("L", "G", None, None): np.array([2.0])}, per_sample={"L": per},
+                   floors={("L", "G", None, None): 2e-15}, sample_groups=labels)
+    welch = stats.group_tests(rec, "L")[0]
+    assert not welch.below_floor.any() and np.isfinite(welch.p).all()
+    null = stats.null_calibration(rec, 20, seed=0)
+    assert null.maps[0]["n_cells"] == 5
+
+
 def test_effective_rank_counts_only_values_above_the_floor():
     s = np.array([[3.0, 1.0, 1e-17, 1e-18], [2.0, 2.0, 2.0, 1e-20]])
     np.testing.assert_allclose(stats.effective_rank(s, floor=[1e-15, 1e-15]),

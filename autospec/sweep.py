@@ -331,11 +331,15 @@ def execute_job(job):
 # ----------------------------------------------------------------------------- local workers
 
 
+_stop_requested = False
+
+
 def _stop_once(signum, frame):
-    """A worker's SIGINT/SIGTERM handler: interrupt the run once, ignore repeats while it stops."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    """A worker's SIGINT/SIGTERM handler: interrupt once; repeats do nothing while it stops."""
+    global _stop_requested
+    if not _stop_requested:
+        _stop_requested = True
+        raise KeyboardInterrupt
 
 
 def _watch_parent(parent_pid):
@@ -349,11 +353,17 @@ def worker_main(conn, parent_pid):
     """Body of a local worker process: run the jobs sent over ``conn`` and send back their
     outcomes until told to stop (None), interrupted, or the sweep's process is gone -- then exit
     quietly (an interrupted run has marked itself "interrupted" in its status.json)."""
+    global _stop_requested
+    try:
+        os.setpgid(0, 0)  # a process group of its own: a terminal's Ctrl-C reaches the sweep, which stops us once
+    except OSError:
+        pass
+    signal.signal(signal.SIGINT, _stop_once)
+    signal.signal(signal.SIGTERM, _stop_once)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
         while True:
-            signal.signal(signal.SIGINT, _stop_once)  # again for each job: a stop ignores repeats
-            signal.signal(signal.SIGTERM, _stop_once)
+            _stop_requested = False
             job = conn.recv()
             if job is None:
                 return
@@ -587,7 +597,7 @@ class _SweepLog:
             earlier = {k: v for k, v in self.runs.get(job.label, {}).items() if k not in ("state", "message")}
             entry = {**earlier, **entry}
         entry.update({k: v for k, v in status.items() if k != "state"})
-        entry.update({k: v for k, v in outcome.items() if k != "traceback"})
+        entry.update(outcome)
         if outcome["state"] == "interrupted" and "message" in status:
             entry["message"] = status["message"]
         return entry

@@ -27,10 +27,11 @@ records of its folder change.
 
 Local workers (``workers`` > 1) are fresh (spawned) processes whose BLAS pools are pinned to one
 thread (the environment variables are set before the worker imports NumPy, and threadpoolctl
-enforces it), so N workers use N cores and results do not depend on the thread count. Ctrl-C
-or SIGTERM of the sweep stops every worker; their runs end "interrupted" and sweep.json says so.
-Workers watch the sweep's process: if it is killed outright (SIGKILL), they interrupt their
-runs and exit quietly within a second or so. dask.distributed is imported only for
+enforces it), so N workers use N cores and results do not depend on the thread count. Workers
+run in a process group of their own, so a terminal's Ctrl-C reaches only the sweep, which then
+stops each worker with one SIGTERM (as does SIGTERM of the sweep): their runs end "interrupted"
+and sweep.json says so. Workers also watch the sweep's process: if it is killed outright
+(SIGKILL), they interrupt their runs and exit quietly within a second or so. dask.distributed is imported only for
 ``dask``/``dask_local``; remote workers must be able to import autospec and write to OUT (a shared
 filesystem); runs on a dask worker that is shut down mid-run show as interrupted (killed).
 """

@@ -384,6 +384,7 @@ class _LocalWorkers:
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")
+        self.size = n
         self.idle, self.busy = [], {}  # busy: conn -> (process, job)
         for _ in range(n):
             self.idle.append(self._start())
@@ -398,17 +399,18 @@ class _LocalWorkers:
         return process, mine
 
     @property
-    def pids(self):
-        return [p.pid for p, _ in self.idle] + [p.pid for p, _ in self.busy.values()]
+    def free(self):
+        """True when a job can be submitted (a worker is idle, or one that died can be replaced)."""
+        return bool(self.idle) or len(self.busy) < self.size
 
     def submit(self, job):
-        process, conn = self.idle.pop()
+        process, conn = self.idle.pop() if self.idle else self._start()
         conn.send(job)
         self.busy[conn] = (process, job)
 
     def results(self, timeout):
         """(job, outcome) of every busy worker that answered within ``timeout`` seconds; a worker
-        that died gives a "failed" outcome and is replaced."""
+        that died gives a "failed" outcome (the next submit starts a new one)."""
         from multiprocessing.connection import wait
 
         done = []
@@ -422,7 +424,6 @@ class _LocalWorkers:
                 conn.close()
                 outcome = {"label": job.label, "out_dir": job.out_dir, "state": "failed",
                            "message": f"worker process died (exit code {process.exitcode})"}
-                self.idle.append(self._start())
             done.append((job, outcome))
         return done
 
@@ -465,7 +466,7 @@ def _run_local(jobs, workers, on_outcome):
     queue = list(reversed(jobs))
     try:
         while queue or pool.busy:
-            while queue and pool.idle:
+            while queue and pool.free:
                 pool.submit(queue.pop())
             for job, outcome in pool.results(timeout=1.0):
                 on_outcome(job, outcome)

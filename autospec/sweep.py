@@ -355,10 +355,11 @@ def worker_main(conn, parent_pid):
     outcomes until told to stop (None), interrupted, or the sweep's process is gone -- then exit
     quietly (an interrupted run has marked itself "interrupted" in its status.json)."""
     global _stop_requested
-    try:
-        os.setpgid(0, 0)  # a process group of its own: a terminal's Ctrl-C reaches the sweep, which stops us once
-    except OSError:
-        pass
+    if hasattr(os, "setpgid"):  # POSIX
+        try:  # a process group of its own: a terminal's Ctrl-C reaches the sweep, which stops us once
+            os.setpgid(0, 0)
+        except OSError:
+            pass
     signal.signal(signal.SIGINT, _stop_once)
     signal.signal(signal.SIGTERM, _stop_once)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()

@@ -510,8 +510,6 @@ def _dask_client(address=None, n_local=None):
     except ImportError:
         raise ExperimentError("--dask/--dask-local need dask.distributed: pip install 'autospec[dask]'") from None
     if n_local is not None:
-        if n_local < 1:
-            raise ExperimentError(f"--dask-local needs N >= 1 workers, got {n_local}")
         with _single_thread_env():
             cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)
@@ -721,6 +719,15 @@ def _sort_jobs(jobs, force):
     return todo, finished
 
 
+def _check_out(out_path):
+    """--out must be a folder (or not exist yet) and its sweep.json, if any, a file."""
+    if out_path.exists() and not out_path.is_dir():
+        raise SweepError(f"--out {out_path} is a file, not a folder")
+    log = out_path / "sweep.json"
+    if log.exists() and not log.is_file():
+        raise SweepError(f"{log} is not a file; move it away or choose another --out")
+
+
 def run_sweep(experiments=None, panels=None, seeds=(0,), out="sweep", overrides=None, config_file=None,
               workers=1, dask=None, dask_local=None, force=False, quiet=False):
     """Run the grid experiments x panels x seeds into ``out`` and return a :class:`SweepReport`.
@@ -733,22 +740,28 @@ def run_sweep(experiments=None, panels=None, seeds=(0,), out="sweep", overrides=
     """
     from tqdm import tqdm
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ExperimentError(f"--workers needs N >= 1, got {workers!r}")
+    for flag, value in (("--workers", workers), ("--dask-local", dask_local)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ExperimentError(f"{flag} needs N >= 1 workers, got {value!r}")
+    if dask is not None and dask_local is not None:
+        raise ExperimentError("give --dask or --dask-local, not both")
     start = time.perf_counter()
     out_path = Path(out)
-    if out_path.exists() and not out_path.is_dir():
-        raise SweepError(f"--out {out} is a file, not a folder")
+    _check_out(out_path)
     jobs = plan(experiments, panels, seeds, out, overrides, config_file)
     todo, finished = _sort_jobs(jobs, force)
     report = SweepReport(jobs)
     for job in finished:
         report.outcomes[job.label] = {"label": job.label, "state": "skipped", "out_dir": job.out_dir}
-    where = (f"dask scheduler {dask}" if dask else f"local dask cluster of {dask_local}" if dask_local
+    on_dask = dask is not None or dask_local is not None
+    where = (f"dask scheduler {dask}" if dask is not None else f"local dask cluster of {dask_local}" if on_dask
              else f"{workers} local worker{'s' if workers > 1 else ''}")
     if not quiet:
         print(f"sweep: {len(jobs)} runs ({len(finished)} already finished) on {where} -> {out}")
-    out_path.mkdir(parents=True, exist_ok=True)
+    try:
+        out_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     log = _SweepLog(out_path, report, quiet)
     log.write(0.0)
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=quiet or not todo, file=sys.stderr)
@@ -763,7 +776,7 @@ def run_sweep(experiments=None, panels=None, seeds=(0,), out="sweep", overrides=
     ending = "interrupted"
     try:
         with _sigterm_as_interrupt():
-            if todo and (dask or dask_local):
+            if todo and on_dask:
                 with _dask_client(dask, dask_local) as client:
                     _run_dask(todo, client, on_outcome)
             elif todo:

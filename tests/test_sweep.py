@@ -154,3 +154,22 @@ def test_the_panel_figure_is_redrawn_when_its_runs_change(tmp_path):
     redo = run_sweep(out=out, overrides=drawn, force=True, **GRID)  # panel A alone runs again
     assert redo.counts() == {"finished": 1} and redo.panel_figures == [figure]
     assert figure.stat().st_mtime_ns != first
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "{file}"], "--out {file} is a file, not a folder"),
+    (["--out", "{tmp}", "--dask-local", "0"], "--dask-local needs N >= 1 workers, got 0"),
+    (["--out", "{tmp}", "--workers", "0"], "--workers needs N >= 1 workers, got 0"),
+    (["--out", "{folder}"], "{folder}/sweep.json is not a file"),
+])
+def test_bad_sweep_requests_are_one_line_before_any_run(tmp_path, capsys, args, message):
+    from autospec.cli import main
+
+    names = {"file": tmp_path / "notes.txt", "tmp": tmp_path / "out", "folder": tmp_path / "odd"}
+    names["file"].write_text("mine")
+    (names["folder"] / "sweep.json").mkdir(parents=True)
+    args = [a.format(**names) for a in args]
+    code = main(["sweep", "--experiments", "freesurfer-mlp", "--panels", "A", "--epochs", "1", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(**names) in err and len(err.strip().splitlines()) == 1, err
+    assert names["file"].read_text() == "mine" and not list(tmp_path.rglob("record.h5"))

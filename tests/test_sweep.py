@@ -2,6 +2,7 @@
 after an interrupt, and killing the sweep stops its workers."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -156,20 +157,26 @@ def test_the_panel_figure_is_redrawn_when_its_runs_change(tmp_path):
     assert figure.stat().st_mtime_ns != first
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--out", "{file}"], "--out {file} is a file, not a folder"),
-    (["--out", "{tmp}", "--dask-local", "0"], "--dask-local needs N >= 1 workers, got 0"),
-    (["--out", "{tmp}", "--workers", "0"], "--workers needs N >= 1 workers, got 0"),
-    (["--out", "{folder}"], "{folder}/sweep.json is not a file"),
+@pytest.mark.parametrize("args, api, message", [
+    (["--out", "{file}"], dict(out="{file}"), "{file} is "),
+    (["--out", "{tmp}", "--dask-local", "0"], dict(out="{tmp}", dask_local=0), "--dask-local"),
+    (["--out", "{tmp}", "--workers", "0"], dict(out="{tmp}", workers=0), "--workers"),
+    (["--out", "{folder}"], dict(out="{folder}"), "{folder}/sweep.json is not a file"),
 ])
-def test_bad_sweep_requests_are_one_line_before_any_run(tmp_path, capsys, args, message):
+def test_bad_sweep_requests_are_one_line_before_any_run(tmp_path, capsys, args, api, message):
     from autospec.cli import main
+    from autospec.errors import AutoSpecError
 
     names = {"file": tmp_path / "notes.txt", "tmp": tmp_path / "out", "folder": tmp_path / "odd"}
     names["file"].write_text("mine")
     (names["folder"] / "sweep.json").mkdir(parents=True)
+    message = message.format(**names)
+    with pytest.raises(AutoSpecError, match=re.escape(message)) as caught:
+        run_sweep(overrides={**TINY, "epochs": 1}, **GRID, **{k: v.format(**names) if isinstance(v, str) else v
+                                                               for k, v in api.items()})
+    assert "\n" not in str(caught.value)
     args = [a.format(**names) for a in args]
     code = main(["sweep", "--experiments", "freesurfer-mlp", "--panels", "A", "--epochs", "1", "--quiet", *args])
     err = capsys.readouterr().err
-    assert code == 2 and message.format(**names) in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert names["file"].read_text() == "mine" and not list(tmp_path.rglob("record.h5"))

@@ -143,33 +143,42 @@ def _write_json_atomically(path, payload):
 
 
 class _SweepLog:
-    """OUT/sweep.json: every run this folder's sweeps have seen, this sweep's merged over the
-    previous file's entries, rewritten atomically whenever a run ends."""
+    """OUT/sweep.json: every run this folder's sweeps have seen. Each write re-reads the file and
+    replaces only this sweep's entries (so earlier grids, and a sweep running beside this one,
+    keep theirs), atomically, whenever a run ends."""
 
     def __init__(self, out, report, quiet):
         self.path = Path(out) / "sweep.json"
         self.report = report
-        self.runs, self.panel_figures = {}, {}
-        previous = self._read_previous(quiet)
-        for entry in previous.get("runs", []):
-            if isinstance(entry, dict) and isinstance(entry.get("label"), str):
-                self.runs[entry["label"]] = entry
-        if isinstance(previous.get("panel_figures"), dict):
-            self.panel_figures = dict(previous["panel_figures"])
+        previous = self._load()
+        if previous is None:
+            backup = move_aside(self.path)
+            if not quiet:
+                print(f"sweep: {self.path} was not a sweep log; kept it as {backup}", file=sys.stderr)
+            previous = {}
+        self.runs = self._runs_in(previous)
+        self.panel_figures = self._figures_in(previous)  # figure -> fingerprint of the records it shows
+        self.drawn = {}  # the panel figures this sweep drew
 
-    def _read_previous(self, quiet):
-        if not self.path.is_file():
-            return {}
+    def _load(self):
+        """The file's content: {} when there is none, None when it is not a sweep log."""
         try:
             previous = json.loads(self.path.read_text())
-            if isinstance(previous, dict):
-                return previous
+        except FileNotFoundError:
+            return {}
         except (OSError, ValueError):
-            pass
-        backup = move_aside(self.path)
-        if not quiet:
-            print(f"sweep: {self.path} was not a sweep log; kept it as {backup}", file=sys.stderr)
-        return {}
+            return None
+        return previous if isinstance(previous, dict) else None
+
+    @staticmethod
+    def _runs_in(previous):
+        return {entry["label"]: entry for entry in previous.get("runs", [])
+                if isinstance(entry, dict) and isinstance(entry.get("label"), str)}
+
+    @staticmethod
+    def _figures_in(previous):
+        figures = previous.get("panel_figures")
+        return dict(figures) if isinstance(figures, dict) else {}
 
     def entry(self, job):
         """The sweep.json entry of ``job``: this sweep's outcome, the run's status.json, its settings."""
@@ -192,11 +201,16 @@ class _SweepLog:
     def write(self, wall_seconds, state="running"):
         """Rewrite the file; ``state`` is the sweep's own ("running" while it goes: a sweep killed
         outright leaves that, and its runs' status.json files say where they stopped)."""
-        for job in self.report.jobs:
-            self.runs[job.label] = {**self.entry(job), "updated": _now()}
+        current = self._load()
+        if current is None:  # replaced by something else while we ran: keep it
+            move_aside(self.path)
+            current = {}
+        self.runs = {**self.runs, **self._runs_in(current)}
+        self.runs.update({job.label: {**self.entry(job), "updated": _now()} for job in self.report.jobs})
+        figures = {**self._figures_in(current), **self.drawn}
         payload = {"updated": _now(), "sweep": {"state": state, "pid": os.getpid()},
                    "wall_seconds": round(wall_seconds, 3), "counts": self.report.counts(),
-                   "runs": list(self.runs.values()), "panel_figures": self.panel_figures}
+                   "runs": list(self.runs.values()), "panel_figures": figures}
         _write_json_atomically(self.path, payload)
 
 
@@ -253,7 +267,7 @@ def _panel_figures(jobs, outcomes, log, quiet):
         try:
             fig = plot.plot_panels(records, layers=comparable_layers(records), groups=compare)
             written += plot.save_figure(fig, target, formats=tuple(settings.figure_formats))
-            log.panel_figures[key] = fingerprint
+            log.drawn[key] = fingerprint
         except ValueError as exc:  # e.g. too few steps for the difference maps: the runs themselves are fine
             if not quiet:
                 print(f"panel figure of {folder} skipped: {exc}", file=sys.stderr)

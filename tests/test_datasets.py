@@ -623,6 +623,17 @@ def test_a_truncated_nifti_is_one_line(tmp_path, cut):
     _one_line_error(ds.DatasetError, "cut.nii: not a readable NIfTI file", read_nifti, tmp_path / "cut.nii")
 
 
+def test_values_beyond_float32_are_named_as_such_not_as_nan(tmp_path):
+    import nibabel
+
+    from autospec.datasets._arrayfiles import read_mat, read_nifti
+
+    nibabel.save(nibabel.Nifti1Image(np.full((3, 3, 3), 1e300), np.eye(4)), str(tmp_path / "big.nii"))
+    _one_line_error(ds.DatasetError, r"27 value\(s\) beyond float32's range", read_nifti, tmp_path / "big.nii")
+    scipy.io.savemat(tmp_path / "big.mat", {"tc": np.full((3, 2), -1e300)})
+    _one_line_error(ds.DatasetError, "6 value.*e.g. -1e\\+300", read_mat, tmp_path / "big.mat")
+
+
 def test_complex_matlab_arrays_are_an_error(tmp_path):
     from autospec.datasets._arrayfiles import read_mat
 

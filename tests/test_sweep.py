@@ -2,6 +2,7 @@
 after an interrupt, and killing the sweep stops its workers."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -65,12 +66,14 @@ def test_a_bad_previous_sweep_json_is_kept_aside(tmp_path):
 
 
 def _start_sweep(out, *extra):
-    """A sweep of two long runs on two workers, as a user starts it; returns it once both runs
-    have recorded a few steps, with the PIDs of the workers running them."""
+    """A sweep of two long runs on two workers, as a user starts it from a terminal (its own
+    session, so a Ctrl-C can reach its whole process group); returns it once both runs have
+    recorded a few steps, with the PIDs of the workers running them."""
     command = [sys.executable, "-m", "autospec.cli", "sweep", "--experiments", "freesurfer-mlp",
                "--panels", "A", "B", "--epochs", "100000", "--set", "data.n=20", "--no-figures",
                "--quiet", "--workers", "2", "--out", str(out), *extra]
-    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         statuses = [json.loads(p.read_text()) for p in out.rglob("status.json")]
@@ -97,11 +100,15 @@ def _statuses(out):
     return {p.parent.name: json.loads(p.read_text()) for p in out.rglob("status.json")}
 
 
-def test_sigterm_of_a_sweep_interrupts_its_runs_and_sweep_json_says_where(tmp_path):
+@pytest.mark.parametrize("stop", ["SIGTERM", "Ctrl-C"])
+def test_a_stopped_sweep_interrupts_its_runs_and_sweep_json_says_where(tmp_path, stop):
     out = tmp_path / "sweep"
     sweep, workers = _start_sweep(out)
     assert sweep.pid not in workers and len(set(workers)) == 2  # the runs are in worker processes
-    sweep.send_signal(signal.SIGTERM)
+    if stop == "SIGTERM":
+        sweep.send_signal(signal.SIGTERM)
+    else:  # a terminal's Ctrl-C: SIGINT to the foreground process group
+        os.killpg(sweep.pid, signal.SIGINT)
     stdout, stderr = sweep.communicate(timeout=30)
     assert sweep.returncode == 130 and "Traceback" not in stderr, stderr
     assert not _alive(workers)
@@ -136,13 +143,40 @@ def test_sigkill_of_a_sweep_stops_its_workers_quietly(tmp_path):
 
 def test_the_panel_figure_is_redrawn_when_its_runs_change(tmp_path):
     out = tmp_path / "sweep"
-    settings = {**TINY, "epochs": 3, "figures": True, "figure_formats": ["png"]}
-    both = run_sweep(out=out, overrides=settings, **{**GRID, "panels": ["A", "B"]})
+    quick = {**TINY, "epochs": 3}  # no figures: the runs alone
+    drawn = {**quick, "figures": True, "figure_formats": ["png"]}
+    run_sweep(out=out, overrides=quick, **{**GRID, "panels": ["A", "B"]})
+    both = run_sweep(out=out, overrides=drawn, **{**GRID, "panels": ["A", "B"]})  # same runs, now drawn
     figure = Path(both.jobs[0].out_dir).parent / "panels.png"
-    assert both.panel_figures == [figure] and figure.is_file()
-    drawn = figure.stat().st_mtime_ns
-    assert run_sweep(out=out, overrides=settings, **GRID).panel_figures == []  # nothing changed
+    assert both.counts() == {"skipped": 2} and both.panel_figures == [figure]
+    first = figure.stat().st_mtime_ns
+    assert run_sweep(out=out, overrides=drawn, **GRID).panel_figures == []  # nothing changed
 
-    redo = run_sweep(out=out, overrides=settings, force=True, **GRID)  # panel A alone runs again
+    redo = run_sweep(out=out, overrides=drawn, force=True, **GRID)  # panel A alone runs again
     assert redo.counts() == {"finished": 1} and redo.panel_figures == [figure]
-    assert figure.stat().st_mtime_ns != drawn
+    assert figure.stat().st_mtime_ns != first
+
+
+@pytest.mark.parametrize("args, api, message", [
+    (["--out", "{file}"], dict(out="{file}"), "{file} is "),
+    (["--out", "{tmp}", "--dask-local", "0"], dict(out="{tmp}", dask_local=0), "--dask-local"),
+    (["--out", "{tmp}", "--workers", "0"], dict(out="{tmp}", workers=0), "--workers"),
+    (["--out", "{folder}"], dict(out="{folder}"), "{folder}/sweep.json is not a file"),
+])
+def test_bad_sweep_requests_are_one_line_before_any_run(tmp_path, capsys, args, api, message):
+    from autospec.cli import main
+    from autospec.errors import AutoSpecError
+
+    names = {"file": tmp_path / "notes.txt", "tmp": tmp_path / "out", "folder": tmp_path / "odd"}
+    names["file"].write_text("mine")
+    (names["folder"] / "sweep.json").mkdir(parents=True)
+    message = message.format(**names)
+    with pytest.raises(AutoSpecError, match=re.escape(message)) as caught:
+        run_sweep(overrides={**TINY, "epochs": 1}, **GRID, **{k: v.format(**names) if isinstance(v, str) else v
+                                                               for k, v in api.items()})
+    assert "\n" not in str(caught.value)
+    args = [a.format(**names) for a in args]
+    code = main(["sweep", "--experiments", "freesurfer-mlp", "--panels", "A", "--epochs", "1", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert names["file"].read_text() == "mine" and not list(tmp_path.rglob("record.h5"))

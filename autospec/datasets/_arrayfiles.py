@@ -23,7 +23,17 @@ def _as_float32(data, path):
     if data.dtype.kind not in "biuf":
         raise DatasetError(f"{path}: expected a real numeric array, got dtype {data.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
-        return data.astype(np.float32)
+        single = data.astype(np.float32)
+    _check_float32_range(data, single, path)
+    return single
+
+
+def _check_float32_range(original, single, path):
+    """Finite values that became Inf as float32 are an error (not reported later as 'NaN/Inf')."""
+    overflow = np.isinf(single) & np.isfinite(original)
+    if overflow.any():
+        raise DatasetError(f"{path}: {int(overflow.sum())} value(s) beyond float32's range (|x| > 3.4e38), "
+                           f"e.g. {float(original[overflow][0]):g}; rescale the data")
 
 
 def read_nifti(path):
@@ -48,6 +58,8 @@ def read_nifti(path):
                                f"values only (save the magnitude, or real and imaginary parts, as real files)")
         with np.errstate(over="ignore", invalid="ignore"):
             data = image.get_fdata(dtype=np.float32)
+            if np.isinf(data).any():  # rare: read again in float64 to tell overflow from stored Inf
+                _check_float32_range(image.get_fdata(dtype=np.float64), data, path)
     except DatasetError:
         raise
     except Exception as exc:  # nibabel raises many kinds (and gzip/zlib/OSError) for corrupt or truncated files

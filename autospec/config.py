@@ -331,14 +331,13 @@ def resolve_config(experiment=None, panel=None, config_file=None, overrides=None
 
 def _check_data_settings(config):
     """The data table must fit the generator (checked before any work; --data loaders take only n)."""
-    from .datasets import _registry
+    from .datasets import dataset_function, list_datasets
 
     if config.data_path:
         return
-    if config.dataset not in _registry._DATASETS:
-        raise ExperimentError(f"unknown dataset {config.dataset!r}; data sets are "
-                              f"{', '.join(_registry.list_datasets())}")
-    factory = _registry._DATASETS[config.dataset][0]
+    if config.dataset not in list_datasets():
+        raise ExperimentError(f"unknown dataset {config.dataset!r}; data sets are {', '.join(list_datasets())}")
+    factory = dataset_function(config.dataset)
     accepted = inspect.signature(factory).parameters
     unknown = sorted(set(config.data) - set(accepted))
     if unknown:

@@ -57,11 +57,11 @@ def _positive_ints(*values):
 def generated_data_values(dataset, data):
     """How many numbers the generator of ``dataset`` makes with settings ``data`` (an upper
     bound; None when unknown or when the settings are invalid, which the generator reports)."""
-    from .datasets import _registry
+    from .datasets import dataset_function, list_datasets
 
-    if dataset not in _registry._DATASETS:
+    if dataset not in list_datasets():
         return None
-    factory = _registry._DATASETS[dataset][0]
+    factory = dataset_function(dataset)
     get = lambda name: _setting(factory, data, name)  # noqa: E731
     if dataset == "digits":
         n, side = get("n") or 1797, get("image_size")

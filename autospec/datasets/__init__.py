@@ -11,7 +11,7 @@ its kinds that also derive from TypeError, FileNotFoundError and IndexError), in
 """
 from ._dataset import Dataset
 from ._errors import DataFileNotFoundError, DatasetError, DatasetIndexError, DatasetTypeError
-from ._registry import get_dataset, list_datasets
+from ._registry import dataset_function, get_dataset, list_datasets
 from .cobre import NEUROMARK_DOMAINS, load_gift_timecourses, make_cobre_ica, neuromark_components
 from .digits import load_digits, load_mnist_idx, read_idx
 from .freesurfer import ASEG_REGIONS, load_aseg_stats, load_volume_csv, make_freesurfer, read_aseg_stats
@@ -20,7 +20,7 @@ from .spatial_maps import load_spatial_maps, make_spatial_maps
 
 __all__ = [
     "Dataset", "DatasetError", "DatasetTypeError", "DataFileNotFoundError", "DatasetIndexError",
-    "get_dataset", "list_datasets",
+    "get_dataset", "list_datasets", "dataset_function",
     "load_digits", "load_mnist_idx", "read_idx", "make_sinusoids",
     "make_freesurfer", "load_aseg_stats", "load_volume_csv", "read_aseg_stats", "ASEG_REGIONS",
     "make_cobre_ica", "load_gift_timecourses", "neuromark_components", "NEUROMARK_DOMAINS",

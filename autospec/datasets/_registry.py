@@ -29,11 +29,17 @@ def list_datasets(details=False):
     return sorted(_DATASETS)
 
 
-def get_dataset(name, **kwargs):
-    """Build or load the data set called ``name`` with the keyword arguments of its function."""
+def dataset_function(name):
+    """The function that builds or loads the data set called ``name`` (its keyword arguments are
+    the data set's settings)."""
     if name not in _DATASETS:
         raise DatasetError(f"unknown data set {name!r}; valid names are {', '.join(sorted(_DATASETS))}")
-    factory = _DATASETS[name][0]
+    return _DATASETS[name][0]
+
+
+def get_dataset(name, **kwargs):
+    """Build or load the data set called ``name`` with the keyword arguments of its function."""
+    factory = dataset_function(name)
     signature = inspect.signature(factory)
     try:
         signature.bind(**kwargs)

@@ -16,9 +16,7 @@ ours: its traceback is printed with a request to report it, exit code 70.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
 import time
 import traceback
@@ -33,6 +31,7 @@ DEMO_EPOCHS = 300
 
 
 from .errors import UsageError  # re-exported as cli.UsageError
+from .interrupts import sigterm_as_interrupt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -280,31 +279,13 @@ def _run_one(config, out, args):
     return result
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """While a run goes, turn SIGTERM (kill) into KeyboardInterrupt so that the run records where it
-    stopped; the previous handler comes back afterwards."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def cmd_run(args):
     from .experiments import resolve_config
 
     config = resolve_config(args.experiment, panel=args.panel, config_file=args.config, overrides=_overrides(args))
     out = Path(args.out) if args.out else Path("runs") / config.experiment / (config.panel or "base") / \
         f"seed{config.seed}"
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         _run_one(config, out, args)
     return 0
 
@@ -320,7 +301,7 @@ def cmd_demo(args):
     if not args.quiet:
         print(f"autospec demo: {config.label} -- MLP auto-encoder [32] ReLU on 300 handwritten digits, "
               f"groups = digit classes, spectra of G, A, D every step for {config.epochs} epochs\n")
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         result = _run_one(config, Path(args.out), args)
     if not args.quiet:
         print(f"\ndone in {time.perf_counter() - start:.1f} s. Next: `autospec stats {result.record_path} "

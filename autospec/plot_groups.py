@@ -29,7 +29,6 @@ from matplotlib.ticker import MaxNLocator
 from . import plot_base as base
 from .plot_base import PlotError
 from . import stats
-from .groups import GroupError
 from .plot_floor import draw_below_floor_cells, floor_legend_handles, signal
 
 __all__ = [
@@ -85,22 +84,8 @@ def choose_groups(source, groups=None, minimum=2):
 
     Unknown labels raise :class:`autospec.groups.GroupError` naming them and the labels there are.
     """
-    available = record_groups(source)
-    if groups is None or (not isinstance(groups, str) and len(groups) == 0):
-        chosen = available
-    else:
-        if isinstance(groups, str):
-            raise TypeError(f"groups must be a sequence of group labels, not the single string {groups!r}")
-        chosen = [str(g) for g in groups]
-        unknown = [g for g in chosen if g not in available]
-        if unknown:
-            where = "every seed record" if _is_record_list(source) else "the record"
-            raise GroupError(f"unknown group(s) {unknown}; {where} has groups {available or 'none'}")
-        if len(set(chosen)) != len(chosen):
-            raise GroupError(f"groups must be distinct, got {chosen}")
-    if len(chosen) < minimum:
-        raise GroupError(f"need at least {minimum} groups to compare, got {chosen or 'none'}")
-    return chosen
+    where = "every seed record" if _is_record_list(source) else "the record"
+    return stats.choose_groups(record_groups(source), groups, what=where, minimum=minimum)
 
 
 def _pair(source, groups):

@@ -63,6 +63,7 @@ __all__ = [
     "seed_tests",
     "summarize",
     "group_tests",
+    "choose_groups",
     "choose_pairs",
     "pad_columns",
     "step_labels",
@@ -512,10 +513,11 @@ class GroupTest:
         return rows
 
 
-def choose_pairs(available, groups=None, what="the record"):
-    """Every pair of ``groups`` (default: all of ``available``), in order; unknown labels are a GroupError."""
+def choose_groups(available, groups=None, what="the record", minimum=2):
+    """``groups`` (default: all of ``available``) as strings, checked: unknown or repeated labels
+    and fewer than ``minimum`` groups are a GroupError naming what ``what`` has."""
     available = [str(g) for g in available]
-    if groups is None:
+    if groups is None or (not isinstance(groups, str) and len(groups) == 0):
         chosen = list(available)
     else:
         if isinstance(groups, str):
@@ -523,15 +525,18 @@ def choose_pairs(available, groups=None, what="the record"):
         chosen = [str(g) for g in groups]
         unknown = [g for g in chosen if g not in available]
         if unknown:
-            raise GroupError(f"unknown group(s) {unknown}; {what} has groups {available}")
+            raise GroupError(f"unknown group(s) {unknown}; {what} has groups {available or 'none'}")
         if len(set(chosen)) != len(chosen):
             raise GroupError(f"groups must be distinct, got {chosen}")
-    if len(chosen) < 2:
-        raise GroupError(f"need at least 2 groups to compare, {what} has {chosen or 'none'}")
-    return list(itertools.combinations(chosen, 2))
+    if len(chosen) < minimum:
+        raise GroupError(f"need at least {minimum} groups to compare, {what} has {chosen or 'none'}")
+    return chosen
 
 
-_choose_groups = choose_pairs  # the name plot.py used before choose_pairs was public
+def choose_pairs(available, groups=None, what="the record"):
+    """Every pair of ``groups`` (default: all of ``available``), in order (see :func:`choose_groups`)."""
+    return list(itertools.combinations(choose_groups(available, groups, what), 2))
+
 
 
 def transform_values(x, log):
@@ -893,7 +898,6 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
     out = []
     for ga, gb in pairs:
         a, b = available.index(ga), available.index(gb)
-        in_pair = (codes == a) | (codes == b)
         na, nb = int((codes == a).sum(axis=1).max()), int((codes == b).sum(axis=1).max())
         if na < 2 or nb < 2:
             raise TooFewSamples(

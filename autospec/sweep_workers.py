@@ -13,6 +13,7 @@ import traceback
 from contextlib import contextmanager
 
 from .experiments import ExperimentError
+from .interrupts import sigterm_as_interrupt  # re-exported for sweep.py
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -213,24 +214,6 @@ def run_local(jobs, workers, on_outcome):
         raise
     finally:
         pool.close()
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM of the sweep raises KeyboardInterrupt (so the workers are stopped and sweep.json
-    written); outside the main thread signals are left alone."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # ----------------------------------------------------------------------------- dask

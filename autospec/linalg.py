@@ -52,6 +52,8 @@ __all__ = [
     "choose_gradient_method",
     "eig_to_svdvals",
     "largest_svdval_estimate",
+    "power_steps",
+    "random_unit_vector",
     "noise_floor",
     "noise_floor_from",
     "gradient_noise_floor",
@@ -1002,16 +1004,33 @@ def largest_svdval_estimate(X, iters=4, seed=0):
     if X.size == 0:
         return 0.0
     _check_finite(X, "X", "largest_svdval_estimate")
-    v = xp.asarray(np.random.default_rng(seed).standard_normal(X.shape[1]), dtype=X.dtype)
+    _, v = power_steps(X, random_unit_vector(X.shape[1], X.dtype, xp, seed), iters)
+    return float(xp.linalg.norm(X @ v))
+
+
+def random_unit_vector(n, dtype, xp=np, seed=0):
+    """A seeded random unit vector of length n (a start for :func:`power_steps`)."""
+    v = xp.asarray(np.random.default_rng(seed).standard_normal(n), dtype=dtype)
+    return v / xp.linalg.norm(v)
+
+
+def power_steps(X, v, iters=1):
+    """(|X v| for the last v used, the next unit vector): ``iters`` power steps on X^T X from the
+    unit vector v, alternating X v and X^T u (never X^T X, so nothing overflows); X finite.
+
+    |X v| <= sigma_1(X) for any unit v. Handing the returned vector to the next call on a matrix
+    that changes little (the same layer one training step later) starts near the top right
+    singular vector, so one step then estimates sigma_1 closely: a warm start."""
+    xp = get_array_module(X)
     estimate = 0.0
-    for _ in range(iters):  # alternate X v and X^T u (never X^T X), so nothing overflows
+    for _ in range(iters):
         u = X @ v
         estimate = float(xp.linalg.norm(u))
         if estimate == 0.0:
-            return 0.0
-        v = X.T @ (u / estimate)
-        v = v / xp.linalg.norm(v)
-    return float(xp.linalg.norm(X @ v))
+            return 0.0, v
+        w = X.T @ (u / estimate)  # nonzero: v . w = |u| > 0
+        v = w / xp.linalg.norm(w)
+    return estimate, v
 
 
 def noise_floor(M, dtype=None, method="exact"):

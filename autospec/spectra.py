@@ -155,6 +155,7 @@ class LayerSpectra:
         self._tracker_step = {}  # key -> the step its tracker last ran
         self._steps = 0
         self._constant = _ConstantCache()
+        self._power_vectors = {}  # (quantity, label, position) -> warm start of its sigma_1 estimate
         self._warned_nonfinite = False
 
     # ------------------------------------------------------------------ helpers
@@ -307,7 +308,7 @@ class LayerSpectra:
                 else:  # the factor's spectrum is not recorded: estimate its top value
                     part = by_label[label]
                     X = getattr(part, q + "2") if position is None else getattr(part, q)[:, position, :]
-                    largest[(q, label, position)] = linalg.largest_svdval_estimate(X)
+                    largest[(q, label, position)] = self._sigma_1_estimate((q, label, position), X)
             return largest[(q, label, position)]
 
         floors = {}
@@ -326,6 +327,17 @@ class LayerSpectra:
                 method = self.factor_method if position is None else "auto"
             floors[key] = linalg.noise_floor_from(scale, shape, dtype, method=method)
         return floors
+
+    def _sigma_1_estimate(self, key, X):
+        """sigma_1(X) from below for a floor's scale: power steps warm-started from the vector this
+        key ended with last step (4 steps from a random start the first time, then 1)."""
+        v = self._power_vectors.get(key)
+        if v is None or v.shape[0] != X.shape[1] or v.dtype != X.dtype:
+            estimate, v = linalg.power_steps(X, linalg.random_unit_vector(X.shape[1], X.dtype, get_array_module(X)), 4)
+        else:
+            estimate, v = linalg.power_steps(X, v, 1)
+        self._power_vectors[key] = v
+        return estimate
 
     def _scale_to_group_means(self, values, floors, sizes):
         """group_scale="mean": a group's G divided by N_g, its A and D by sqrt(N_g) (in place)."""

@@ -24,7 +24,9 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
         "dask": ["dask[distributed]>=2023.1"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "nbmake>=1.4", "ipykernel>=6", "dask[distributed]>=2023.1"],
+        "tables": ["pandas>=2.0"],  # Record.to_dataframe()
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "nbmake>=1.4", "ipykernel>=6", "dask[distributed]>=2023.1",
+                 "pandas>=2.0"],
     },
     entry_points={"console_scripts": ["autospec=autospec.cli:main"]},
 )

@@ -103,7 +103,8 @@ def spectra_table(rec, layers=None, quantities=None, groups=Ellipsis, positions=
     pd = _pandas()
     keys = _select_keys(rec, layers, quantities, groups, positions)
     step_values, rows = _step_rows(rec, steps)
-    cols = {name: [] for name in ("key", "step", "index", "value", "below", "floor")}
+    cols = {name: [] for name in ("step", "index", "value", "below", "floor")}
+    counts = np.zeros(len(keys), dtype=np.intp)
     with rec._files_held_open():
         for code, key in enumerate(keys):
             values = rec._series(key)
@@ -115,15 +116,17 @@ def spectra_table(rec, layers=None, quantities=None, groups=Ellipsis, positions=
             keep = ~np.isnan(values)
             if above_floor:
                 keep &= ~below
-            r, c = np.nonzero(keep)
-            cols["key"].append(np.full(r.size, code, dtype=np.int32))
-            cols["step"].append(step_values[r])
-            cols["index"].append(c + 1)
-            cols["value"].append(values[r, c])
-            cols["below"].append(below[r, c])
-            cols["floor"].append(floors[r])
-    cat = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in cols.items()}
-    key_code = cat["key"].astype(np.intp)
+            per_row = keep.sum(axis=1)
+            counts[code] = per_row.sum()
+            cols["step"].append(np.repeat(step_values, per_row))  # rows in step order, values in index order
+            cols["index"].append(np.broadcast_to(np.arange(1, keep.shape[1] + 1), keep.shape)[keep])
+            cols["value"].append(values[keep])
+            cols["below"].append(below[keep])
+            if floor:
+                cols["floor"].append(np.repeat(floors, per_row))
+    dtypes = {"step": np.int64, "index": np.int64, "value": np.float64, "below": bool, "floor": np.float64}
+    cat = {name: np.concatenate(parts) if parts else np.zeros(0, dtypes[name]) for name, parts in cols.items()}
+    key_code = np.repeat(np.arange(len(keys), dtype=np.intp), counts)
 
     layer_names = list(dict.fromkeys(rec.layers))
     group_names = rec.groups
@@ -134,17 +137,17 @@ def spectra_table(rec, layers=None, quantities=None, groups=Ellipsis, positions=
     position = position_of[key_code]
 
     data = {
-        "step": cat["step"].astype(np.int64),
+        "step": cat["step"].astype(np.int64, copy=False),
         "layer": pd.Categorical.from_codes(layer_of[key_code], categories=layer_names),
         "quantity": pd.Categorical.from_codes(quantity_of[key_code], categories=list(check.QUANTITIES)),
         "group": pd.Categorical.from_codes(group_of[key_code], categories=group_names),
         "position": pd.arrays.IntegerArray(np.maximum(position, 0), position < 0),
-        "index": cat["index"].astype(np.int64),
-        "value": cat["value"].astype(np.float64),
-        "below_floor": cat["below"].astype(bool),
+        "index": cat["index"].astype(np.int64, copy=False),
+        "value": cat["value"],
+        "below_floor": cat["below"],
     }
     if floor:
-        data["floor"] = cat["floor"].astype(np.float64)
+        data["floor"] = cat["floor"]
     return pd.DataFrame(data, copy=False)
 
 

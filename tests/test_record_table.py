@@ -172,6 +172,8 @@ def test_file_backed_record_loaded_lazily(rec, tmp_path):
     pd.testing.assert_frame_equal(df, expected)
     assert df[df.step == 50].below_floor.all()
     pd.testing.assert_frame_equal(df[df.step < 50].reset_index(drop=True), rec.to_dataframe())
+    loaded.to_npz(tmp_path / "run.npz")
+    pd.testing.assert_frame_equal(load_record(tmp_path / "run.npz").to_dataframe(), df)
 
 
 def test_per_sample_dataframe(rec):
@@ -181,7 +183,8 @@ def test_per_sample_dataframe(rec):
     values = rec.per_sample("0.weight")
     assert len(df) == int((~np.isnan(values)).sum())  # the NaN at step 30 gives no row
     rows = np.searchsorted(rec.steps, df.step.to_numpy())
-    np.testing.assert_array_equal(df.value.to_numpy(), values[rows, df["sample"].to_numpy(), df["index"].to_numpy() - 1])
+    samples, index = df["sample"].to_numpy(), df["index"].to_numpy()
+    np.testing.assert_array_equal(df.value.to_numpy(), values[rows, samples, index - 1])
     np.testing.assert_array_equal(df.sample_id.to_numpy(dtype=np.int64),
                                   rec.step_sample_ids()[rows, df["sample"].to_numpy()])
     np.testing.assert_array_equal(df.group.astype(str).to_numpy(),

@@ -637,6 +637,51 @@ class Record:
     def _per_sample(self, layer):
         return self._rows(lambda p: p.per_sample.get(layer), self._tail.per_sample.get(layer), 2)
 
+    # -- tables ------------------------------------------------------------------------------
+
+    def to_dataframe(self, layers=None, quantities=None, groups=..., positions=..., steps=None,
+                     above_floor=False, floor=False):
+        """The spectra as a tidy pandas DataFrame: one row per recorded singular value.
+
+        Columns: ``step`` (int64), ``layer``, ``quantity`` ("G", "A", "D") and ``group``
+        (categoricals, in record order), ``position`` (nullable Int64), ``index`` (int64),
+        ``value`` (float64), ``below_floor`` (bool), and ``floor`` (float64, NaN where unknown)
+        when ``floor=True``. Rows are ordered by key (as in ``keys()``), then step, then index.
+
+        - ``index`` is 1-based as in the maths: index 1 is sigma_1, the largest value.
+        - ``group`` is missing (``pd.NA``) for the whole batch (group None), so no label, not even
+          one named "all", collides with it; ``groupby`` drops it unless ``dropna=False``.
+        - ``position`` is missing (``pd.NA``) for the sum over tied positions (position None).
+        - ``below_floor``: the value is at or below its step's noise floor (what
+          ``series(..., above_floor=True)`` turns into NaN); False where no floor is known.
+        - NaN padding (shorter spectra, steps without the key) gives no row.
+
+        Filters (each keeps only what it names): ``layers``, ``quantities``: a name or a list, None
+        = all; ``groups``: a label, None (the whole batch) or a list of them, ``...`` = all;
+        ``positions``: an int, None (the sum) or a list of them, ``...`` = all; ``steps``: a step
+        number or a list of them, None = all; ``above_floor=True`` drops the rows below the floor.
+
+        Needs pandas (``pip install autospec[tables]``); RecordError says so when it is missing.
+        """
+        from .record_table import spectra_table
+
+        return spectra_table(self, layers, quantities, groups, positions, steps, above_floor, floor)
+
+    def per_sample_dataframe(self, layer, steps=None):
+        """The per-sample values of ``layer`` as a tidy pandas DataFrame (one row per value).
+
+        Columns: ``step`` (int64), ``sample`` (int64: the sample's row in its step's batch,
+        0-based), ``sample_id`` (nullable Int64: its dataset index, from ``step_sample_ids()``;
+        missing where unknown), ``group`` (categorical: its label at that step, from
+        ``step_sample_groups()``; missing where unknown), ``index`` (int64, 1-based: 1 is the
+        largest value of that sample's gradient spectrum) and ``value`` (float64). NaN padding
+        gives no row. ``steps``: a step number or a list of them, None = all.
+        Needs pandas (``pip install autospec[tables]``).
+        """
+        from .record_table import per_sample_table
+
+        return per_sample_table(self, layer, steps)
+
     # -- export ------------------------------------------------------------------------------
 
     def _content(self, run_id, rows=None):

@@ -334,7 +334,7 @@ def data_baseline(X, labels, groups=None, *, features=("norm", "spectrum"), k=3,
             t, df, d = (v[0] for v in cells.welch(codes == a, codes == b))
             below = np.isnan(t) & ~np.isnan(stats.CellMoments(x).welch(codes == a, codes == b)[0][0])
             common = dict(layer="data", quantity=quantity, groups=(ga, gb), position=None, axes=("index",),
-                          steps=np.zeros(0, dtype=np.int64), indices=np.arange(values.shape[1]), d=d,
+                          steps=np.zeros(0, dtype=np.int64), indices=np.arange(1, values.shape[1] + 1), d=d,
                           n_samples=(na, nb), calibrated=True, below_floor=below, log=log)
             out.append(stats.finish_fdr(stats.GroupTest("welch-data", t=t, p=stats.two_sided_p(t, df), df=df,
                                                      **common), fdr, method))

@@ -20,9 +20,9 @@ class PlotError(AutoSpecError, ValueError):
 
 STEP_LABEL = "training step"
 SIGMA_LABEL = "singular value (log)"
-INDEX_LABEL = "index"
+INDEX_LABEL = "singular value index i (σ1 = largest)"
 #: Smallest font used anywhere in a figure (legends, ticks, notes): readable when projected.
-SMALL_FONT = 9
+SMALL_FONT = 10
 #: Resolution of saved raster figures.
 DPI = 150
 

@@ -231,7 +231,7 @@ def difference_data(source, layer, quantity="G", groups=None, fdr=True, alpha=0.
     else:
         out = _replicate_data(source, layer, quantity, pair, position, results, fdr, alpha, bool(n_permutations))
     out.update(alpha=alpha, fdr=fdr, layer=layer, quantity=quantity, groups=pair, tests=tests, results=results,
-               group_scale=group_scale_note(source), indices=np.arange(out["map"].shape[1]))
+               group_scale=group_scale_note(source), indices=np.arange(1, out["map"].shape[1] + 1))
     return out
 
 
@@ -320,7 +320,7 @@ def map_legend_handles(data):
 
 
 def _shown_indices(data, n_lines):
-    """Index 0 plus the indices with the strongest marginal evidence, at most ``n_lines``."""
+    """Column 0 (sigma_1) plus the columns with the strongest marginal evidence, at most ``n_lines``."""
     p = np.where(np.isnan(data["index_p"]), np.inf, data["index_p"])
     order = [0] + [int(i) for i in np.argsort(p, kind="stable") if int(i) != 0 and np.isfinite(p[i])]
     return order[: max(1, n_lines)]
@@ -332,7 +332,7 @@ def _draw_means(ax, data, n_lines):
     shown = _shown_indices(data, n_lines)
     for c, i in enumerate(shown):
         for g, style, mean, se in zip(data["groups"], ("-", "--"), data["mean"], data["se"]):
-            ax.plot(steps, mean[:, i], style, color=colours[c % 6], lw=1.3, label=f"σ{i}  {g}")
+            ax.plot(steps, mean[:, i], style, color=colours[c % 6], lw=1.3, label=f"σ{data['indices'][i]}  {g}")
             if se is not None:
                 ax.fill_between(steps, mean[:, i] - se[:, i], mean[:, i] + se[:, i], color=colours[c % 6],
                                 alpha=0.15, lw=0)

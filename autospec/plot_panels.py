@@ -139,7 +139,7 @@ def plot_panels(records_by_panel, layers=None, quantity="G", groups=None, fdr=Tr
     if line_mappable is not None:
         line_cols = [c for c, key in enumerate(panels) if key not in DIFFERENCE_PANELS]
         fig.colorbar(line_mappable, ax=list(np.ravel(grid[:, line_cols])), location="bottom", shrink=0.6,
-                     aspect=40, label="singular value index / (k − 1)   (0 = largest)")
+                     aspect=40, label="relative singular value index (i − 1) / (k − 1):  0 = σ1 (largest), 1 = σk")
     handles = floor_legend_handles("lines") if line_mappable is not None else []
     if drawn_maps:
         handles = plot_groups.map_legend_handles(drawn_maps[0]) + handles

@@ -41,7 +41,7 @@ def draw_trajectories(ax, rec, layer, quantity="G", group=None, position=None, s
     if style == "heatmap":
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(series)
-        xe, ye = cell_edges(steps), cell_edges(np.arange(k))
+        xe, ye = cell_edges(steps), cell_edges(np.arange(1, k + 1))
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(logs).T, cmap=cmap or "magma", norm=norm,
                              shading="flat", rasterized=True)
         draw_below_floor_cells(ax, np.isnan(series), xe, ye)
@@ -49,7 +49,7 @@ def draw_trajectories(ax, rec, layer, quantity="G", group=None, position=None, s
         ax.set_ylabel(INDEX_LABEL)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         return mesh
-    colour = np.arange(k, dtype=np.float64)
+    colour = np.arange(1, k + 1, dtype=np.float64)
     if relative_index:
         colour = colour / max(k - 1, 1)
         norm = norm or mcolors.Normalize(0.0, 1.0)
@@ -153,7 +153,7 @@ def plot_dashboard(rec, quantity="G", layers=None):
         if len(series):
             last = series[-1]
             last_vals.append(last)
-            ax_last.plot(np.arange(last.size), last, "-o", color=colour, ms=2.5, lw=1)
+            ax_last.plot(np.arange(1, last.size + 1), last, "-o", color=colour, ms=2.5, lw=1)
             if np.isfinite(floor[-1]) and last.size:
                 ax_last.hlines(floor[-1], -0.3, last.size - 0.7, colors=colour, linestyles="--", lw=0.9)
     set_log_limits(ax_top, np.concatenate(top_vals) if top_vals else np.array([]))

@@ -136,7 +136,7 @@ class GroupTest:
 
     ``axes`` names the map's axes: ("step",) for :func:`paper_step_tests`, ("index",) for
     :func:`paper_index_tests`, ("step", "index") for the replicate tests. ``steps`` and
-    ``indices`` label them. ``q`` holds FDR-adjusted p-values over the whole map (None when FDR
+    ``indices`` label them (1-based: index 1 is sigma_1, the largest). ``q`` holds FDR-adjusted p-values over the whole map (None when FDR
     was not asked for); ``d`` is Cohen's d (group a minus group b) on the same samples.
     ``calibrated``: True for tests with real replicates (samples, seeds), whose false-positive
     rate is controlled; False for the paper's tests. ``below_floor``: boolean map of the cells not
@@ -345,7 +345,7 @@ def paper_step_tests(rec, layer, quantity="G", groups=None, position=None, fdr=T
         k = max(sa.shape[1], sb.shape[1])
         gt = GroupTest(
             "paper-step", layer, quantity, (ga, gb), position, ("step",), np.asarray(rec.steps),
-            np.arange(k), np.atleast_1d(res.t), np.atleast_1d(res.p), np.atleast_1d(res.df),
+            np.arange(1, k + 1), np.atleast_1d(res.t), np.atleast_1d(res.p), np.atleast_1d(res.df),
             np.atleast_1d(d), None, (sa.shape[1], sb.shape[1]), calibrated=False, below_floor=below, log=bool(log),
         )
         out.append(finish_fdr(gt, fdr, method))
@@ -380,7 +380,7 @@ def paper_index_tests(rec, layer, quantity="G", groups=None, position=None, fdr=
         d = cohens_d(sa, sb, axis=0)
         gt = GroupTest(
             "paper-index", layer, quantity, (ga, gb), position, ("index",), np.asarray(rec.steps),
-            np.arange(sa.shape[1]), np.atleast_1d(res.t), np.atleast_1d(res.p), np.atleast_1d(res.df),
+            np.arange(1, sa.shape[1] + 1), np.atleast_1d(res.t), np.atleast_1d(res.p), np.atleast_1d(res.df),
             np.atleast_1d(d), None, (sa.shape[0], sb.shape[0]), calibrated=False, below_floor=below, log=bool(log),
         )
         out.append(finish_fdr(gt, fdr, method))
@@ -403,7 +403,7 @@ def _replicate_tests(xa, xb, kind, layer, quantity, pair, position, steps, n_per
         xb = np.where(below, np.nan, xb)
     res = welch_test(xa, xb, axis=0)
     d = np.asarray(cohens_d(xa, xb, axis=0))
-    indices = np.arange(xa.shape[2])
+    indices = np.arange(1, xa.shape[2] + 1)
     common = dict(layer=layer, quantity=quantity, groups=pair, position=position, axes=("step", "index"),
                   steps=np.asarray(steps), indices=indices, d=d, n_samples=(na, nb), calibrated=True,
                   below_floor=below, log=bool(log))
@@ -583,7 +583,7 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
         t, df, d = cells.welch(codes == a, codes == b)
         below = np.isnan(t) & ~np.isnan(CellMoments(values).welch(codes == a, codes == b)[0])
         common = dict(layer=layer, quantity="G", groups=(ga, gb), position=None, axes=("step", "index"),
-                      steps=np.asarray(rec.steps), indices=np.arange(x.shape[2]), d=d, n_samples=(na, nb),
+                      steps=np.asarray(rec.steps), indices=np.arange(1, x.shape[2] + 1), d=d, n_samples=(na, nb),
                       calibrated=True, below_floor=below, log=log)
         out.append(finish_fdr(GroupTest("welch-samples", t=t, p=two_sided_p(t, df), df=df, **common), fdr, method))
         if n_permutations:

@@ -11,7 +11,7 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from autospec import plot, stats
+from autospec import plot, plot_base, stats
 from autospec.record import Record
 
 LAYERS = {"0.weight": 6, "2.weight": 4}
@@ -83,7 +83,7 @@ def test_trajectories_heatmap_for_a_group_into_given_axes(tmp_path):
     rec = make_record()
     fig = plot.plot_trajectories(rec, layers=["2.weight"], quantity="A", group="SZ", style="heatmap")
     (ax,) = main_axes(fig)
-    assert ax.get_ylabel() == "index" and ax.get_title() == "2.weight"
+    assert ax.get_ylabel() == plot_base.INDEX_LABEL and ax.get_title() == "2.weight"
     assert colorbar_labels(fig) == ["log10 singular value"]
     mesh = ax.collections[0]
     np.testing.assert_allclose(mesh.get_array().reshape(4, 8), np.log10(rec.series("2.weight", "A", "SZ")).T)
@@ -115,7 +115,7 @@ def test_group_differences_paper_mode(tmp_path):
     axes = main_axes(fig)
     assert len(axes) == 4  # map, per-step strip, per-index strip, trajectories
     ax_map, ax_top, ax_right, ax_lines = axes
-    assert ax_map.get_xlabel() == "training step" and ax_map.get_ylabel() == "index"
+    assert ax_map.get_xlabel() == "training step" and ax_map.get_ylabel() == plot_base.INDEX_LABEL
     assert "HC vs SZ" in ax_top.get_title() and "paper" in ax_top.get_title()
     assert "per-index test" in ax_right.get_xlabel() and "per-step" in ax_top.get_ylabel()
     assert ax_lines.get_yscale() == "log" and ax_lines.get_ylabel() == "singular value (log)"
@@ -172,10 +172,10 @@ def test_panels_grid_letters_and_maps(tmp_path):
     assert grid[0, 0].get_title() == "0.weight" and grid[1, 0].get_title() == "2.weight"
     assert grid[1, 0].get_xlabel() == "training step" and grid[0, 0].get_xlabel() == ""
     assert not grid[1, 1].axison  # panel B's record has no layer 2.weight
-    assert grid[0, 2].get_ylabel() == "index" and grid[0, 3].get_ylabel() == ""
+    assert grid[0, 2].get_ylabel() == plot_base.INDEX_LABEL and grid[0, 3].get_ylabel() == ""
     labels = colorbar_labels(fig)
     assert any("(welch-seeds)" in lab for lab in labels) and any("(welch-samples)" in lab for lab in labels)
-    assert any("index / (k − 1)" in lab for lab in labels)
+    assert any("(i − 1) / (k − 1)" in lab for lab in labels)
     assert_renders(fig, tmp_path, "panels")
     with pytest.raises(ValueError, match=r"unknown panel\(s\) \['Z'\]"):
         plot.plot_panels({"Z": rec})

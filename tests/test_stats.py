@@ -284,7 +284,7 @@ def test_summarize_record_with_groups_and_per_sample():
     assert not any(layer == "0.weight" and test == "welch-samples" for layer, _, test in sig)
     row = next(r for r in summary if r["layer"] == "1.weight" and r["test"] == "welch-samples")
     assert 40 <= row["first_step"] <= 50 and set(row["sig_steps"]) <= set(range(30, 101, 10))
-    assert row["top_indices"] == [0] and row["max_abs_d"] > 1
+    assert row["top_indices"] == [1] and row["max_abs_d"] > 1  # indices are 1-based: sigma_1
     text = summary.to_text()
     lines = text.splitlines()
     assert "layer" in lines[1] and "min_q" in lines[1] and "max|d|" in lines[1]

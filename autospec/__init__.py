@@ -15,6 +15,8 @@ _LAZY = {
     "TopKTracker": ("linalg", "TopKTracker"),
     "NonFiniteError": ("linalg", "NonFiniteError"),
     "noise_floor": ("linalg", "noise_floor"),
+    "gradient_noise_floor": ("linalg", "gradient_noise_floor"),
+    "AutoSpecError": ("errors", "AutoSpecError"),
     "GroupError": ("groups", "GroupError"),
     "Record": ("record", "Record"),
     "RecordError": ("record", "RecordError"),
@@ -24,7 +26,7 @@ _LAZY = {
     "PRESETS": ("introspect", "PRESETS"),
     "IntrospectorError": ("introspect", "IntrospectorError"),
 }
-_SUBMODULES = ("plot", "stats", "datasets", "experiments", "introspect", "linalg", "record", "cli")
+_SUBMODULES = ("plot", "stats", "calibration", "datasets", "experiments", "introspect", "linalg", "record", "errors", "sweep", "cli")
 
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 

@@ -253,11 +253,11 @@ def plot_null_pvalues(result, path):
     ax.axhline(1.0, color="k", lw=1, ls="--", label="uniform (calibrated)")
     lo, hi = result.interval
     ax.set_title(f"null p-values: {result.test}\n{result.n_null} permutations; maps with a finding "
-                 f"{result.rate:.3f} (CI {lo:.3f}-{hi:.3f})", fontsize=9)
+                 f"{result.rate:.3f} (CI {lo:.3f}-{hi:.3f})", fontsize=10)
     ax.set_xlabel("p-value under permuted labels")
     ax.set_ylabel("density")
     ax.set_xlim(0, 1)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=10, loc="upper right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -239,16 +239,14 @@ def free_path(path):
 def plot_null_pvalues(result, path):
     """Histogram of the null p-values of a :class:`NullCalibration` (uniform when calibrated) as a
     PNG at ``path`` (never overwriting: a numeric suffix is added when taken). Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plot_base import new_figure  # matplotlib only when a figure is asked for; no pyplot state
 
     path = free_path(path)
     counts = np.asarray(result.p_counts, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, P_BINS + 1)
     density = counts / max(counts.sum(), 1.0) * P_BINS
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    fig = new_figure(5.5, 3.6)
+    ax = fig.add_subplot()
     ax.bar(edges[:-1], density, width=np.diff(edges), align="edge", color="#4C72B0", edgecolor="white")
     ax.axhline(1.0, color="k", lw=1, ls="--", label="uniform (calibrated)")
     lo, hi = result.interval
@@ -258,10 +256,8 @@ def plot_null_pvalues(result, path):
     ax.set_ylabel("density")
     ax.set_xlim(0, 1)
     ax.legend(fontsize=10, loc="upper right")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, dpi=120)
     return path
 
 

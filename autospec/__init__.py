@@ -23,8 +23,9 @@ _LAZY = {
     "Introspector": ("introspect", "Introspector"),
     "PRESETS": ("introspect", "PRESETS"),
     "IntrospectorError": ("introspect", "IntrospectorError"),
+    "LiveError": ("live", "LiveError"),
 }
-_SUBMODULES = ("plot", "stats", "datasets", "experiments", "introspect", "linalg", "record", "cli")
+_SUBMODULES = ("plot", "stats", "datasets", "experiments", "introspect", "linalg", "record", "cli", "live")
 
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 

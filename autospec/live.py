@@ -25,7 +25,11 @@ How often (``live=``):
   when at least ``(1 - f) / f`` times the last refresh's cost has passed since it ended
   (f = ``LIVE_FRACTION`` = 10 %), and at least ``LIVE_MIN_SECONDS`` apart. Refreshing then takes
   at most about f of the training's wall time, whatever a step costs: a fixed count of steps
-  cannot promise that (a redraw costs ~50-100 ms; a recorded step of a small MLP ~1-10 ms).
+  cannot promise that. Measured (``bench/live_cost.py``, a 2-core machine shared with other
+  work): a refresh costs about 0.2 s of CPU (the first, which builds the figure, 0.4-0.8 s),
+  while a recorded step of a small MLP costs 3-5 ms, so ``live=10`` would make training 7-11x
+  slower; with ``live=True`` the steady-state share is f, plus a fixed cost of the first picture
+  and the last one (drawn by ``close()``), which shows only in runs of a few seconds.
 - ``N`` (an int >= 1): every N recorded steps (the 1st, N+1-th, 2N+1-th, ...), deterministic.
 
 Either way ``close()`` (or ``refresh()``) draws the last recorded step if it is not drawn yet.
@@ -355,13 +359,14 @@ class LiveView:
     def _build(self):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
         grouped = self.group_layer is not None
         cols = 3 if grouped else 2
         fig = Figure(figsize=(4.2 * cols, 6.4))
         FigureCanvasAgg(fig)
         # a fixed layout: constrained layout would be solved again at every refresh
-        fig.subplots_adjust(left=0.08 if grouped else 0.1, right=0.98, top=0.9, bottom=0.1, wspace=0.32,
+        fig.subplots_adjust(left=0.08 if grouped else 0.1, right=0.98, top=0.9, bottom=0.1, wspace=0.38,
                             hspace=0.42)
         axes = fig.subplots(2, cols, squeeze=False)
         q = self.quantity
@@ -392,12 +397,14 @@ class LiveView:
                 self.ax["test"].set_ylabel("$-\\log_{10}$ q (FDR)")
                 self.ax["test"].axhline(-math.log10(0.05), color="0.5", ls=":", label="q = 0.05")
                 self.q_line = self.ax["test"].plot([], [], color="C3", label="this step")[0]
-                self.ax["test"].legend(loc="upper left", fontsize=9)
+                self.ax["test"].legend(loc="upper left", fontsize=10)
             else:
                 self.ax["test"].set_axis_off()
-                self.ax["test"].text(0.5, 0.5, "per-sample tests: record with per_sample=True",
-                                     ha="center", va="center", color="0.4", fontsize=9,
+                self.ax["test"].text(0.5, 0.5, "per-sample tests:\nrecord with per_sample=True",
+                                     ha="center", va="center", color="0.4", fontsize=10,
                                      transform=self.ax["test"].transAxes)
+        for ax in self.ax.values():
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and indices are whole numbers
         self._title = fig.suptitle("")
         self._fig = fig
 
@@ -411,7 +418,7 @@ class LiveView:
                 self.ax["spectra"].plot([], [], color=color, marker=".", ms=3, label=layer)[0],
                 self.ax["spectra"].plot([], [], color=color, ls="--", lw=0.9)[0],
             )
-            self.ax["top"].legend(loc="upper right", fontsize=9)
+            self.ax["top"].legend(loc="upper right", fontsize=10)
         return artists
 
     def _update_artists(self):
@@ -435,7 +442,7 @@ class LiveView:
                 if line is None:
                     line = self.group_lines[group] = self.ax["group"].plot([], [], color=f"C{j % 10}",
                                                                              label=str(group))[0]
-                    self.ax["group"].legend(loc="upper right", fontsize=9)
+                    self.ax["group"].legend(loc="upper right", fontsize=10)
                 line.set_data(steps, np.asarray(values))
             if self.q_line is not None:
                 self.q_line.set_data(steps, np.asarray(self.q_values))

@@ -1,7 +1,10 @@
 """Cost of the live view (autospec.live): ms per refresh, and a training step's cost with and
 without ``live=True`` (the default adaptive rate), for a 2-layer MLP and a 3-layer model.
 
-    PYTHONPATH=. python bench/live_cost.py [--steps 100 300 500]
+    PYTHONPATH=. python bench/live_cost.py [--steps 100 500]
+
+Times are CPU seconds of this process (time.process_time), steadier than wall time on a shared
+machine; BLAS runs on one thread. The adaptive rule of live=True itself works on wall time.
 """
 import argparse
 import os
@@ -10,9 +13,26 @@ import time
 
 import numpy as np
 
-import autospec
-import minigrad as mg
-from minigrad import nn, optim
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import autospec  # noqa: E402
+import autospec.live  # noqa: E402
+import minigrad as mg  # noqa: E402
+
+_real_refresh = autospec.live.LiveView.refresh
+
+
+def _timed_refresh(self):
+    start = time.process_time()
+    png = _real_refresh(self)
+    self.cpu_costs = getattr(self, "cpu_costs", []) + [time.process_time() - start]
+    return png
+
+
+autospec.live.LiveView.refresh = _timed_refresh
+mg.set_num_threads(1)
+from minigrad import nn, optim  # noqa: E402
 
 
 def model_of(depth):
@@ -32,43 +52,40 @@ def train(depth, steps, live, per_sample=False, folder="."):
                                  live_path=os.path.join(folder, f"live-{depth}.png") if live else None)
     times = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         loss = loss_fn(model(X), y)
         opt.zero_grad()
         with spec.step(groups=groups, loss=loss):
             loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
+        times.append(time.process_time() - t0)
+    t0 = time.process_time()
     spec.close()
-    close = time.perf_counter() - t0
+    close = time.process_time() - t0
     return np.array(times), spec.live, close
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, nargs="+", default=[100, 300, 500])
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 500])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         train(2, 3, 1, folder=folder)  # warm-up: imports, font cache
         for depth in (2, 3):
             for steps in args.steps:
-                # refresh cost at a fixed rate with `steps` recorded: redraw every step of the last 10
                 base, _, _ = train(depth, steps, False, folder=folder)
-                t_live, view, close = train(depth, steps, True, folder=folder)
-                fixed = view  # adaptive run's refreshes
-                n = fixed.refreshes
-                print(f"{depth}-layer MLP, {steps} steps: step {1e3 * np.median(base):.1f} ms median, "
-                      f"{1e3 * base.mean():.1f} ms mean without live; with live=True {1e3 * t_live.mean():.1f} ms mean "
-                      f"({t_live.sum() / base.sum():.2f}x the training time, +{1e3 * close:.0f} ms at close); "
-                      f"{n} refreshes, {1e3 * np.median(fixed.costs):.0f} ms median per refresh "
-                      f"(max {1e3 * max(fixed.costs):.0f}), {100 * fixed.seconds / t_live.sum():.1f}% of the time")
-            # the refresh cost itself, as the series grow: one refresh after 100..500 recorded steps
-            _, view, _ = train(depth, max(args.steps), max(args.steps) // 5 or 1, folder=folder)
-            print(f"  live={max(args.steps) // 5}: refresh costs (ms) over the run: "
-                  f"{', '.join(f'{1e3 * c:.0f}' for c in view.costs)}")
-        _, view, _ = train(3, 200, 20, per_sample=True, folder=folder)
-        print(f"3-layer, per_sample=True (six panels), live=20: {1e3 * np.median(view.costs):.0f} ms median per refresh")
+                t_auto, auto, close = train(depth, steps, True, folder=folder)
+                t_10, ten, _ = train(depth, steps, 10, folder=folder)
+                costs = 1e3 * np.array(ten.cpu_costs[1:])  # the first refresh also builds the figure
+                print(f"{depth}-layer MLP, {steps} recorded steps: refresh {np.median(costs):.0f} ms median "
+                      f"(first {1e3 * ten.cpu_costs[0]:.0f} ms, last {costs[-1]:.0f} ms) | step without live "
+                      f"{1e3 * base.mean():.1f} ms mean, {1e3 * np.median(base):.1f} median | live=True: "
+                      f"{1e3 * t_auto.mean():.1f} ms mean ({t_auto.sum() / base.sum():.2f}x), {auto.refreshes} "
+                      f"refreshes = {100 * sum(auto.cpu_costs) / (t_auto.sum() + close):.1f}% of the time (+{1e3 * close:.0f} ms "
+                      f"at close) | live=10: {1e3 * t_10.mean():.1f} ms mean ({t_10.sum() / base.sum():.2f}x)")
+        _, view, _ = train(3, 100, 10, per_sample=True, folder=folder)
+        print(f"3-layer MLP, per_sample=True (six panels), 100 steps, live=10: "
+              f"{1e3 * np.median(view.cpu_costs[1:]):.0f} ms median per refresh")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,22 @@ def test_the_dashboard_shows_groups_and_per_sample_tests(tmp_path, headless):
     assert view.layer_lines["0.weight"][0] is line and len(line.get_xdata()) == 4
 
 
+def test_many_layers_and_other_quantities(tmp_path, headless):
+    mg.manual_seed(0)
+    layers = [nn.Linear(4, 4) for _ in range(10)]
+    model = nn.Sequential(*layers)
+    spec = autospec.Introspector(model, quantities=("A", "D"), positions=None, live=1,
+                                 live_path=tmp_path / "v.png")
+    x = mg.tensor(np.random.default_rng(0).normal(size=(6, 4)))
+    loss = (model(x) ** 2).mean()
+    with spec.step(loss=loss):
+        loss.backward()
+    view = spec.live
+    assert view.quantity == "A" and len(view.top) == 10 and len(view._layers_shown()) == live_mod.MAX_LAYERS
+    assert "8 of 10 layers shown" in view._title.get_text()
+    assert autospec.LiveError is LiveError
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "yes", [1]])
 def test_invalid_live_values_are_one_line_errors(tmp_path, bad):
     with pytest.raises(LiveError) as info:

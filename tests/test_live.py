@@ -240,3 +240,23 @@ def test_progress_bar_text_shows_top_sigma_and_effective_rank():
     spec_a = _train(1, quantities=("A",))
     assert "sigma1(A)" in _bar_text(1.0, spec_a)
     assert _bar_text(1.0, _train(0)) == "loss=1"  # nothing recorded yet
+
+
+def test_the_live_view_uses_no_pyplot(tmp_path):
+    import subprocess
+
+    code = (
+        "import sys, numpy as np, minigrad as mg, autospec\nfrom minigrad import nn\n"
+        "m = nn.Sequential(nn.Linear(3, 2))\n"
+        "spec = autospec.Introspector(m, live=1, live_path=sys.argv[1])\n"
+        "l = m(mg.tensor(np.ones((2, 3)))).sum()\n"
+        "with spec.step(loss=l):\n    l.backward()\n"
+        "assert spec.live.refreshes == 1\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "v.png")], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "v.png").stat().st_size > 1000

@@ -232,9 +232,11 @@ class Introspector:
     def close(self):
         """Close the record's file (if any; also a record passed as ``record=``); a live view
         draws the last recorded step first."""
-        if self.live is not None:
-            self.live.close()
-        self.record.close()
+        try:
+            if self.live is not None:
+                self.live.close()
+        finally:
+            self.record.close()
 
     # -- live view hook (autospec.live) ---------------------------------------------------------
 

@@ -210,6 +210,7 @@ class LiveView:
         self.group_layer, self.group_top = None, {}  # group -> list per observed step
         self.q_pair, self.q_values = None, []  # -log10 min q of the per-sample test per step
         self._fig = None
+        self.broken = None  # why the live view stopped, if it did
 
     # -- taking steps -------------------------------------------------------------------------
 
@@ -239,7 +240,17 @@ class LiveView:
         self._observe_groups(spectra, per_sample, labels, keys, n)
         self._observed += 1
         if self._due():
+            self._safe_refresh()
+
+    def _safe_refresh(self):
+        """Refresh during training: a failure (a full disk, a closed frontend) stops the live view
+        with one warning instead of stopping the training."""
+        try:
             self.refresh()
+        except Exception as exc:  # noqa: BLE001 - the dashboard must not end a run
+            self.broken = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"autospec live view stopped ({self.broken}); training and its record go on",
+                          stacklevel=4)
 
     def _observe_groups(self, spectra, per_sample, labels, keys, n):
         if self.group_layer is None:
@@ -285,7 +296,7 @@ class LiveView:
         return float(-np.log10(max(q, 1e-300)))
 
     def _due(self):
-        if self._observed <= self._drawn:
+        if self.broken or self._observed <= self._drawn:
             return False
         if self.mode == "auto":
             if self._last_end is None:
@@ -296,8 +307,8 @@ class LiveView:
 
     def finish(self):
         """Draw the last observed step if the latest refresh did not include it."""
-        if self._observed > self._drawn:
-            self.refresh()
+        if self._observed > self._drawn and not self.broken:
+            self._safe_refresh()
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -426,7 +437,9 @@ class LiveView:
         loss = np.asarray(self.losses, dtype=np.float64)
         self.lines["loss"].set_data(steps, loss)
         positive = loss[np.isfinite(loss)]
-        self.ax["loss"].set_yscale("log" if positive.size and (positive > 0).all() else "linear")
+        scale = "log" if positive.size and (positive > 0).all() else "linear"
+        if self.ax["loss"].get_yscale() != scale:
+            self.ax["loss"].set_yscale(scale)
         for i, layer in enumerate(self._layers_shown()):
             top_line, rank_line, spec_line, floor_line = self._layer_artists(layer, i)
             top_line.set_data(steps, np.asarray(self.top[layer]))

@@ -260,3 +260,15 @@ def test_the_live_view_uses_no_pyplot(tmp_path):
                          env=env, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "v.png").stat().st_size > 1000
+
+
+def test_a_failing_refresh_warns_once_and_training_goes_on(tmp_path, headless, monkeypatch):
+    def fail(path, data):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(live_mod, "_write_atomically", fail)
+    with pytest.warns(UserWarning, match="live view stopped .*No space left") as caught:
+        spec = _train(4, live=1, live_path=tmp_path / "v.png", path=tmp_path / "r.h5")
+        spec.close()
+    assert len(caught) == 1 and len(spec.record) == 4 and spec.live.refreshes == 0
+    assert len(autospec.load_record(tmp_path / "r.h5")) == 4

@@ -35,18 +35,18 @@ mg.set_num_threads(1)
 from minigrad import nn, optim  # noqa: E402
 
 
-def model_of(depth):
+def model_of(depth, width=64):
     mg.manual_seed(0)
     if depth == 2:
-        return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
-    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+        return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 4))
+    return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 4))
 
 
-def train(depth, steps, live, per_sample=False, folder="."):
+def train(depth, steps, live, per_sample=False, folder=".", width=64, n=128):
     rng = np.random.default_rng(0)
-    X, y = mg.tensor(rng.normal(size=(128, 64))), mg.tensor(rng.integers(0, 4, 128))
-    groups = np.where(np.arange(128) < 64, "a", "b")
-    model = model_of(depth)
+    X, y = mg.tensor(rng.normal(size=(n, 64))), mg.tensor(rng.integers(0, 4, n))
+    groups = np.where(np.arange(n) < n // 2, "a", "b")
+    model = model_of(depth, width)
     opt, loss_fn = optim.SGD(model.parameters(), lr=0.05), nn.CrossEntropyLoss()
     spec = autospec.Introspector(model, live=live, per_sample=per_sample,
                                  live_path=os.path.join(folder, f"live-{depth}.png") if live else None)
@@ -68,9 +68,19 @@ def train(depth, steps, live, per_sample=False, folder="."):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--long", type=int, default=300, help="steps of the longer run (0: skip it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         train(2, 3, 1, folder=folder)  # warm-up: imports, font cache
+        if args.long:  # a run long enough for the steady state: 3-layer, width 512, batch 512
+            kw = dict(folder=folder, width=512, n=512)
+            base, _, _ = train(3, args.long, False, **kw)
+            t_auto, auto, close = train(3, args.long, True, **kw)
+            print(f"3-layer MLP width 512, batch 512, {args.long} steps: {base.sum():.1f} s of steps without live "
+                  f"({1e3 * base.mean():.0f} ms each), {t_auto.sum() + close:.1f} s with live=True "
+                  f"({(t_auto.sum() + close) / base.sum():.2f}x): {auto.refreshes} refreshes of "
+                  f"{1e3 * np.median(auto.cpu_costs):.0f} ms median = "
+                  f"{100 * sum(auto.cpu_costs) / (t_auto.sum() + close):.1f}% of the time")
         for depth in (2, 3):
             for steps in args.steps:
                 base, _, _ = train(depth, steps, False, folder=folder)

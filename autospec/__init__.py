@@ -25,8 +25,10 @@ _LAZY = {
     "Introspector": ("introspect", "Introspector"),
     "PRESETS": ("introspect", "PRESETS"),
     "IntrospectorError": ("introspect", "IntrospectorError"),
+    "LiveError": ("live", "LiveError"),
 }
-_SUBMODULES = ("plot", "stats", "calibration", "datasets", "experiments", "introspect", "linalg", "record", "errors", "sweep", "cli")
+_SUBMODULES = ("plot", "stats", "calibration", "datasets", "experiments", "introspect", "linalg", "record", "errors",
+               "sweep", "live", "cli")
 
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 

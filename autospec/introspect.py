@@ -80,6 +80,11 @@ class Introspector:
     as training goes. record: an open, writable Record to append to instead (e.g.
     ``Record.resume(path, through_step)``); its recorded settings must match these, and
     ``close()`` closes it. metadata: stored with the record.
+    live: a dashboard redrawn while training (see :mod:`autospec.live`): False (default), True
+    (adaptive: refreshing takes at most ~10 % of the wall time) or N (every N recorded steps);
+    in Jupyter one output updated in place, elsewhere a PNG beside the record (or at
+    ``live_path``; default ./autospec-live.png for an in-memory record). ``spec.live`` is the
+    view (None when off); ``close()`` draws the last step.
 
     ``steps_seen`` counts the steps taken (recorded or not) and is the index of the next one;
     it starts after the record's last step and may be set (e.g. when resuming a run).
@@ -87,7 +92,7 @@ class Introspector:
 
     def __init__(self, model, quantities=_UNSET, k=_UNSET, every=_UNSET, layers=None, positions=_UNSET,
                  per_sample=_UNSET, method="auto", preset="business", path=None, metadata=None,
-                 group_scale="mean", record=None):
+                 group_scale="mean", record=None, live=False, live_path=None):
         if preset not in PRESETS:
             raise IntrospectorError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
         settings = dict(PRESETS[preset])
@@ -108,6 +113,7 @@ class Introspector:
             raise IntrospectorError(f"unknown method {method!r}: choose one of {sorted(G_METHODS)}")
         if not isinstance(group_scale, str) or group_scale not in GROUP_SCALES:
             raise IntrospectorError(f"unknown group_scale {group_scale!r}: choose one of {list(GROUP_SCALES)}")
+        _live_view(live, live_path, None, check_only=True)  # before any file is made
         if record is not None and path is not None:
             raise IntrospectorError("pass either path= (a new record file) or record= (an open record), not both")
         if record is not None and not isinstance(record, Record):
@@ -138,6 +144,8 @@ class Introspector:
             self.record = _continued(record, meta, metadata)
         steps = self.record.steps
         self.steps_seen = int(steps[-1]) + 1 if len(steps) else 0
+        self.last_step = None  # the last recorded step (live.LastStep): for live views and progress bars
+        self.live = _live_view(live, live_path, self.record.path)
 
     @property
     def steps_seen(self):
@@ -193,6 +201,7 @@ class Introspector:
         self.record.append(index, spectra, loss=loss_value, per_sample=per_sample or None,
                            extra={"introspect_seconds": seconds}, floors=floors,
                            sample_groups=labels, sample_ids=ids)
+        self._after_step(index, spectra, floors, loss_value, per_sample, labels)
 
     def _spectra(self, caught, groups, samples):
         """(spectra, floors, per-sample spectra, this step's labels, this step's sample ids)."""
@@ -221,8 +230,23 @@ class Introspector:
         return spectra, floors, per_sample, labels, ids
 
     def close(self):
-        """Close the record's file (if any; also a record passed as ``record=``)."""
-        self.record.close()
+        """Close the record's file (if any; also a record passed as ``record=``); a live view
+        draws the last recorded step first."""
+        try:
+            if self.live is not None:
+                self.live.close()
+        finally:
+            self.record.close()
+
+    # -- live view hook (autospec.live) ---------------------------------------------------------
+
+    def _after_step(self, index, spectra, floors, loss_value, per_sample, labels):
+        """Keep the step for progress bars and hand it to the live view, if any."""
+        from .live import LastStep
+
+        self.last_step = LastStep(index, spectra, floors, loss_value)
+        if self.live is not None:
+            self.live.observe(index, spectra, floors, loss_value, per_sample or None, labels)
 
     def __enter__(self):
         return self
@@ -231,6 +255,19 @@ class Introspector:
         self.close()
         return False
 
+
+def _live_view(live, live_path, record_path, check_only=False):
+    """The LiveView for ``live=`` (None when off); bad values raise LiveError."""
+    from .live import LiveError, LiveView, check_live, live_target
+
+    if check_live(live) is None:
+        if live_path is not None:
+            raise LiveError("live_path is given but live is off: pass live=True (or live=N) too")
+        return None
+    if check_only:
+        live_target(None, live_path)
+        return None
+    return LiveView(live, record_path=record_path, live_path=live_path)
 
 
 def _continued(record, meta, metadata):

@@ -456,7 +456,7 @@ class _Run:
                             self._save_checkpoint(*position)
                     self.update(epoch=epoch + 1, step=self.step, steps_recorded=len(spec.record),
                                 loss=self.loss_value)
-                    bar.set_postfix(loss=f"{self.loss_value:.4g}", refresh=False)
+                    bar.set_postfix_str(_bar_text(self.loss_value, spec), refresh=False)
                     if epoch == 0 or (epoch + 1) % log_every == 0 or epoch + 1 == config.epochs:
                         _say(self.quiet, f"  epoch {epoch + 1:>5}/{config.epochs}  loss {self.loss_value:.6g}")
                 bar.close()
@@ -509,6 +509,20 @@ class _Run:
                          f"{len(result.figure_paths)} figure files in {out / outputs.FIGURES_NAME}; "
                          f"{result.wall_seconds:.1f} s")
         return result
+
+
+def _bar_text(loss, spec):
+    """The progress bar's postfix: the loss, and sigma_1 and the effective rank (above the noise
+    floor) of the last layer's batch spectrum (G when recorded) at the last recorded step, read
+    from that step's spectra in memory (a few numbers; nothing is read from the file)."""
+    from .live import step_summary
+
+    text = f"loss={loss:.4g}"
+    summary = step_summary(spec.last_step) if spec.last_step is not None else None
+    if summary is not None:
+        layer, quantity, top, rank = summary
+        text += f", {layer}: sigma1({quantity})={top:.3g}, erank={rank:.3g}"
+    return text
 
 
 def _steps_in(record_path):

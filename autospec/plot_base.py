@@ -20,7 +20,7 @@ class PlotError(AutoSpecError, ValueError):
 
 STEP_LABEL = "training step"
 SIGMA_LABEL = "singular value (log)"
-INDEX_LABEL = "singular value index i (σ1 = largest)"
+INDEX_LABEL = "index i of σᵢ (σ₁ largest)"
 #: Smallest font used anywhere in a figure (legends, ticks, notes): readable when projected.
 SMALL_FONT = 10
 #: Resolution of saved raster figures.

@@ -7,7 +7,6 @@ Private helper; the layout and the crash-safety scheme are described in the docs
 import contextlib
 import json
 import os
-import uuid
 import zipfile
 from collections.abc import Mapping
 from urllib.parse import quote
@@ -78,38 +77,6 @@ STEP_SAMPLES = {"counts": "step_samples/counts", "group_labels": "step_samples/g
 
 
 # ----------------------------------------------------------------------------- writing
-
-def atomic_write(path, write, *, replace=True):
-    """Call ``write(tmp)`` for a temporary file beside ``path``, fsync it, then rename it onto ``path``.
-
-    The rename is atomic: a reader (or a process killed at any moment) sees either the old
-    file or the complete new one, never a half-written one. ``replace=False`` never replaces an
-    existing file: FileExistsError instead (the file is linked into place, not renamed).
-    Returns the number of bytes written.
-    """
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        size = os.path.getsize(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails when path exists, unlike rename
-            os.unlink(tmp)
-        return size
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
 
 def remove_stale_temporaries(path):
     """Delete temporaries that ``atomic_write`` left beside ``path`` when a process was killed."""

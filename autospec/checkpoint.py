@@ -14,13 +14,13 @@ killed at any moment leaves the previous complete checkpoint or the new one.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .config import ExperimentError
 
 FORMAT_VERSION = 1
@@ -61,12 +61,11 @@ def save_checkpoint(path, state):
     info = {k: v for k, v in asdict(state).items() if k not in ("model", "optimizer")}
     info.update(format_version=FORMAT_VERSION, optimizer_counters=counters)
     arrays["state"] = np.array(json.dumps(info))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a path
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path):

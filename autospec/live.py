@@ -42,7 +42,6 @@ import io
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections import namedtuple
@@ -50,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_bytes_atomically
 from .errors import AutoSpecError
 
 __all__ = ["LiveError", "LiveView", "LastStep", "check_live", "live_target", "step_summary",
@@ -165,20 +165,6 @@ def _is_ours(path):
     except OSError:
         return False
     return head.startswith(b"\x89PNG") and MARK.encode() in head
-
-
-def _write_atomically(path, data):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class LiveView:
@@ -350,7 +336,7 @@ class LiveView:
                 warnings.warn(f"{wanted} exists and was not written by autospec's live view: the live view "
                               f"goes to {self.path} instead", stacklevel=4)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.path, png)
+        write_bytes_atomically(self.path, png)
 
     @staticmethod
     def _free_path(path):

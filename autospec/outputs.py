@@ -120,20 +120,6 @@ class RunLock:
 # ----------------------------------------------------------------------------- status.json
 
 
-def write_text_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary file of this process and a rename (a reader
-    never sees half a file, and a link at ``path`` is replaced, never written through)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomically(path, payload):
-    """Write JSON to ``path`` atomically (see write_text_atomically)."""
-    write_text_atomically(path, json.dumps(payload, indent=1, default=str))
-
-
 def read_status(out_dir):
     """The run's status.json as a dict (state: running/finished/interrupted/failed), or None."""
     path = Path(out_dir) / STATUS_NAME

@@ -93,6 +93,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _h5, _journal
+from .atomic import atomic_write
 from . import _record_files as files
 from . import _record_input as check
 from ._record_rows import Catalog, Part, Tail, concat, recode
@@ -201,7 +202,7 @@ class Record:
         """Write rows as the next segment file of the run (once, atomically); returns its Part."""
         name = files.segment_name(path, run_id, len(self._segments) + 1)
         seg_path = os.path.join(os.path.dirname(path), name)
-        self._bytes_written += _h5.atomic_write(seg_path, lambda tmp: _h5.write_h5(
+        self._bytes_written += atomic_write(seg_path, lambda tmp: _h5.write_h5(
             tmp, journal="", part_of=os.path.basename(path), **content))
         self._segments.append((name, n))
         return Part(_h5.SegmentSource(seg_path, path, run_id, n, first_row))
@@ -213,7 +214,7 @@ class Record:
                        losses=np.zeros(0), sample_groups=self._record_labels(),
                        step_samples={"counts": np.zeros(0, np.int64)}, spectra=(), floors=None, per_sample=(),
                        extras=())
-        self._bytes_written += _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(
+        self._bytes_written += atomic_write(self._path, lambda tmp: _h5.write_h5(
             tmp, journal=journal_name, segments=self._segments, **content))
 
     def checkpoint(self):
@@ -238,7 +239,7 @@ class Record:
         if self._journal is not None:
             with self._files_held_open():
                 content = self._content(self._run_id)
-                self._bytes_written += _h5.atomic_write(self._path, lambda tmp: _h5.write_h5(
+                self._bytes_written += atomic_write(self._path, lambda tmp: _h5.write_h5(
                     tmp, journal="", **content))
             # from here on the file holds every step; the journal and the segments are redundant
             self._bytes_written += self._journal.bytes_written
@@ -299,7 +300,7 @@ class Record:
             try:
                 with self._files_held_open():
                     content = self._content(uuid.uuid4().hex)
-                    _h5.atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
+                    atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
             except FileExistsError:
                 continue
             return candidate
@@ -751,7 +752,7 @@ class Record:
         run_id = uuid.uuid4().hex
         with self._files_held_open():
             content = self._content(run_id)
-            _h5.atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
+            atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
         if own:
             if self._journal_file:
                 files.remove_if_own_journal(path, self._journal_file, self._loaded_run_id)
@@ -767,7 +768,7 @@ class Record:
         ``np.load(path, allow_pickle=False)``."""
         with self._files_held_open():
             content = self._content(uuid.uuid4().hex)
-            _h5.atomic_write(os.fspath(path), lambda tmp: _h5.write_npz(tmp, **content))
+            atomic_write(os.fspath(path), lambda tmp: _h5.write_npz(tmp, **content))
 
     def __repr__(self):
         where = "in memory" if self._path is None else repr(self._path)

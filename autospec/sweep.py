@@ -46,11 +46,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_json_atomically
 from .experiments import ExperimentError
 from .sweep_folders import (RESULT_NEUTRAL, describe_differences, differing_settings, folder_state, grid_changes,
                             is_finished, move_aside, result_settings, run_state, settings_fingerprint,
                             stored_settings)
-from .sweep_workers import dask_client, execute_job, run_dask, run_local, sigterm_as_interrupt
+from .interrupts import sigterm_as_interrupt
+from .sweep_workers import dask_client, execute_job, run_dask, run_local
 
 __all__ = ["Job", "SweepReport", "SweepError", "plan", "run_sweep", "comparable_layers", "execute_job",
            "folder_state", "is_finished", "run_state", "result_settings", "differing_settings",
@@ -135,13 +137,6 @@ def _now():
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _write_json_atomically(path, payload):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 class _SweepLog:
     """OUT/sweep.json: every run this folder's sweeps have seen. Each write re-reads the file and
     replaces only this sweep's entries (so earlier grids, and a sweep running beside this one,
@@ -211,7 +206,7 @@ class _SweepLog:
         payload = {"updated": _now(), "sweep": {"state": state, "pid": os.getpid()},
                    "wall_seconds": round(wall_seconds, 3), "counts": self.report.counts(),
                    "runs": list(self.runs.values()), "panel_figures": figures}
-        _write_json_atomically(self.path, payload)
+        write_json_atomically(self.path, payload)
 
 
 # ----------------------------------------------------------------------------- panel figures

@@ -13,7 +13,6 @@ import traceback
 from contextlib import contextmanager
 
 from .experiments import ExperimentError
-from .interrupts import sigterm_as_interrupt  # re-exported for sweep.py
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")

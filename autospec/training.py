@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
+from .atomic import write_json_atomically, write_text_atomically
 from .checkpoint import CheckpointError, TrainingState, apply_checkpoint, load_checkpoint, save_checkpoint
 from .config import PANELS, ExperimentConfig, ExperimentError, config_to_toml, load_config_file
 from .experiment_data import load_experiment_data
@@ -285,12 +286,12 @@ class _Run:
 
     def update(self, **changes):
         self.status.update(changes, wall_seconds=round(time.perf_counter() - self.start, 3))
-        outputs.write_json_atomically(self.status_path, self.status)
+        write_json_atomically(self.status_path, self.status)
 
     def go(self):
         config, out = self.config, self.out
         self.update()
-        outputs.write_text_atomically(out / outputs.CONFIG_NAME,
+        write_text_atomically(out / outputs.CONFIG_NAME,
                                       config_to_toml(config, header=outputs.config_header(config.label)))
         try:
             self._prepare()

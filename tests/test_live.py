@@ -51,13 +51,13 @@ def headless(monkeypatch):
     """Outside a kernel, counting the PNG writes."""
     monkeypatch.setattr(live_mod, "_in_kernel", lambda: False)
     writes = []
-    real = live_mod._write_atomically
+    real = live_mod.write_bytes_atomically
 
     def counting(path, data):
         writes.append((Path(path), data))
         real(path, data)
 
-    monkeypatch.setattr(live_mod, "_write_atomically", counting)
+    monkeypatch.setattr(live_mod, "write_bytes_atomically", counting)
     return writes
 
 
@@ -266,7 +266,7 @@ def test_a_failing_refresh_warns_once_and_training_goes_on(tmp_path, headless, m
     def fail(path, data):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(live_mod, "_write_atomically", fail)
+    monkeypatch.setattr(live_mod, "write_bytes_atomically", fail)
     with pytest.warns(UserWarning, match="live view stopped .*No space left") as caught:
         spec = _train(4, live=1, live_path=tmp_path / "v.png", path=tmp_path / "r.h5")
         spec.close()

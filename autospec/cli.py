@@ -157,10 +157,13 @@ def build_parser():
                        description="Group tests of a record. By default only calibrated tests run: Welch tests "
                                    "(log10 values) over per-sample values with BH-FDR within each map. The paper's "
                                    "t-tests (--tests paper) are labelled 'paper (uncalibrated)'.")
-    p.add_argument("record", help="record.h5 (or a run folder holding one)")
+    p.add_argument("records", nargs="+", metavar="RECORD",
+                   help="record.h5 (or a run folder holding one); several records of one setting, one per seed, "
+                        "are compared with the seeds as replicates")
     p.add_argument("--groups", nargs="+", metavar="G", help="groups to compare (default: every pair)")
     p.add_argument("--tests", choices=["calibrated", "paper"],
-                   help="calibrated (default): per-sample tests; paper: the paper's uncalibrated t-tests")
+                   help="calibrated (default): per-sample tests, or per-seed tests for several records; "
+                        "paper: the paper's uncalibrated t-tests (one record)")
     p.add_argument("--mode", choices=["auto", "paper", "per_sample"],
                    help="older spelling of --tests (auto and per_sample = calibrated)")
     p.add_argument("--fdr", action=argparse.BooleanOptionalAction, default=True,
@@ -333,8 +336,13 @@ def cmd_stats(args):
     from . import calibration, stats
     from .record import load_record
 
-    path = _record_path(args.record)
-    rec = load_record(path)
+    paths = [_record_path(text) for text in args.records]
+    path = paths[0]
+    if len(paths) > 1 and (args.tests == "paper" or args.mode == "paper"):
+        raise UsageError("the paper's tests compare the groups of one record; give one record, or several (one per "
+                         "seed) with the default calibrated tests")
+    records = [load_record(p) for p in paths]
+    rec = records[0] if len(records) == 1 else records  # several records: one per seed, the seeds as replicates
     log = False if args.raw else None
     summary = stats.summarize(rec, groups=args.groups, fdr=args.fdr, alpha=args.alpha, tests=args.tests,
                               mode=args.mode, layers=args.layers, quantities=args.quantities,
@@ -346,7 +354,8 @@ def cmd_stats(args):
             raise UsageError("--null reruns tests on permuted sample labels; the paper's tests compare group spectra "
                              "computed during training, which a relabelling cannot recompute (use the default tests)")
         layers = sorted({r["layer"] for r in summary.rows}, key=[r["layer"] for r in summary.rows].index)
-        runs = [("welch-samples", 0)] + ([("perm-samples", args.permutations)] if args.permutations else [])
+        kind = "samples" if len(records) == 1 else "seeds"
+        runs = [(f"welch-{kind}", 0)] + ([(f"perm-{kind}", args.permutations)] if args.permutations else [])
         for test, n_perm in runs:
             null = calibration.null_calibration(rec, args.null, layers=layers, groups=args.groups, alpha=args.alpha,
                                                 n_permutations=n_perm, log=log, seed=args.seed)
@@ -360,9 +369,10 @@ def cmd_stats(args):
                                                            n_permutations=args.permutations, seed=args.seed,
                                                            fdr=args.fdr, log=log), args.alpha, args.fdr)
     if args.format == "table":
-        meta = rec.metadata or {}
-        print(f"record: {args.record} ({meta.get('experiment', 'run')}, {len(rec)} steps, groups "
-              f"{', '.join(rec.groups) or 'none'})")
+        first = records[0]
+        meta = first.metadata or {}
+        what = f"record: {args.records[0]}" if len(records) == 1 else f"{len(records)} records (seeds as replicates)"
+        print(f"{what} ({meta.get('experiment', 'run')}, {len(first)} steps, groups {', '.join(first.groups) or 'none'})")
         print(summary.to_text(only_significant=args.significant))
         if extra:
             print(f"\ndata-only baseline ({args.baseline}): the same tests on per-sample input features")

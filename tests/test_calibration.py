@@ -278,3 +278,21 @@ def test_cli_baseline_and_one_line_errors(record_file, capsys, tmp_path):
     assert cli.main(["stats", str(bare)]) == 2
     err = capsys.readouterr().err
     assert "no calibrated test can run" in err and "per_sample=True" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_compares_several_seed_records_with_the_seeds_as_replicates(tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    paths = []
+    for seed in range(4):
+        rec = Record(tmp_path / f"seed{seed}.h5", metadata={"experiment": "simulated"})
+        for s in range(5):  # group b's spectra twice group a's in every seed: a difference the seeds confirm
+            base = np.sort(rng.lognormal(size=4))[::-1]
+            rec.append(s, {("L", "G", "a", None): base, ("L", "G", "b", None): 2 * base * rng.lognormal(0, 0.05, 4)})
+        rec.close()
+        paths.append(str(tmp_path / f"seed{seed}.h5"))
+    assert cli.main(["stats", *paths, "--format", "json", "--null", "30"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["test"], r["calibrated"], r["n_samples"]) for r in rows] == [("welch-seeds", True, [4, 4])]
+    assert rows[0]["n_significant"] > 0 and "null_rate" in rows[0]
+    assert cli.main(["stats", *paths[:2], "--tests", "paper"]) == 2
+    assert "give one record" in capsys.readouterr().err

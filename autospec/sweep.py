@@ -359,7 +359,8 @@ def run_sweep(experiments=None, panels=None, seeds=(0,), out="sweep", overrides=
         raise SweepError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     log = _SweepLog(out_path, report, quiet)
     log.write(0.0)
-    bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=quiet or not todo, file=sys.stderr)
+    bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=True if quiet or not todo else None,
+               file=sys.stderr)  # None: only on a terminal
 
     def on_outcome(job, outcome):
         report.outcomes[job.label] = outcome

@@ -232,7 +232,8 @@ def run_experiment(config, out_dir, quiet=False, progress=None, *, restart=False
     write, is an error unless ``force=True`` (which moves them into the backup folder first).
     Nothing is ever deleted. ``checkpoint_seconds``: the most training time a SIGKILL can cost.
 
-    ``quiet`` silences log lines and the progress bar (``progress`` overrides the bar alone).
+    ``quiet`` silences log lines and the progress bar (shown only when stderr is a terminal;
+    ``progress=True`` or ``False`` overrides the bar alone).
     Ctrl-C / SIGTERM stop after the current step, save a checkpoint and raise
     :class:`RunInterrupted`. Returns a :class:`RunResult`.
     """
@@ -267,7 +268,9 @@ class _Run:
 
     def __init__(self, config, out, quiet, progress, checkpoint_seconds, resume):
         self.config, self.out, self.quiet = config, out, quiet
-        self.show_bar = (not quiet) if progress is None else bool(progress)
+        # the bar: on a terminal unless quiet (tqdm's disable=None: off when stderr is no terminal, e.g. a log
+        # file); progress=True/False forces it on/off
+        self.bar_off = (True if quiet else None) if progress is None else not progress
         self.checkpoint_seconds = checkpoint_seconds
         self.resume = resume
         self.record_path = out / outputs.RECORD_NAME
@@ -439,7 +442,7 @@ class _Run:
         try:
             with _StopAtStepEnd() as stop:
                 bar = tqdm(range(self.first_epoch, config.epochs), desc=config.label, unit="epoch",
-                           disable=not self.show_bar, file=sys.stderr, mininterval=0.5, leave=False)
+                           disable=self.bar_off, file=sys.stderr, mininterval=0.5, leave=False)
                 for epoch in bar:
                     epoch_rng_state = self.data_rng.bit_generator.state
                     batches = _batches(self.n, config.batch_size, self.data_rng)

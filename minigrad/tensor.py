@@ -261,12 +261,12 @@ class Tensor:
     view = reshape
     def flatten(self, start_axis=0, end_axis=-1): return _sh.flatten(self, start_axis, end_axis)
     def transpose(self, *axes):
-        """NumPy's transpose (a permutation, or none to reverse); two axes of a tensor that is
-        not 2-D swap those two, as PyTorch's ``transpose(dim0, dim1)`` does."""
+        """``transpose(d0, d1)`` swaps two axes, as PyTorch's does, for every ndim; a sequence of
+        axes (``transpose((1, 0, 2))``) permutes them and no argument reverses them, as NumPy's."""
+        if len(axes) == 2 and all(isinstance(a, numbers.Integral) for a in axes):
+            return _sh.swapaxes(self, *axes)
         if len(axes) == 1 and not isinstance(axes[0], numbers.Integral):
             axes = tuple(axes[0]) if axes[0] is not None else ()
-        if len(axes) == 2 and self.ndim != 2:
-            return _sh.swapaxes(self, *axes)
         return _sh.transpose(self, axes or None)
 
     def permute(self, *axes): return _sh.transpose(self, _one_or_many(axes))

@@ -148,6 +148,7 @@ CASES = [
     Case("transpose_perm", [(2, 3, 4)], lambda x: x.transpose((1, 0, 2)), lambda x: x.permute(1, 0, 2)),
     Case("transpose_two_axes", [(2, 3, 4)], lambda x: x.transpose(0, 2)),
     Case("transpose_2d", [(3, 4)], lambda x: x.transpose(1, 0)),
+    Case("transpose_2d_0_1", [(3, 4)], lambda x: x.transpose(0, 1)),  # swaps, as in PyTorch (not a NumPy permutation)
     Case("permute", [(2, 3, 4)], lambda x: x.permute(2, 0, 1)),
     Case("swapaxes", [(2, 3, 4)], lambda x: x.swapaxes(0, 2)),
     Case("T", [(3, 4)], lambda x: x.T),

@@ -70,7 +70,7 @@ def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="t
         h = hs[1:]
         # d act / d z for all steps at once (tanh' = 1 - h^2, relu' = [h > 0])
         deriv = (h > 0).astype(dtype) if relu else 1 - h * h
-        g_seq = None if g_out is None else _time_major_view(g_out, batch_first)
+        g_seq = None if g_out is None else _swap_time_and_batch(g_out, batch_first)
         D = xp.empty((T, N, hidden), dtype=dtype)
         dh = _state_adjoint(g_hn, (N, hidden), xp, dtype)
         for t in range(T - 1, -1, -1):
@@ -81,7 +81,7 @@ def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="t
         del deriv
         return _finish_backward(D, xs, hs[:-1], dh, w_ih, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
 
-    output = _batch_view(hs[1:], batch_first)
+    output = _swap_time_and_batch(hs[1:], batch_first)
     return _multi_result((output, hs[T]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh), backward)
 
 
@@ -150,7 +150,7 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
         xp.multiply(i, 1 - g * g, out=partner[:, :, 2])
         xp.multiply(tanh_c, o * (1 - o), out=partner[:, :, 3])
         o_dtanh = o * (1 - tanh_c * tanh_c)                   # dh_t -> dc_t
-        g_seq = None if g_out is None else _time_major_view(g_out, batch_first)
+        g_seq = None if g_out is None else _swap_time_and_batch(g_out, batch_first)
 
         D = xp.empty((T, N, 4 * H), dtype=dtype)
         D4 = D.reshape(T, N, 4, H)
@@ -173,7 +173,7 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
                                  batch_first)
         return grads + (dc_next if c0 is not None and c0.requires_grad else None,)
 
-    output = _batch_view(hs[1:], batch_first)
+    output = _swap_time_and_batch(hs[1:], batch_first)
     return _multi_result((output, hs[T], cs[T]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, c0), backward)
 
 
@@ -191,14 +191,14 @@ def _finish_backward(D, xs, h_prev, dh0, w_ih, x, h0, weight_ih, weight_hh, bias
     if weight_ih.requires_grad or weight_hh.requires_grad:
         D_batch = D.transpose(1, 0, 2)
         if weight_ih.requires_grad:
-            hand_out_factors(weight_ih, _batch_view(xs, True), D_batch)
+            hand_out_factors(weight_ih, _swap_time_and_batch(xs, True), D_batch)
         if weight_hh.requires_grad:
-            hand_out_factors(weight_hh, _batch_view(h_prev, True), D_batch)
+            hand_out_factors(weight_hh, _swap_time_and_batch(h_prev, True), D_batch)
     g_w_ih = D2.T @ xs.reshape(T * N, -1) if weight_ih.requires_grad else None
     g_w_hh = D2.T @ h_prev.reshape(T * N, -1) if weight_hh.requires_grad else None
     g_x = None
     if x.requires_grad:
-        g_x = _batch_view((D2 @ w_ih).reshape(T, N, -1), batch_first)
+        g_x = _swap_time_and_batch((D2 @ w_ih).reshape(T, N, -1), batch_first)
     need_bias = (bias_ih is not None and bias_ih.requires_grad) or (bias_hh is not None and bias_hh.requires_grad)
     g_b = D2.sum(axis=0) if need_bias else None
     g_h0 = dh0 if h0 is not None and h0.requires_grad else None
@@ -266,12 +266,9 @@ def _time_major(arr, batch_first):
     return xp.ascontiguousarray(arr.transpose(1, 0, 2) if batch_first else arr)
 
 
-def _time_major_view(arr, batch_first):
-    return arr.transpose(1, 0, 2) if batch_first else arr
-
-
-def _batch_view(arr, batch_first):
-    """A time-major (T, N, F) array seen as (N, T, F) when ``batch_first`` (no copy)."""
+def _swap_time_and_batch(arr, batch_first):
+    """(N, T, F) <-> (T, N, F) when ``batch_first``, else ``arr`` itself (a view, no copy): the
+    same swap turns a batch-first array time-major and a time-major one batch-first."""
     return arr.transpose(1, 0, 2) if batch_first else arr
 
 

@@ -42,7 +42,8 @@ def concat(pieces, inner_ndim, dtype=np.float64, fill=np.nan):
     total = sum(n for n, _ in pieces)
     present = [a for n, a in pieces if a is not None and n]
     if len(present) == 1 and present[0].shape[0] == total:
-        return np.asarray(present[0], dtype=dtype)
+        a = np.asarray(present[0], dtype=dtype)
+        return a if a.flags.writeable else a.copy()  # never hand out a cached (read-only) array
     inner = tuple(max([a.shape[1 + d] for a in present] + [0]) for d in range(inner_ndim))
     out = np.full((total,) + inner, fill, dtype=dtype)
     at = 0
@@ -60,6 +61,14 @@ def sample_count(s):
     if s.ids is not None:
         return len(s.ids)
     return max((a.shape[0] for _, a in s.per_sample), default=-1)
+
+
+def _put(table, key, inner_ndim, row, value):
+    """Put ``value`` as row ``row`` of the column ``table[key]`` (made on first use)."""
+    rows = table.get(key)
+    if rows is None:
+        rows = table[key] = Rows(inner_ndim)
+    rows.put(row, value)
 
 
 class Tail:
@@ -82,24 +91,20 @@ class Tail:
         self.losses.put(row, np.float64(s.loss))
         self.counts.put(row, np.int64(sample_count(s)))
         for name, value in s.extra.items():
-            col = self.extras.get(name) or self.extras.setdefault(name, Rows(0))
-            col.put(row, np.float64(value))
+            _put(self.extras, name, 0, row, np.float64(value))
         for key, arr in s.spectra:
-            rows = self.spectra.get(key) or self.spectra.setdefault(key, Rows(1))
-            rows.put(row, arr)
+            _put(self.spectra, key, 1, row, arr)
         for key, value in s.floors.items():
-            col = self.floors.get(key) or self.floors.setdefault(key, Rows(0))
-            col.put(row, np.float64(value))
+            _put(self.floors, key, 0, row, np.float64(value))
         for layer, arr in s.per_sample:
-            rows = self.per_sample.get(layer) or self.per_sample.setdefault(layer, Rows(2))
-            rows.put(row, arr)
+            _put(self.per_sample, layer, 2, row, arr)
         if s.groups is not None:
-            table = self.label_codes
-            codes = np.array([table.setdefault(label, len(table)) for label in s.groups.tolist()], dtype=np.int32)
-            self.codes = self.codes or Rows(1, np.int32, -1)
-            self.codes.put(row, codes)
+            if self.codes is None:
+                self.codes = Rows(1, np.int32, -1)
+            self.codes.put(row, encode(s.groups.tolist(), self.label_codes))
         if s.ids is not None:
-            self.ids = self.ids or Rows(1, np.int64, -1)
+            if self.ids is None:
+                self.ids = Rows(1, np.int64, -1)
             self.ids.put(row, s.ids)
         self.n = row + 1
         self.nbytes += 8 * (4 + len(s.extra) + len(s.floors)) + sum(a.nbytes for _, a in s.spectra) + \
@@ -168,12 +173,19 @@ class Part:
             return self._cache[name]
         data = self.source.read(name, rows=rows)
         if cache:
+            if isinstance(data, np.ndarray):
+                data.flags.writeable = False  # shared by every later read: callers get copies (concat)
             self._cache[name] = data
         return data
 
 
 
+def encode(labels, table):
+    """int32 codes of ``labels`` in ``table`` (a label -> code dict, grown as needed)."""
+    return np.array([table.setdefault(label, len(table)) for label in labels], dtype=np.int32)
+
+
 def recode(codes, labels, table):
     """Codes into ``labels`` -> codes into ``table`` (a shared label -> code dict, grown as needed)."""
-    remap = np.array([table.setdefault(label, len(table)) for label in labels] + [-1], dtype=np.int32)
+    remap = np.append(encode(labels, table), np.int32(-1))
     return remap[np.where(codes >= 0, codes, len(labels))]

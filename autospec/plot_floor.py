@@ -80,8 +80,8 @@ def above_floor(values, floor):
 def signal(rec, layer, quantity, group=None, position=None):
     """The values of one spectrum a figure may draw, and its floor: ``(values, floor)`` with
     values float64 (n_steps, k), NaN at/below the floor, and floor float64 (n_steps,)."""
-    values = rec.series(layer, quantity, group=group, position=position, above_floor=True)  # recorded floors
-    floor = spectrum_floor(rec, layer, quantity, group, position, series=values)  # + the fallback
+    values = rec.series(layer, quantity, group=group, position=position)
+    floor = spectrum_floor(rec, layer, quantity, group, position, series=values)  # recorded, else the fallback
     return above_floor(values, floor), floor
 
 

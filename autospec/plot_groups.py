@@ -123,12 +123,6 @@ def _which_tests(source, mode, tests):
     return "paper" if mode == "paper" else "calibrated"
 
 
-def _pad_columns(arrays):
-    """Pad arrays along the last axis with NaN to a common length."""
-    k = max(a.shape[-1] for a in arrays)
-    return [np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, k - a.shape[-1])], constant_values=np.nan) for a in arrays]
-
-
 def _mean_and_se(reps):
     """NaN-aware mean and standard error over axis 0 of replicates (n, steps, k)."""
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -141,18 +135,14 @@ def _sample_replicates(rec, layer, pair):
     """Per-sample values of ``layer`` split by each step's own sample labels (mini-batches keep
     theirs): one array (N, steps, k) per group, NaN where a sample belongs to another group at
     that step or sits at/below its noise floor."""
-    x = np.asarray(rec.per_sample(layer), dtype=np.float64)  # (steps, N, k)
-    labels = stats.step_labels(rec)
-    n = max(x.shape[1], labels.shape[1])
-    x = np.pad(x, [(0, 0), (0, n - x.shape[1]), (0, 0)], constant_values=np.nan)
-    labels = np.pad(labels, [(0, 0), (0, n - labels.shape[1])], constant_values="")
+    x, labels, _ = stats.per_sample_inputs(rec, layer)  # (steps, N, k), (steps, N), padded alike
     x = np.where(stats.per_sample_below_floor(rec, layer, x), np.nan, x)
     return [np.moveaxis(np.where((labels == g)[..., None], x, np.nan), 1, 0) for g in pair]
 
 
 def _seed_replicates(records, layer, quantity, pair, position):
     stacks = [[signal(rec, layer, quantity, group=g, position=position)[0] for rec in records] for g in pair]
-    padded = _pad_columns(stacks[0] + stacks[1])
+    padded = stats.pad_columns(stacks[0] + stacks[1])
     n = len(records)
     return [np.stack(padded[:n]), np.stack(padded[n:])]
 
@@ -168,8 +158,8 @@ def _paper_data(source, layer, quantity, pair, position, results, fdr, alpha):
     """The log-ratio map of two groups' spectra (values above the floor) and the paper's tests."""
     step = _the_test(results, pair, ("step",))
     index = _the_test(results, pair, ("index",))
-    raw = _pad_columns([source.series(layer, quantity, group=g, position=position) for g in pair])
-    a, b = _pad_columns([signal(source, layer, quantity, group=g, position=position)[0] for g in pair])
+    raw = stats.pad_columns([source.series(layer, quantity, group=g, position=position) for g in pair])
+    a, b = stats.pad_columns([signal(source, layer, quantity, group=g, position=position)[0] for g in pair])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log10(a) - np.log10(b)
     crit = "q" if fdr else "p"
@@ -195,7 +185,7 @@ def _replicate_data(source, layer, quantity, pair, position, results, fdr, alpha
         neglog = np.where(below, np.nan, -np.log10(vals))
     k = neglog.shape[1]
     mean_a, se_a, mean_b, se_b = (np.where(below, np.nan, m[:, :k])
-                                  for m in _pad_columns([*_mean_and_se(reps[0]), *_mean_and_se(reps[1])]))
+                                  for m in stats.pad_columns([*_mean_and_se(reps[0]), *_mean_and_se(reps[1])]))
     best = np.where(np.isnan(vals) | below, np.inf, vals)
     step_p, index_p = best.min(axis=1), best.min(axis=0)
     crit = "q" if fdr else "p"

@@ -279,9 +279,6 @@ def pad_columns(arrays):
     return out
 
 
-_pad_columns = pad_columns
-
-
 def finish_fdr(result, fdr_on, method):
     """``result.with_fdr(method)`` when ``fdr_on``, else ``result``."""
     return result.with_fdr(method) if fdr_on else result

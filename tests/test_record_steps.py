@@ -231,3 +231,15 @@ def test_version_1_records_and_journals_still_load(tmp_path):
     with h5py.File(path, "r") as f:
         assert f.attrs["format_version"] == 2
     np.testing.assert_array_equal(load_record(path).steps, [0, 5, 9, 10])
+
+
+def test_arrays_handed_out_are_the_callers_own(tmp_path):
+    key = ("L", "G", None, None)
+    with Record(tmp_path / "r.h5") as rec:
+        for s in range(3):
+            rec.append(s, {key: np.array([2.0, 1.0])}, loss=0.5, floors={key: 1e-9}, extra={"t": 1.0})
+    loaded = load_record(tmp_path / "r.h5")
+    for read in (lambda: loaded.steps, lambda: loaded.losses, lambda: loaded.extra("t"), lambda: loaded.floor(*key)):
+        first = read()
+        first[:] = 7
+        assert not np.any(read() == 7)  # a later read is not changed by what a caller did to an earlier one

@@ -1,0 +1,113 @@
+"""Introspection cost timed as users run it: one library per process, nothing set that a user
+would not set (no OPENBLAS_THREAD_TIMEOUT, no torch in minigrad's process and vice versa).
+
+The paper's MLP autoencoder (784 -> 32 -> 784, ReLU, MSE), N=2000, full batch, float32, groups
+HC/SZ; spectra of G, A and D of both weights for the batch and each group, every step.
+
+(a) introspected minigrad step / plain minigrad step   (one minigrad process, blocked timing)
+(b) naive PyTorch step (hooks + torch.linalg.svdvals of A, D and G per group, in its own process)
+    / introspected minigrad step
+
+Each round starts a fresh process per library (the order alternates from round to round) and
+takes the median of its timed steps; the ratios are reported as a median and range over rounds.
+
+    python bench/overhead_processes.py --threads 2 --rounds 3
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _median_of(step, repeats, warmup=3):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_minigrad(n, width, threads, repeats):
+    sys.path.insert(0, HERE)
+    sys.path.insert(0, ROOT)
+    from threadpoolctl import threadpool_limits
+
+    import minigrad as mg
+    from _naive_torch import make_data
+    from autospec_overhead import minigrad_steps
+
+    threadpool_limits(threads)
+    mg.set_num_threads(threads)
+    X, labels = make_data(n)
+    plain, introspected, _, _ = minigrad_steps(X, labels, width)
+    times = {"plain": [], "introspected": []}
+    for _ in range(3):  # blocks of the two steps, alternating (same library: no foreign threads)
+        times["plain"].append(_median_of(plain, repeats // 3 or 1))
+        times["introspected"].append(_median_of(introspected, repeats // 3 or 1))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run_torch(n, width, threads, repeats):
+    sys.path.insert(0, HERE)
+    import numpy as np
+    import torch
+
+    from _naive_torch import make_data, torch_naive_step
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    X, labels = make_data(n)
+    init = torch.nn.Sequential(torch.nn.Linear(X.shape[1], width), torch.nn.ReLU(), torch.nn.Linear(width, X.shape[1]))
+    state = {k: v.detach().numpy().astype(np.float32) for k, v in init.state_dict().items()}
+    return {"naive": _median_of(torch_naive_step(X, labels, width, state), repeats)}
+
+
+def _child(side, args):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, __file__, "--side", side, "--n", str(args.n), "--width", str(args.width),
+                          "--threads", str(args.threads), "--repeats", str(args.repeats)],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--side", choices=("minigrad", "torch"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.side:
+        run = run_minigrad if args.side == "minigrad" else run_torch
+        print(json.dumps(run(args.n, args.width, args.threads, args.repeats)))
+        return 0
+    a, b = [], []
+    for r in range(args.rounds):
+        sides = ("minigrad", "torch") if r % 2 == 0 else ("torch", "minigrad")
+        result = {}
+        for side in sides:
+            result.update(_child(side, args))
+        a.append(result["introspected"] / result["plain"])
+        b.append(result["naive"] / result["introspected"])
+        print(f"round {r + 1}: plain {result['plain'] * 1e3:.2f} ms, introspected {result['introspected'] * 1e3:.2f} ms, "
+              f"naive PyTorch {result['naive'] * 1e3:.2f} ms")
+    print(f"MLP autoencoder 784 -> {args.width} -> 784, N={args.n}, {args.threads} threads, one library per process, "
+          f"{args.rounds} rounds (median, range)")
+    print(f"  (a) introspected / plain minigrad step   {statistics.median(a):6.2f}x  ({min(a):.2f}-{max(a):.2f})")
+    print(f"  (b) naive PyTorch / introspected minigrad {statistics.median(b):6.2f}x  ({min(b):.2f}-{max(b):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -150,7 +150,7 @@ class ExperimentConfig:
 
     def digest(self):
         """Short hash of the settings: a finished run is reused only when they match exactly."""
-        return _short_hash(self.to_dict())
+        return settings_hash(self.to_dict())
 
     def run_settings(self):
         """The settings that decide the record (every setting but PRESENTATION_SETTINGS)."""
@@ -158,14 +158,15 @@ class ExperimentConfig:
 
     def run_digest(self):
         """Short hash of run_settings(): a run is continued only into a folder whose run matches."""
-        return _short_hash(self.run_settings())
+        return settings_hash(self.run_settings())
 
     @property
     def label(self):
         return self.experiment + (f" panel {self.panel}" if self.panel else "")
 
 
-def _short_hash(settings):
+def settings_hash(settings):
+    """A short stable hash of a settings dict (hex)."""
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -281,7 +282,8 @@ def parse_assignment(text):
     return path, value
 
 
-def _merge(base, update):
+def merge_settings(base, update):
+    """``base`` updated by ``update``; tables (e.g. ``data``) are merged key by key."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -313,9 +315,9 @@ def resolve_config(experiment=None, panel=None, config_file=None, overrides=None
                                   + "; ".join(f"{k} {v[1]}" for k, v in PANELS.items()) + ")")
         if panel not in available:
             raise ExperimentError(f"experiment {name!r} has no panel {panel}; its panels are {', '.join(available)}")
-        settings = _merge(settings, PANELS[panel][0])
-    settings = _merge(settings, user)
-    settings = _merge(settings, overrides)
+        settings = merge_settings(settings, PANELS[panel][0])
+    settings = merge_settings(settings, user)
+    settings = merge_settings(settings, overrides)
     if settings.get("data_path") and all(isinstance(t.get("data", {}), dict) for t in (user, overrides)):
         # the registry's [data] table configures the generator; with --data only the options the
         # user gave apply (to the loader)
@@ -391,3 +393,37 @@ def config_to_toml(config, header=None):
         lines += ["", f"[{_toml_key(key)}]"]
         lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None]
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- comparing settings
+
+
+def result_settings(settings):
+    """The settings that change results, flat: tables become dotted names (``data.n``)."""
+    flat = {}
+    for key, value in settings.items():
+        if key in PRESENTATION_SETTINGS:
+            continue
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": _canonical(v) for k, v in value.items()})
+        else:
+            flat[key] = _canonical(value)
+    return flat
+
+
+def _canonical(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def differing_settings(old, new):
+    """{dotted name: (old value, new value)} of the result settings that differ (None = unset)."""
+    a, b = result_settings(old), result_settings(new)
+    return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def describe_differences(differences):
+    """``"epochs 2 -> 3, data.n unset -> 20"`` for the output of :func:`differing_settings`."""
+    def show(value):
+        return "unset" if value is None else json.dumps(value)
+
+    return ", ".join(f"{key} {show(old)} -> {show(new)}" for key, (old, new) in differences.items())

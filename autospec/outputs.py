@@ -196,12 +196,6 @@ def survey(out_dir):
     return result
 
 
-def setting_differences(old, new):
-    """``["epochs 3 -> 5", ...]``: the settings whose values differ between two settings dicts."""
-    names = [k for k in new if k in old and old[k] != new[k]] + [k for k in new if k not in old]
-    return [f"{k} {old.get(k, '(unset)')!r} -> {new[k]!r}" for k in names]
-
-
 def move_into_backup(out_dir, names):
     """Move ``names`` (files or folders in ``out_dir``) into a new ``backup-YYYYmmdd-HHMMSS[-n]``
     folder inside it; returns that folder (None when there was nothing to move). Never deletes."""
@@ -209,19 +203,24 @@ def move_into_backup(out_dir, names):
     names = [n for n in names if os.path.lexists(out / n)]
     if not names:
         return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        backup = out / (BACKUP_PREFIX + stamp + (f"-{n}" if n else ""))
-        try:
-            backup.mkdir()
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise OutputFolderError(f"{out}: cannot create a backup folder named {BACKUP_PREFIX}{stamp}")
+    backup = new_backup_folder(out)
     for name in names:
         os.rename(out / name, backup / name)
     return backup
+
+
+def new_backup_folder(parent):
+    """A new, empty ``backup-YYYYmmdd-HHMMSS[-n]`` folder inside ``parent`` (never an existing one)."""
+    parent = Path(parent)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        backup = parent / (BACKUP_PREFIX + stamp + (f"-{n}" if n else ""))
+        try:
+            backup.mkdir(parents=True)
+            return backup
+        except FileExistsError:
+            continue
+    raise OutputFolderError(f"{parent}: cannot create a backup folder named {BACKUP_PREFIX}{stamp}")
 
 
 def format_names(names):

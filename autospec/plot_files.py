@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import os
 import re
-import time
 from pathlib import Path
 
 from . import plot_base as base
 from . import stats
 from .plot_groups import choose_groups, plot_group_differences, plot_group_pairs
 from .plot_spectra import plot_dashboard, plot_trajectories
+from .outputs import BACKUP_PREFIX, new_backup_folder
 
 __all__ = ["FigureOutputError", "FigureFolder", "FigureReport", "run_label", "run_labels", "check_output_root",
            "write_record_figures"]
-
-BACKUP_PREFIX = "backup-"
-
 
 class FigureOutputError(base.PlotError):
     """A figure folder that cannot be used: a file stands in its place, or it holds files already."""
@@ -105,15 +101,7 @@ class FigureFolder:
 
     def _backup_folder(self):
         if self.backup is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for n in itertools.count():
-                candidate = self.folder / f"{BACKUP_PREFIX}{stamp}{'' if n == 0 else f'-{n}'}"
-                try:
-                    candidate.mkdir(parents=True)
-                except FileExistsError:
-                    continue
-                self.backup = candidate
-                break
+            self.backup = new_backup_folder(self.folder)
         return self.backup
 
     def _move_aside(self, path):

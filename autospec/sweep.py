@@ -48,9 +48,9 @@ from pathlib import Path
 
 from .atomic import write_json_atomically
 from .experiments import ExperimentError
-from .sweep_folders import (RESULT_NEUTRAL, describe_differences, differing_settings, folder_state, grid_changes,
-                            is_finished, move_aside, result_settings, run_state, settings_fingerprint,
-                            stored_settings)
+from .config import describe_differences, differing_settings, result_settings
+from .sweep_folders import (RESULT_NEUTRAL, folder_state, grid_changes, is_finished, move_aside, run_state,
+                            settings_fingerprint, stored_settings)
 from .interrupts import sigterm_as_interrupt
 from .sweep_workers import dask_client, execute_job, run_dask, run_local
 
@@ -283,7 +283,6 @@ def comparable_layers(records):
             if all(name not in rec.layers or rec.series(name, "G").shape[1] >= 2 for rec in diff)]
 
 
-_comparable_layers = comparable_layers  # the name cli.py used before it was public
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -302,15 +301,13 @@ def _sort_jobs(jobs, force):
             conflicts.append(f"{job.out_dir} ({detail})")
             continue
         todo.append(job)
+        if force and state in ("finished", "other"):  # force: nothing conflicts, so move them now
+            move_aside(job.out_dir)
     if conflicts:
         more = f" and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
         raise SweepError(f"sweep: {len(conflicts)} run folder(s) hold runs with other settings: "
                          f"{'; '.join(conflicts[:3])}{more}; rerun with --force to move them into a "
                          f"backup, or choose another --out")
-    if force:
-        for job in todo:
-            if folder_state(job)[0] in ("finished", "other"):
-                move_aside(job.out_dir)
     return todo, finished
 
 

@@ -3,14 +3,15 @@ that names a changed grid's folders, and what a run folder already holds (a fini
 unfinished one, or a run with other settings)."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
 
+from .config import (PRESENTATION_SETTINGS, describe_differences, differing_settings, merge_settings,
+                     result_settings, settings_hash)
+
 #: Settings that change only what is drawn or said about a run (summary, figures), not its record.
-RESULT_NEUTRAL = frozenset({"description", "figures", "figure_formats", "panels", "compare"})
+RESULT_NEUTRAL = frozenset(PRESENTATION_SETTINGS)
 #: Settings that name a run in the grid rather than change it.
 _GRID_KEYS = frozenset({"experiment", "panel", "seed"})
 
@@ -18,41 +19,9 @@ _GRID_KEYS = frozenset({"experiment", "panel", "seed"})
 # ----------------------------------------------------------------------------- settings as keys
 
 
-def result_settings(settings):
-    """The settings that change results, flat: tables become dotted names (``data.n``)."""
-    flat = {}
-    for key, value in settings.items():
-        if key in RESULT_NEUTRAL:
-            continue
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": _canonical(v) for k, v in value.items()})
-        else:
-            flat[key] = _canonical(value)
-    return flat
-
-
-def _canonical(value):
-    return json.loads(json.dumps(value, default=str))
-
-
-def differing_settings(old, new):
-    """{dotted name: (old value, new value)} of the result settings that differ (None = unset)."""
-    a, b = result_settings(old), result_settings(new)
-    return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
-
-
-def describe_differences(differences):
-    """``"epochs 2 -> 3, data.n unset -> 20"`` for the output of :func:`differing_settings`."""
-    def show(value):
-        return "unset" if value is None else json.dumps(value)
-
-    return ", ".join(f"{key} {show(old)} -> {show(new)}" for key, (old, new) in differences.items())
-
-
 def settings_fingerprint(changes):
     """8 hex digits naming a set of changed settings (the folder suffix of a changed grid)."""
-    text = json.dumps(changes, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
+    return settings_hash(changes)[:8]
 
 
 def grid_changes(name, config_file, overrides):
@@ -60,12 +29,7 @@ def grid_changes(name, config_file, overrides):
     ``name``: entries equal to the registered value for every one of its panels are dropped."""
     from .experiments import experiment_info, load_config_file, resolve_config
 
-    request = dict(load_config_file(config_file)) if config_file is not None else {}
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(request.get(key), dict):
-            request[key] = {**request[key], **value}
-        else:
-            request[key] = value
+    request = merge_settings(dict(load_config_file(config_file)) if config_file is not None else {}, overrides or {})
     asked = {k: v for k, v in result_settings(request).items() if k.split(".")[0] not in _GRID_KEYS}
     if not asked:
         return {}
@@ -109,7 +73,7 @@ def folder_state(job):
     if status is None and not has_record:
         return "empty", None
     finished = bool(status) and status.get("state") == "finished" and has_record
-    if status and status.get("config_digest") == ExperimentConfig(**job.settings).digest():
+    if status and status.get("run_digest") == ExperimentConfig(**job.settings).run_digest():
         return ("finished" if finished else "unfinished"), None
     if not has_record:  # a run that failed before training: nothing of value to keep
         return "unfinished", None

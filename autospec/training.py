@@ -28,7 +28,8 @@ import numpy as np
 from . import outputs
 from .atomic import write_json_atomically, write_text_atomically
 from .checkpoint import CheckpointError, TrainingState, apply_checkpoint, load_checkpoint, save_checkpoint
-from .config import PANELS, ExperimentConfig, ExperimentError, config_to_toml, load_config_file
+from .config import (PANELS, ExperimentConfig, ExperimentError, config_to_toml, describe_differences, differing_settings,
+                     load_config_file)
 from .experiment_data import load_experiment_data
 from .reports import write_figures, write_summary
 from .resources import ResourceError, check_data_memory, check_model_memory, format_bytes, record_estimate
@@ -185,9 +186,9 @@ def _prepare_folder(out, config, restart, force):
     if previous is not None:
         same = previous.get("run_digest") == config.run_digest()
         if not same and not (restart or force):
-            changes = outputs.setting_differences(_previous_settings(out, previous), config.run_settings())
+            changes = describe_differences(differing_settings(_previous_settings(out, previous), config.run_settings()))
             raise outputs.OutputFolderError(
-                f"{out} holds a run with other settings ({'; '.join(changes) or 'an older autospec version'}); "
+                f"{out} holds a run with other settings ({changes or 'an older autospec version'}); "
                 f"pass --restart to move its files into a backup folder and start over, or choose another --out")
         if same and not restart:
             state = _usable_checkpoint(out, config)
@@ -425,7 +426,7 @@ class _Run:
             raise ExperimentError(f"training diverged: the loss is {self.loss_value} at epoch {epoch + 1} "
                                   f"(step {self.step + 1}); try a smaller learning rate (--lr)")
         self.optimizer.zero_grad()
-        with self.spec.step(groups=labels, loss=loss, samples=None if full else idx):
+        with self.spec.step(groups=labels, loss=self.loss_value, samples=None if full else idx):
             loss.backward()
         self.optimizer.step()
         self.step += 1

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats as _sst
 
-from . import stats
+from . import linalg, stats
 
 __all__ = ["NullCalibration", "null_calibration", "plot_null_pvalues", "binomial_interval", "free_path",
            "data_baseline", "SizeMatchedSpectrum", "size_matched"]
@@ -269,7 +269,7 @@ def plot_null_pvalues(result, path):
 def _input_features(X, features, k):
     """{quantity: (N, n_values)} per-sample features of the inputs X (N, ...), and their floors."""
     out = {}
-    eps = np.finfo(X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64).eps
+    eps = linalg.data_eps(X.dtype)
     flat = X.reshape(X.shape[0], -1).astype(np.float64)
     for name in features:
         if name == "norm":
@@ -321,14 +321,16 @@ def data_baseline(X, labels, groups=None, *, features=("norm", "spectrum"), k=3,
     for quantity, (values, floor) in _input_features(X, features, k).items():
         below_values = values <= (0.0 if floor is None else floor)
         x = stats.transform_values(values, log)[None]  # one "step": (1, N, n_values)
+        cells = stats.CellMoments(np.where(below_values[None], np.nan, x))  # as in stats.per_sample_tests
+        cells_all = stats.CellMoments(x)
         for ga, gb in pairs:
             a, b = available.index(ga), available.index(gb)
-            na, nb = int((codes == a).sum()), int((codes == b).sum())
+            in_a, in_b = codes == a, codes == b
+            na, nb = int(in_a.sum()), int(in_b.sum())
             if na < 2 or nb < 2:
                 raise stats.TooFewSamples(f"too few samples: {na} for {ga!r} and {nb} for {gb!r}; Welch needs 2 each")
-            cells = stats.CellMoments(np.where(below_values[None], np.nan, x))  # as in stats.per_sample_tests
-            t, df, d = (v[0] for v in cells.welch(codes == a, codes == b))
-            below = np.isnan(t) & ~np.isnan(stats.CellMoments(x).welch(codes == a, codes == b)[0][0])
+            t, df, d = (v[0] for v in cells.welch(in_a, in_b))
+            below = np.isnan(t) & ~np.isnan(cells_all.welch(in_a, in_b)[0][0])
             common = dict(layer="data", quantity=quantity, groups=(ga, gb), position=None, axes=("index",),
                           steps=np.zeros(0, dtype=np.int64), indices=np.arange(1, values.shape[1] + 1), d=d,
                           n_samples=(na, nb), calibrated=True, below_floor=below, log=log)
@@ -373,15 +375,6 @@ def _as_factors(F, name):
     return F
 
 
-def _gradient_svdvals(A, D):
-    """Singular values of G = A^T D for A (M, in), D (M, out) without forming G when M is small."""
-    if A.shape[0] < min(A.shape[1], D.shape[1]):
-        ra = np.linalg.qr(A.T, mode="r")  # A^T = Q_a R_a, D^T = Q_d R_d: sigma(G) = sigma(R_a R_d^T)
-        rd = np.linalg.qr(D.T, mode="r")
-        return np.linalg.svd(ra @ rd.T, compute_uv=False)
-    return np.linalg.svd(A.T @ D, compute_uv=False)
-
-
 def size_matched(A, D, labels, groups=None, *, size=None, repeats=100, percentiles=(5, 50, 95), k=None, seed=0):
     """Group-level gradient spectra at matched group sizes, with the spread over subsamples.
 
@@ -401,8 +394,7 @@ def size_matched(A, D, labels, groups=None, *, size=None, repeats=100, percentil
     if labels.shape[0] != A.shape[0]:
         raise stats.GroupError(f"got {labels.shape[0]} labels for {A.shape[0]} samples")
     available = list(dict.fromkeys(labels.tolist()))
-    chosen = sorted({g for pair in stats.choose_pairs(available, groups, what="the labels") for g in pair},
-                    key=available.index)
+    chosen = sorted(stats.choose_groups(available, groups, what="the labels"), key=available.index)
     counts = {g: int((labels == g).sum()) for g in chosen}
     size = min(counts.values()) if size is None else int(size)
     if size < 1 or size > min(counts.values()):
@@ -419,9 +411,7 @@ def size_matched(A, D, labels, groups=None, *, size=None, repeats=100, percentil
                    else [rng.choice(members, size=size, replace=False) for _ in range(repeats)])
         spectra = np.full((len(subsets), n_values), np.nan)
         for i, subset in enumerate(subsets):
-            a = A[subset].reshape(-1, A.shape[2])
-            d = D[subset].reshape(-1, D.shape[2]) / size
-            sigma = _gradient_svdvals(a, d)[:n_values]
+            sigma = linalg.gradient_svdvals(A[subset], D[subset] / size)[:n_values]
             spectra[i, :sigma.size] = sigma
         low, median, high = np.percentile(spectra, percentiles, axis=0)
         out[g] = SizeMatchedSpectrum(g, counts[g], size, spectra, low, median, high, tuple(percentiles))

@@ -46,7 +46,6 @@ from .groups import GroupError
 from .stats_arrays import (CellMoments, PermutationResult, TTestResult, cohens_d, effective_rank, fdr, hedges_g,
                            permutation_chunk, permutation_test, student_t_test, two_sided_p, welch_test)
 
-_fdr = fdr  # record-level functions take a boolean argument named ``fdr``
 
 __all__ = [
     "TTestResult",
@@ -189,7 +188,7 @@ class GroupTest:
 
     def with_fdr(self, method="bh"):
         """A copy with ``q`` = FDR-adjusted p over this map."""
-        return dataclasses.replace(self, q=np.asarray(_fdr(self.p, method=method)), fdr_method=method)
+        return dataclasses.replace(self, q=np.asarray(fdr(self.p, method=method)), fdr_method=method)
 
     def significant(self, alpha=0.05):
         """Boolean map: q <= alpha when q is set, else p <= alpha; untestable (NaN) cells are False."""
@@ -564,21 +563,22 @@ def per_sample_tests(rec, layer, groups=None, n_permutations=0, seed=0, fdr=True
     available = sample_groups_present(rec, labels)
     pairs = choose_pairs(available, groups, what="the record's sample labels")
     codes = label_codes(labels, available)
-    below_values = per_sample_below_floor(rec, layer, x)
     values = transform_values(x, log)
+    # A value at/below its floor is numerically zero: it is left out of its cell (as a missing
+    # replicate); a cell is "below floor" when too few values above the floor are left to test.
+    cells = CellMoments(np.where(per_sample_below_floor(rec, layer, x), np.nan, values))
+    cells_all = CellMoments(values)
     out = []
     for ga, gb in pairs:
         a, b = available.index(ga), available.index(gb)
-        na, nb = int((codes == a).sum(axis=1).max()), int((codes == b).sum(axis=1).max())
+        in_a, in_b = codes == a, codes == b
+        na, nb = int(in_a.sum(axis=1).max()), int(in_b.sum(axis=1).max())
         if na < 2 or nb < 2:
             raise TooFewSamples(
                 f"too few samples: Welch's t-test needs at least 2 replicates per group, got "
                 f"{na} for {ga!r} and {nb} for {gb!r}")
-        # A value at/below its floor is numerically zero: it is left out of its cell (as a missing
-        # replicate); a cell is "below floor" when too few values above the floor are left to test.
-        cells = CellMoments(np.where(below_values, np.nan, values))
-        t, df, d = cells.welch(codes == a, codes == b)
-        below = np.isnan(t) & ~np.isnan(CellMoments(values).welch(codes == a, codes == b)[0])
+        t, df, d = cells.welch(in_a, in_b)
+        below = _floor_lost(t, cells_all.welch(in_a, in_b)[0])
         common = dict(layer=layer, quantity="G", groups=(ga, gb), position=None, axes=("step", "index"),
                       steps=np.asarray(rec.steps), indices=np.arange(1, x.shape[2] + 1), d=d, n_samples=(na, nb),
                       calibrated=True, below_floor=below, log=log)
@@ -607,9 +607,6 @@ def check_seed_records(records):
             )
     groups = [g for g in records[0].groups if all(g in r.groups for r in records[1:])]
     return steps0, groups
-
-
-_check_seed_records = check_seed_records  # the name plot.py used before it was public
 
 
 def _short(steps):

@@ -204,13 +204,6 @@ def test_size_matched_group_spectra_agree_under_the_null_and_separate_with_an_ef
         stats.size_matched(A, D, labels, size=13)
 
 
-def test_gradient_svdvals_small_core_matches_direct():
-    rng = np.random.default_rng(0)
-    a, d = rng.normal(size=(3, 9)), rng.normal(size=(3, 7))
-    np.testing.assert_allclose(calibration._gradient_svdvals(a, d),
-                               np.linalg.svd(a.T @ d, compute_uv=False)[:3], rtol=1e-10)
-
-
 # ------------------------------------------------------------------------------ command line
 
 

@@ -78,20 +78,6 @@ STEP_SAMPLES = {"counts": "step_samples/counts", "group_labels": "step_samples/g
 
 # ----------------------------------------------------------------------------- writing
 
-def remove_stale_temporaries(path):
-    """Delete temporaries that ``atomic_write`` left beside ``path`` when a process was killed."""
-    directory, base = os.path.split(os.path.abspath(path))
-    prefix = f".{base}."
-    for name in os.listdir(directory):
-        stem = name[len(prefix):-len(".tmp")]
-        if name.startswith(prefix) and name.endswith(".tmp") and len(stem) == 8 and \
-                all(c in "0123456789abcdef" for c in stem):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass
-
-
 def _chunks(shape, itemsize):
     """Chunks of about 64 KiB along the step axis, whole rows (spectra) per chunk."""
     inner = tuple(max(1, int(s)) for s in shape[1:])
@@ -278,10 +264,9 @@ class H5Source:
     atomically replace the file (checkpoint/close) while a reader holds this object.
     """
 
-    kind = "HDF5"
-
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
+        self._held = None  # an open file while held_open() is active
         with open_h5(self.path) as f:
             try:
                 attrs = f.attrs
@@ -305,12 +290,11 @@ class H5Source:
     def read(self, name, rows=True, start=0, count=None):
         """Dataset ``name`` (rows [start, start + count), default its n rows, when ``rows``), as a NumPy array."""
         count = self.n if count is None else count
-        held = getattr(self, "_held", None)
+        held = self._held
         with contextlib.nullcontext(held) if held is not None else open_h5(self.path) as f:
             try:
                 if held is None and _as_str(f.attrs.get("run_id", "")) != self.run_id:
-                    raise _damaged(self.path, "the file was replaced by another run since it was loaded; "
-                                              "load it again")
+                    raise _replaced(self.path)
                 ds = f[name]
                 if ds.dtype.kind == "O":
                     return np.asarray(ds.asstr()[()], dtype=str)
@@ -327,7 +311,6 @@ class H5Source:
             except (OSError, ValueError, TypeError) as exc:
                 raise _damaged(self.path, f"damaged record: cannot read {name!r} ({exc})") from None
 
-
     @contextlib.contextmanager
     def held_open(self):
         """Keep the file open for the reads inside the block (one open for many datasets, e.g.
@@ -335,7 +318,7 @@ class H5Source:
         self._held = open_h5(self.path)
         try:
             if _as_str(self._held.attrs.get("run_id", "")) != self.run_id:
-                raise _damaged(self.path, "the file was replaced by another run since it was loaded; load it again")
+                raise _replaced(self.path)
             yield
         finally:
             held, self._held = self._held, None
@@ -363,9 +346,12 @@ class SegmentSource(H5Source):
         except FileNotFoundError:
             finished = H5Source(self.record_path)
             if finished.run_id != self.run_id or finished.n < self.first_row + self.n:
-                raise _damaged(self.record_path, "the file was replaced by another run since it was loaded; "
-                                                 "load it again") from None
+                raise _replaced(self.record_path) from None
             return finished.read(name, rows, self.first_row + start, self.n if count is None else count)
+
+
+def _replaced(path):
+    return _damaged(path, "the file was replaced by another run since it was loaded; load it again")
 
 
 def _open_npz(path):
@@ -379,8 +365,6 @@ def _open_npz(path):
 
 class NpzSource:
     """Lazy rows of a record exported with ``Record.to_npz`` (each read opens the archive)."""
-
-    kind = "npz"
 
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))

@@ -10,6 +10,7 @@ import re
 import stat
 
 from . import _journal
+from .atomic import TEMPORARY_SUFFIX
 from ._h5 import H5Source, RecordError, open_h5
 
 
@@ -83,7 +84,7 @@ def remove_segments(record_path, run_id):
     directory = os.path.dirname(record_path)
     prefix = re.escape(segment_name(record_path, run_id, 0)[:-5])
     segment = re.compile(prefix + r"\d{5,}")
-    temporary = re.compile(r"\." + prefix + r"\d{5,}\.[0-9a-f]{8}\.tmp")
+    temporary = re.compile(r"\." + prefix + r"\d{5,}" + TEMPORARY_SUFFIX)
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
         if temporary.fullmatch(name):

@@ -5,7 +5,11 @@ never half of one; a link at the target is replaced, never written through.
 """
 import json
 import os
+import re
 import uuid
+
+#: What atomic_write appends to ``"." + name`` for its temporary file (a pattern).
+TEMPORARY_SUFFIX = r"\.[0-9a-f]{8}\.tmp"
 
 
 def atomic_write(path, write, *, replace=True, fsync=True):
@@ -19,7 +23,7 @@ def atomic_write(path, write, *, replace=True, fsync=True):
     Returns the number of bytes written.
     """
     path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")  # TEMPORARY_SUFFIX
     try:
         write(tmp)
         size = os.path.getsize(tmp)
@@ -41,6 +45,18 @@ def atomic_write(path, write, *, replace=True, fsync=True):
         except OSError:
             pass
         raise
+
+
+def remove_stale_temporaries(path):
+    """Delete temporaries that :func:`atomic_write` left beside ``path`` when a process was killed."""
+    directory, base = os.path.split(os.path.abspath(path))
+    temporary = re.compile(re.escape(f".{base}") + TEMPORARY_SUFFIX)
+    for name in os.listdir(directory):
+        if temporary.fullmatch(name):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def write_bytes_atomically(path, data, *, fsync=False):

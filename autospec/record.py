@@ -93,7 +93,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _h5, _journal
-from .atomic import atomic_write
+from .atomic import atomic_write, remove_stale_temporaries
 from . import _record_files as files
 from . import _record_input as check
 from ._record_rows import Catalog, Part, Tail, concat, recode
@@ -194,7 +194,7 @@ class Record:
         except _journal.JournalDamage as exc:
             raise RecordError(str(exc)) from None
         self._set_parts([Part(_h5.H5Source(path))] + parts)
-        _h5.remove_stale_temporaries(path)
+        remove_stale_temporaries(path)
         if replaced_run is not None:
             files.remove_segments(path, replaced_run)  # the segments of the record this run replaced
 

@@ -151,7 +151,7 @@ def check_model_memory(config, n_samples, sample_shape, n_outputs, data_bytes=0,
 BYTES_PER_SERIES = 8_000
 
 
-def record_estimate(model, config, n_samples, positions, n_groups, steps_per_epoch, preset_k=None, every=1):
+def record_estimate(model, config, n_samples, positions, n_groups, steps_per_epoch):
     """(bytes per recorded step, recorded steps, fixed bytes) of the record a run will write:
     every weight matrix's spectra for each quantity, the whole batch and each group (and each
     position when positions are recorded), with their noise floors, plus per-sample spectra when
@@ -160,7 +160,7 @@ def record_estimate(model, config, n_samples, positions, n_groups, steps_per_epo
 
     preset = PRESETS[config.preset]
     quantities = config.quantities or preset["quantities"]
-    k_limit = config.k or preset_k
+    k_limit = config.k or preset["k"]
     per_sample = config.per_sample or preset["per_sample"]
     with_positions = config.positions or bool(preset["positions"])
     rows = n_samples * max(1, positions)
@@ -184,5 +184,5 @@ def record_estimate(model, config, n_samples, positions, n_groups, steps_per_epo
         if per_sample:
             series += 1
             values += n_samples * min(whole[0], max(1, positions))
-    steps = math.ceil(config.epochs * steps_per_epoch / max(1, every))
+    steps = math.ceil(config.epochs * steps_per_epoch / (config.every or preset["every"]))
     return values * FLOAT64, steps, series * BYTES_PER_SERIES

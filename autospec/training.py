@@ -378,18 +378,13 @@ class _Run:
 
     def _check_record_size(self, X):
         """Print the expected record size; refuse a record larger than the free disk space."""
-        from .introspect import PRESETS
-
         config, desc = self.config, self.description
-
-        steps_per_epoch = len(_batches(self.n, config.batch_size, np.random.default_rng(0)))
+        steps_per_epoch = math.ceil(self.n / config.batch_size) if 0 < config.batch_size < self.n else 1  # as _batches
         positions = math.prod(X.shape[2:]) if config.model != "mlp" and X.ndim > 2 else 1
         if config.model in ("rnn", "lstm", "bert"):
             positions = X.shape[1]
-        every = config.every or PRESETS[config.preset]["every"]
         per_step, steps, fixed = record_estimate(self.model, config, min(self.n, config.batch_size or self.n),
-                                                 positions, len(desc["group_counts"]), steps_per_epoch,
-                                                 preset_k=PRESETS[config.preset]["k"], every=every)
+                                                 positions, len(desc["group_counts"]), steps_per_epoch)
         _say(self.quiet, f"{config.label}: {config.model} {config.task} width {config.width} depth {config.depth} "
                          f"{config.activation}; data {desc['name']} {tuple(X.shape)}, groups "
                          f"{desc['group_counts'] or 'none'}; {config.epochs} epochs on {config.device}")

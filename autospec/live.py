@@ -120,8 +120,6 @@ def step_summary(last, layer=None):
     """(layer, quantity, sigma_1, effective rank above the floor) of one layer of a recorded step
     (``Introspector.last_step``), for progress bars; quantity is G when recorded. ``layer``:
     default the last layer of the step (the model's output side). None when nothing fits."""
-    from .stats import effective_rank
-
     if last is None:
         return None
     batch = [k for k in last.spectra if k[2] is None and k[3] is None]
@@ -131,9 +129,17 @@ def step_summary(last, layer=None):
         return None
     key = (layer if layer is not None else names[-1], quantity, None, None)
     s = np.asarray(_host(last.spectra[key]), dtype=np.float64)
-    floor = last.floors.get(key, np.nan) if last.floors else np.nan
-    top = float(s[0]) if s.size else math.nan
-    return key[0], quantity, top, float(effective_rank(s, floor=float(_host(floor)))) if s.size else math.nan
+    floor = float(_host(last.floors.get(key, np.nan))) if last.floors else math.nan
+    return (key[0], quantity, *_top_and_rank(s, floor))
+
+
+def _top_and_rank(s, floor):
+    """(sigma_1, effective rank above ``floor``) of a spectrum; NaN for an empty one."""
+    from .stats import effective_rank
+
+    if not s.size:
+        return math.nan, math.nan
+    return float(s[0]), float(effective_rank(s, floor=floor))
 
 
 def _in_kernel():
@@ -202,8 +208,6 @@ class LiveView:
 
     def observe(self, step, spectra, floors=None, loss=None, per_sample=None, labels=None):
         """Keep what the dashboard shows of one recorded step, and refresh when it is time."""
-        from .stats import effective_rank
-
         floors = floors or {}
         batch = [k for k in spectra if k[2] is None and k[3] is None]
         if self.quantity is None:
@@ -216,9 +220,9 @@ class LiveView:
         for key, s in values.items():
             layer = key[0]
             floor = float(_host(floors.get(key, math.nan)))
-            self.top.setdefault(layer, [math.nan] * n).append(float(s[0]) if s.size else math.nan)
-            self.rank.setdefault(layer, [math.nan] * n).append(
-                float(effective_rank(s, floor=floor)) if s.size else math.nan)
+            top, rank = _top_and_rank(s, floor)
+            self.top.setdefault(layer, [math.nan] * n).append(top)
+            self.rank.setdefault(layer, [math.nan] * n).append(rank)
             self.latest[layer] = (s, floor)
         for series in (*self.top.values(), *self.rank.values()):
             if len(series) == n:
@@ -258,7 +262,7 @@ class LiveView:
         first two groups (one test per value index), at this step; NaN when not available."""
         if not per_sample or labels is None:
             return math.nan
-        from .stats import fdr, welch_test
+        from .stats import fdr, transform_values, welch_test
 
         layer = self.group_layer if self.group_layer in per_sample else list(per_sample)[-1]
         x = np.asarray(_host(per_sample[layer]), dtype=np.float64)
@@ -274,7 +278,7 @@ class LiveView:
         if a.sum() < 2 or b.sum() < 2:
             return math.nan
         with np.errstate(divide="ignore", invalid="ignore"):
-            logx = np.where(x > 0, np.log10(np.where(x > 0, x, 1.0)), np.nan)
+            logx = transform_values(x, True)
             p = np.atleast_1d(welch_test(logx[a], logx[b], axis=0).p)
         if np.isnan(p).all():
             return math.nan

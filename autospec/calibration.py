@@ -106,19 +106,6 @@ class NullCalibration:
         return out
 
 
-def _seed_stack(records, layer, quantity, ga, gb, position, log):
-    """(steps, 2 * seeds, k) log values of two groups over seeds, floor cells NaN; codes (steps, 2 * seeds)."""
-    out = []
-    for g in (ga, gb):
-        for r in records:
-            values, below = stats.series_above_floor(r, layer, quantity, g, position)
-            out.append(np.where(below, np.nan, values))
-    x = np.stack(stats.pad_columns(out), axis=1)  # (steps, 2n, k)
-    n = len(records)
-    codes = np.broadcast_to(np.repeat([0, 1], n), x.shape[:2]).copy()
-    return stats.transform_values(x, stats.default_log(log)), codes
-
-
 def _swap_within_seeds(n_seeds, n_steps, rng, m):
     """Null relabelling of seed records: each seed's two group labels swapped with probability 1/2."""
     swap = rng.random((m, 1, n_seeds)) < 0.5
@@ -128,13 +115,14 @@ def _swap_within_seeds(n_seeds, n_steps, rng, m):
 
 class _NullMap(NamedTuple):
     """One map to calibrate: log values (steps, R, k) with floor cells NaN, label codes (steps, R)
-    of the replicates R, the codes a, b of the pair, sample ids (or None), and whether R are seeds."""
+    of the replicates R (None for seeds: the first half are group a's), the codes a, b of the
+    pair, sample ids (or None), and whether R are seeds."""
 
     layer: str
     quantity: str
     pair: tuple
     values: np.ndarray
-    codes: np.ndarray
+    codes: np.ndarray | None
     a: int
     b: int
     ids: np.ndarray | None
@@ -148,8 +136,8 @@ def _null_maps(source, layers, groups, quantity, log):
         layer_list = stats.as_list(layers, source[0].layers)
         for layer in layer_list:
             for ga, gb in stats.choose_pairs(common, groups, what="every seed record"):
-                x, codes = _seed_stack(source, layer, quantity, ga, gb, None, log)
-                yield _NullMap(layer, quantity, (ga, gb), x, codes, 0, 1, None, True)
+                x, _ = stats.seed_stack(source, layer, quantity, ga, gb, None, stats.default_log(log))
+                yield _NullMap(layer, quantity, (ga, gb), np.moveaxis(x, 0, 1), None, 0, 1, None, True)
         return
     labels = stats.step_labels(source)
     if labels is None or not source.per_sample_layers:

@@ -298,6 +298,22 @@ def series_above_floor(rec, layer, quantity, group=None, position=None):
     return kept, below
 
 
+def seed_stack(records, layer, quantity, ga, gb, position=None, log=False):
+    """Two groups' spectra over seed records as replicates: (x, below) with x (2 * seeds, steps, k),
+    group ``ga``'s seeds first, values at/below the noise floor NaN (log10 when ``log``), and below
+    (steps, k): the cells where any seed's value sat at/below its floor."""
+    stacks, belows = [], []
+    for g in (ga, gb):
+        for r in records:
+            values, below = series_above_floor(r, layer, quantity, g, position)
+            stacks.append(values)
+            belows.append(below)
+    padded = pad_columns(stacks)
+    width = padded[0].shape[1]
+    below = np.any(np.stack([np.pad(b, [(0, 0), (0, width - b.shape[1])]) for b in belows]), axis=0)
+    return transform_values(np.stack(padded), log), below
+
+
 def _group_series_pair(rec, layer, quantity, ga, gb, position, log):
     """The (steps, k) series of two groups above the floor (log10 when ``log``); step counts must match."""
     sa, ba = series_above_floor(rec, layer, quantity, ga, position)
@@ -631,19 +647,10 @@ def seed_tests(records, layer, quantity="G", groups=None, position=None, n_permu
     steps, common = check_seed_records(records)
     pairs = choose_pairs(common, groups, what="every seed record")
     out = []
+    n = len(records)
     for ga, gb in pairs:
-        stacks, belows = [], []
-        for g in (ga, gb):
-            for r in records:
-                values, below = series_above_floor(r, layer, quantity, g, position)
-                stacks.append(np.where(below, np.nan, values))
-                belows.append(below)
-        padded = pad_columns(stacks)
-        below = np.any(np.stack([np.pad(b, [(0, 0), (0, padded[0].shape[1] - b.shape[1])]) for b in belows]), axis=0)
-        n = len(records)
-        xa = transform_values(np.stack(padded[:n]), log)
-        xb = transform_values(np.stack(padded[n:]), log)
-        out += _replicate_tests(xa, xb, "seeds", layer, quantity, (ga, gb), position, steps,
+        x, below = seed_stack(records, layer, quantity, ga, gb, position, log)
+        out += _replicate_tests(x[:n], x[n:], "seeds", layer, quantity, (ga, gb), position, steps,
                                 n_permutations, seed, fdr, method, log=log, below=below)
     return out
 

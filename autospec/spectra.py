@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigrad import parallel
+from minigrad.kernels import threads
 from minigrad.backend import get_array_module, to_numpy
 
 from . import linalg
@@ -46,7 +46,7 @@ def _map_parts(fn, parts, X):
     def work(i):
         results[i] = fn(parts[i])
 
-    parallel.run_blocks(work, range(len(parts)), X.nbytes, get_array_module(X))
+    threads.run_blocks(work, range(len(parts)), X.nbytes, get_array_module(X))
     return results
 
 

@@ -130,7 +130,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     set_threads(args.threads)
     mg.set_num_threads(args.threads)
-    mg.parallel.keep_freed_memory()
+    mg.kernels.threads.keep_freed_memory()
     part_ab(args.n, args.width, args.repeats, args.skip_torch, args.clock)
     if not args.skip_schedules:
         part_schedules(args.n, args.width, max(3, args.repeats // 3), args.clock)

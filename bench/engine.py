@@ -124,7 +124,7 @@ def configure(threads):
     from threadpoolctl import threadpool_limits
 
     minigrad.set_num_threads(threads)
-    minigrad.parallel.keep_freed_memory()
+    minigrad.kernels.threads.keep_freed_memory()
     torch.set_num_threads(threads)
     return threadpool_limits(limits=threads)
 

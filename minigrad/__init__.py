@@ -10,7 +10,7 @@ from .ops.arithmetic import clip, matmul, maximum, minimum, where  # noqa: F401
 from .ops.elementwise import exp, gelu, log, relu, sigmoid, sqrt, tanh  # noqa: F401
 from .ops.reduction import log_softmax, logsumexp, softmax  # noqa: F401
 from .ops.shape import concatenate, stack  # noqa: F401
-from .parallel import get_num_threads, set_num_threads  # noqa: F401
+from .kernels import active_kernels, get_num_threads, set_num_threads, use_kernels  # noqa: F401
 from .random import manual_seed  # noqa: F401
 
 __version__ = "0.1.0"

@@ -26,7 +26,8 @@ import numpy as np
 
 from ._util import result
 from .linear import hand_out_factors
-from .. import backend, parallel
+from .. import backend
+from ..kernels import threads
 from ..random import default_generator
 from ..tensor import Tensor
 
@@ -37,8 +38,8 @@ _CHUNK_BYTES = 1 << 19
 
 
 # the kernel's CPU threads are minigrad's (set_num_threads here is minigrad.set_num_threads)
-set_num_threads = parallel.set_num_threads
-get_num_threads = parallel.get_num_threads
+set_num_threads = threads.set_num_threads
+get_num_threads = threads.get_num_threads
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -135,17 +136,17 @@ class _Attention:
                 self.v_aug[sl] *= keep[sl, None, :, None]
 
         # one range of samples per thread (cache-sized chunks only pay off around the scores)
-        parts = parallel.parts_for(self.q_aug.nbytes * 3, xp)
-        ranges = parallel.ranges(n, parts)
-        parallel.run_parts(lambda i: prepare(ranges[i]), len(ranges))
+        parts = threads.parts_for(self.q_aug.nbytes * 3, xp)
+        ranges = threads.ranges(n, parts)
+        threads.run_parts(lambda i: prepare(ranges[i]), len(ranges))
 
     def _run_chunks(self, work):
         """Call ``work(slice)`` on every chunk of samples, split over minigrad's threads on the CPU."""
         n, step = self.shape[0], self.chunk
         chunks = [slice(a, min(a + step, n)) for a in range(0, n, step)]
-        if self.xp is np and len(chunks) > 1 and parallel.get_num_threads() > 1:
-            with parallel.blas_single_threaded():  # each thread runs its own chunk's small matmuls
-                parallel.run_items(work, chunks)  # re-raises a worker's exception here
+        if self.xp is np and len(chunks) > 1 and threads.get_num_threads() > 1:
+            with threads.blas_single_threaded():  # each thread runs its own chunk's small matmuls
+                threads.run_items(work, chunks)  # re-raises a worker's exception here
         else:
             for sl in chunks:
                 work(sl)

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from .. import parallel
+from ..kernels import threads
 from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import result
@@ -158,7 +158,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         want_b = fused and bias.requires_grad
         if weight.requires_grad or want_b:
             # this operand order is the faster GEMM; with the bias, its gradient is the last row
-            prod = parallel.matmul_split_inner(col_aug if want_b else a2, d2.T)  # (fan_in [+ 1], c_out)
+            prod = threads.matmul_split_inner(col_aug if want_b else a2, d2.T)  # (fan_in [+ 1], c_out)
             if weight.requires_grad:
                 gw = prod[:fan_in].T.reshape(weight.shape)
                 hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
@@ -214,7 +214,7 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     if bias is not None:
         b = bias.data.reshape((c_out,) + (1,) * d)
         if get_array_module(out) is np:
-            parallel.elementwise(lambda o, bb: np.add(o, bb, out=o), out, b)
+            threads.elementwise(lambda o, bb: np.add(o, bb, out=o), out, b)
         else:
             out += b
     parents = (x, weight) if bias is None else (x, weight, bias)

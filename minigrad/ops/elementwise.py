@@ -1,7 +1,7 @@
 """Elementwise functions: exp, log, sqrt, relu, tanh, sigmoid, gelu.
 
 Large NumPy arrays are worked on in chunks split over minigrad's threads
-(:mod:`minigrad.parallel`); CuPy arrays in one go.
+(:mod:`minigrad.kernels.threads`); CuPy arrays in one go.
 """
 import math
 import threading
@@ -9,7 +9,8 @@ import threading
 import numpy as np
 
 from ._util import result
-from .. import backend, parallel
+from .. import backend
+from ..kernels import threads
 
 
 def exp(a):
@@ -32,12 +33,12 @@ def relu(a):
     xp = a.xp
     if xp is not np:
         return result(xp.maximum(ad, 0), (a,), lambda g: (g * (ad > 0),))
-    out = parallel.elementwise(lambda o, x: np.maximum(x, 0, out=o), parallel.empty_like_layout(ad), ad)
+    out = threads.elementwise(lambda o, x: np.maximum(x, 0, out=o), threads.empty_like_layout(ad), ad)
 
     def backward(g):
         # g where the input was positive, else 0 (as g * (x > 0), in one pass without the mask array)
-        return (parallel.elementwise(lambda o, gg, x: np.multiply(gg, x > 0, out=o),
-                                     parallel.empty_like_layout(ad, g.dtype), g, ad),)
+        return (threads.elementwise(lambda o, gg, x: np.multiply(gg, x > 0, out=o),
+                                     threads.empty_like_layout(ad, g.dtype), g, ad),)
 
     return result(out, (a,), backward)
 
@@ -105,8 +106,8 @@ def _flat_chunks(size):
 def _run_chunked(work, size, nbytes):
     """Call ``work(slice)`` on cache-sized chunks of a flat range, split over threads when large."""
     chunks = _flat_chunks(size)
-    if parallel.parts_for(nbytes) > 1:
-        parallel.run_items(work, chunks)
+    if threads.parts_for(nbytes) > 1:
+        threads.run_items(work, chunks)
     else:
         for sl in chunks:
             work(sl)

@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from .. import parallel
+from ..kernels import threads
 from ..backend import get_array_module
 
 
@@ -125,10 +125,10 @@ def im2col(x, kernel, stride, padding, dilation, out_shape=None, out=None):
 
 def _over_samples(work, n, nbytes, xp):
     """``work(slice of samples)`` once for all samples, or on one range of samples per thread."""
-    parts = parallel.parts_for(nbytes, xp)
+    parts = threads.parts_for(nbytes, xp)
     if parts > 1 and n > 1:
-        chunks = parallel.ranges(n, parts)
-        parallel.run_parts(lambda i: work(chunks[i]), len(chunks))
+        chunks = threads.ranges(n, parts)
+        threads.run_parts(lambda i: work(chunks[i]), len(chunks))
     else:
         work(slice(None))
 
@@ -194,7 +194,7 @@ def col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, stride, pa
             (channels,) + tuple(kernel) + (stop - start,) + tuple(out_shape))
         _fold_into(buf[:, start:stop], cols, windows)
 
-    parallel.run_blocks(fold_block, starts, per_sample * n, xp)
+    threads.run_blocks(fold_block, starts, per_sample * n, xp)
     return _cropped(xp, buf, in_shape, padding)
 
 
@@ -243,5 +243,5 @@ def _adjoint_correlation(w, m, n, channels, kernel, in_shape, out_shape, pads, d
         col = im2col(src[start:stop], kernel, unit, pads, dilation, in_shape)
         np.matmul(w2f, col.reshape(w2f.shape[1], -1), out=out[:, start * size:stop * size])
 
-    parallel.run_blocks(correlate_block, starts, per_sample * n)
+    threads.run_blocks(correlate_block, starts, per_sample * n)
     return np.swapaxes(out.reshape((channels, n) + tuple(in_shape)), 0, 1)

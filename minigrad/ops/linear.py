@@ -7,7 +7,7 @@ the feature axis (1 for (N, in) inputs, L tokens for (N, L, in)).
 import numpy as np
 
 from ._util import result
-from .. import parallel
+from ..kernels import threads
 
 
 def hand_out_factors(weight, A, D):
@@ -52,7 +52,7 @@ def linear(x, weight, bias=None):
         out = x2 @ wd.T
         if bias is not None:  # into the fresh GEMM output, no extra array (split over threads on the CPU)
             if xp is np:
-                parallel.elementwise(lambda o, b: np.add(o, b, out=o), out, bias.data)
+                threads.elementwise(lambda o, b: np.add(o, b, out=o), out, bias.data)
             else:
                 out += bias.data
     out = out.reshape(xd.shape[:-1] + (fan_out,))

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ._util import result
-from .. import autograd, parallel
+from .. import autograd
+from ..kernels import threads
 from .elementwise import sigmoid_array
 from .reduction import log_softmax_array
 from .. import backend
@@ -32,9 +33,9 @@ def _target_array(target, like):
 
 def _difference(a, b):
     """a - b for arrays of one shape and dtype, split over threads for large NumPy arrays."""
-    if parallel.parts_for(a.nbytes, backend.get_array_module(a)) == 1:
+    if threads.parts_for(a.nbytes, backend.get_array_module(a)) == 1:
         return a - b
-    return parallel.elementwise(lambda o, x, y: np.subtract(x, y, out=o), parallel.empty_like_layout(a), a, b)
+    return threads.elementwise(lambda o, x, y: np.subtract(x, y, out=o), threads.empty_like_layout(a), a, b)
 
 
 def mse_loss(pred, target, reduction="mean"):
@@ -57,7 +58,7 @@ def mse_loss(pred, target, reduction="mean"):
         factor = g * (2 * scale) if scale is not None else g + g
         if autograd.saved_arrays_are_disposable():
             # diff is private to this closure, which runs only this once
-            gd = parallel.elementwise(lambda o, f: backend.get_array_module(o).multiply(o, f, out=o), diff, factor)
+            gd = threads.elementwise(lambda o, f: backend.get_array_module(o).multiply(o, f, out=o), diff, factor)
         else:
             gd = diff * factor
         return (gd, -gd if target_grad else None)

@@ -4,7 +4,8 @@ import math
 import numpy as np
 
 from ._util import result, scatter_add
-from .. import backend, parallel
+from .. import backend
+from ..kernels import threads
 
 # LayerNorm on the CPU works on blocks of rows of at most about this many elements (they stay in
 # cache across the passes; much smaller blocks cost more in per-call overhead than they save),
@@ -71,9 +72,9 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
     bd = bias.data.reshape(width) if bias is not None else None
     inv_width = np.full(width, 1.0 / width, dtype=dt)
     eps = dt.type(eps)
-    threads = parallel.parts_for(x2.nbytes)
+    parts = threads.parts_for(x2.nbytes)
     count = -(-x2.size // _LN_BLOCK_ELEMENTS)
-    count = max(1, min(rows, -(-count // threads) * threads))
+    count = max(1, min(rows, -(-count // parts) * parts))
     step = -(-rows // count)
     blocks = [slice(a, min(rows, a + step)) for a in range(0, rows, step)]
     xhat = np.empty_like(x2)
@@ -95,7 +96,7 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
         if bd is not None:
             out[sl] += bd
 
-    parallel.run_blocks(forward, blocks, x2.nbytes)
+    threads.run_blocks(forward, blocks, x2.nbytes)
     parents = tuple(t for t in (x, weight, bias) if t is not None)
 
     def backward(g):
@@ -127,7 +128,7 @@ def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
                 np.subtract(gxh, gx[sl], out=gx[sl])
                 gx[sl] *= rstd[sl]
 
-        parallel.run_blocks(work, range(len(blocks)), x2.nbytes)
+        threads.run_blocks(work, range(len(blocks)), x2.nbytes)
         grads = [gx.reshape(xd.shape) if want_x else None]
         if weight is not None:
             grads.append(gw_parts.sum(axis=0).reshape(normalized_shape) if want_w else None)

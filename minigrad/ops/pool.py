@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from .. import parallel
+from ..kernels import threads
 from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import result
@@ -113,13 +113,13 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, *, dims):
 def _split_lead(a, xp):
     """Slices of the batch or channel axis (whichever is outer in memory) to split pooling work
     over minigrad's threads, as index tuples; one full slice when the work is not split."""
-    parts = parallel.parts_for(a.nbytes, xp)
+    parts = threads.parts_for(a.nbytes, xp)
     whole = [(slice(None), slice(None))]
     if parts == 1:
         return whole
     for ax in sorted((0, 1), key=lambda i: -a.strides[i]):
         if a.shape[ax] >= parts:
-            return [(sl, slice(None)) if ax == 0 else (slice(None), sl) for sl in parallel.ranges(a.shape[ax], parts)]
+            return [(sl, slice(None)) if ax == 0 else (slice(None), sl) for sl in threads.ranges(a.shape[ax], parts)]
     return whole
 
 
@@ -127,7 +127,7 @@ def _run_split(work, parts):
     if len(parts) == 1:
         work(parts[0])
     else:
-        parallel.run_items(work, parts)
+        threads.run_items(work, parts)
 
 
 def _max_pool(x, kernel, stride, pads, dilation, out_shape):

@@ -1,9 +1,9 @@
-"""minigrad.parallel (thread count, split elementwise work) and the fast float32 erf/GELU."""
+"""minigrad.kernels.threads (thread count, split elementwise work) and the fast float32 erf/GELU."""
 import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import parallel
+from minigrad.kernels import threads
 from minigrad.nn import functional as F
 from minigrad.ops import attention
 from minigrad.ops.elementwise import erf
@@ -12,9 +12,9 @@ from minigrad.ops.elementwise import erf
 @pytest.fixture
 def split_everything(monkeypatch):
     """Split even tiny arrays over 3 threads (restoring minigrad's and BLAS's thread counts after)."""
-    blas = [(lib, lib.get_num_threads()) for lib in parallel._cached_blas()]
+    blas = [(lib, lib.get_num_threads()) for lib in threads._cached_blas()]
     previous = mg.get_num_threads()
-    monkeypatch.setattr(parallel, "MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
     yield
     _set_threads(previous)  # not set_num_threads: that would also change BLAS's threads
     for lib, n in blas:
@@ -23,10 +23,10 @@ def split_everything(monkeypatch):
 
 def _set_threads(n):
     """minigrad's worker count only (BLAS threads do not change results here)."""
-    pool = parallel._state["pool"]
+    pool = threads._state["pool"]
     if pool is not None:
         pool.shutdown(wait=True)
-    parallel._state.update(n=n, pool=None)
+    threads._state.update(n=n, pool=None)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
@@ -39,10 +39,10 @@ def test_set_num_threads_sets_blas_and_workers(split_everything):
     pytest.importorskip("threadpoolctl")
     mg.set_num_threads(1)
     assert mg.get_num_threads() == 1 == attention.get_num_threads()
-    assert all(lib.get_num_threads() == 1 for lib in parallel._cached_blas())
+    assert all(lib.get_num_threads() == 1 for lib in threads._cached_blas())
     mg.set_num_threads(2)
     assert mg.get_num_threads() == 2
-    assert all(lib.get_num_threads() == 2 for lib in parallel._cached_blas())
+    assert all(lib.get_num_threads() == 2 for lib in threads._cached_blas())
 
 
 def test_erf_float32_is_within_1e7_of_scipy_on_a_dense_grid():
@@ -127,12 +127,12 @@ def test_split_work_gives_the_single_thread_result(split_everything, name, monke
 def test_elementwise_splits_with_broadcast_operands(split_everything):
     _set_threads(3)
     a = np.arange(24.0).reshape(4, 6)
-    out = parallel.elementwise(lambda o, x, b: np.add(x, b, out=o), np.empty_like(a), a, np.ones((4, 1)))
+    out = threads.elementwise(lambda o, x, b: np.add(x, b, out=o), np.empty_like(a), a, np.ones((4, 1)))
     np.testing.assert_array_equal(out, a + 1)
     column_major = np.asfortranarray(a)
-    assert parallel.split_axis(column_major, 3) == 1  # the outer axis in memory
-    out = parallel.elementwise(lambda o, x, s: np.multiply(x, s, out=o),
-                               parallel.empty_like_layout(column_major), column_major, 2.0)
+    assert threads.split_axis(column_major, 3) == 1  # the outer axis in memory
+    out = threads.elementwise(lambda o, x, s: np.multiply(x, s, out=o),
+                               threads.empty_like_layout(column_major), column_major, 2.0)
     np.testing.assert_array_equal(out, 2 * a)
 
 
@@ -144,21 +144,21 @@ def test_run_parts_reraises_and_does_not_nest(split_everything):
             raise RuntimeError("worker failed")
 
     with pytest.raises(RuntimeError, match="worker failed"):
-        parallel.run_parts(failing, 2)
+        threads.run_parts(failing, 2)
     seen = []
 
     def outer(i):
-        assert parallel.parts_for(1 << 30) == 1  # inside a share, work is not split again
-        parallel.run_parts(lambda j: seen.append((i, j)), 2)
+        assert threads.parts_for(1 << 30) == 1  # inside a share, work is not split again
+        threads.run_parts(lambda j: seen.append((i, j)), 2)
 
-    parallel.run_parts(outer, 2)
+    threads.run_parts(outer, 2)
     assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_keep_freed_memory_toggles_malloc_settings():
     import platform
 
-    kept = parallel.keep_freed_memory()
+    kept = threads.keep_freed_memory()
     try:
         assert isinstance(kept, bool)
         if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
@@ -166,18 +166,18 @@ def test_keep_freed_memory_toggles_malloc_settings():
         a = np.ones((512, 1024), np.float32)  # allocations still work either way
         assert float(a.sum()) == 512 * 1024
     finally:
-        assert parallel.keep_freed_memory(False) == kept
+        assert threads.keep_freed_memory(False) == kept
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_matmul_split_inner_equals_the_plain_product(split_everything, threads):
-    _set_threads(threads)
+@pytest.mark.parametrize("count", [1, 3])
+def test_matmul_split_inner_equals_the_plain_product(split_everything, count):
+    _set_threads(count)
     rng = np.random.default_rng(5)
     a = rng.standard_normal((3, 5000))
     b = rng.standard_normal((2, 5000)).T  # a transposed view, as conv's backward passes it
-    np.testing.assert_allclose(parallel.matmul_split_inner(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(threads.matmul_split_inner(a, b), a @ b, rtol=1e-12, atol=1e-12)
     small = rng.standard_normal((4, 10))
-    np.testing.assert_array_equal(parallel.matmul_split_inner(small, small.T), small @ small.T)
+    np.testing.assert_array_equal(threads.matmul_split_inner(small, small.T), small @ small.T)
 
 
 @pytest.mark.parametrize("method", ["auto", "topk", "direct"])

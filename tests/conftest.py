@@ -86,3 +86,19 @@ def introspected_mse_step(model, spec, opt, x, target, labels=None):
             loss.backward()
     opt.step()
     return {n: (minigrad.backend.to_numpy(f.A), minigrad.backend.to_numpy(f.D)) for n, f in factors.items()}
+
+
+@pytest.fixture(params=["reference", "fast"])
+def kernel_path(request):
+    """Runs a test once on the reference kernels and once on the fast ones (issue 14).
+
+    Op and layer test modules opt in for every test with
+    ``pytestmark = pytest.mark.usefixtures("kernel_path")``. Under ``MINIGRAD_KERNELS=reference``
+    only the reference path runs, so that run never touches a fast kernel.
+    """
+    from minigrad.kernels import dispatch
+
+    if os.environ.get(dispatch.ENVIRONMENT_VARIABLE, "").strip().lower() == "reference" and request.param == "fast":
+        pytest.skip("MINIGRAD_KERNELS=reference: fast kernels are not used in this run")
+    with dispatch.use_kernels(request.param):
+        yield request.param

@@ -111,7 +111,7 @@ class ExperimentConfig:
             if getattr(self, name) not in allowed:
                 raise ExperimentError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         from models import ARCHITECTURES
-        from models._factory import check_activation, check_task
+        from models.options import check_activation, check_task
 
         if self.model not in ARCHITECTURES:
             raise ExperimentError(f"model must be one of {', '.join(ARCHITECTURES)}, got {self.model!r}")

@@ -25,7 +25,7 @@ from collections import OrderedDict
 import numpy as np
 
 import minigrad
-from minigrad.factors import Factors, factor_hooks
+from minigrad.factors import capture_factors
 
 from .errors import AutoSpecError
 from .groups import normalize_labels, normalize_sample_ids, subsets
@@ -183,14 +183,7 @@ class Introspector:
         if not self.will_record(index):
             yield self
             return
-        caught = OrderedDict()
-
-        def keep(name, A, D):
-            if name not in caught:
-                caught[name] = Factors(name, ())
-            caught[name].add(A, D)
-
-        with factor_hooks(self.model, keep, self.layers):
+        with capture_factors(self.model, self.layers) as caught:
             yield self
         start = time.perf_counter()
         spectra, floors, per_sample, labels, ids = self._spectra(caught, groups, samples)

@@ -180,7 +180,7 @@ class Record:
         self._segments, self._bytes_written = [], 0
         parts = []
         if keep:
-            with self._files_held_open():
+            with self.files_held_open():
                 content = self._content(run_id, keep)
                 self._last_step = int(content["steps"][-1])
                 parts.append(self._write_segment(path, run_id, content, keep, first_row=0))
@@ -237,7 +237,7 @@ class Record:
         """Finish the record: a file-backed one becomes a single HDF5 file (its segments merged in,
         its journal and segments removed). Afterwards it is read-only."""
         if self._journal is not None:
-            with self._files_held_open():
+            with self.files_held_open():
                 content = self._content(self._run_id)
                 self._bytes_written += atomic_write(self._path, lambda tmp: _h5.write_h5(
                     tmp, journal="", **content))
@@ -298,7 +298,7 @@ class Record:
             if os.path.lexists(candidate):
                 continue
             try:
-                with self._files_held_open():
+                with self.files_held_open():
                     content = self._content(uuid.uuid4().hex)
                     atomic_write(candidate, lambda tmp: _h5.write_h5(tmp, journal="", **content), replace=False)
             except FileExistsError:
@@ -559,10 +559,12 @@ class Record:
 
     def positions(self, layer):
         """Tied positions recorded for ``layer`` (any quantity or group), sorted."""
-        tree = self._layer_tree(layer)
+        tree = self.layer_tree(layer)
         return sorted({p for qs in tree.values() for ps in qs.values() for p in ps if p is not None})
 
-    def _layer_tree(self, layer):
+    def layer_tree(self, layer):
+        """What is recorded for ``layer``: {quantity: {group: positions}}; RecordError naming the
+        layers with spectra when it has none."""
         tree = self._catalog.tree.get(layer)
         if tree is None:
             raise RecordError(f"unknown layer {layer!r}: layers with spectra are "
@@ -592,7 +594,7 @@ class Record:
         return self._floor(self._check_key(layer, quantity, group, position))
 
     def _check_key(self, layer, quantity, group, position):
-        tree = self._layer_tree(layer)
+        tree = self.layer_tree(layer)
         groups = tree.get(quantity)
         if groups is None:
             raise RecordError(f"quantity {quantity!r} is not recorded for layer {layer!r}: recorded are "
@@ -706,8 +708,8 @@ class Record:
         )
 
     @contextlib.contextmanager
-    def _files_held_open(self):
-        """Keep the files of the stored parts open while the block reads all of them (a merge):
+    def files_held_open(self):
+        """Keep the files of the stored parts open while the block reads many of them (a merge, a table):
         one open per file instead of one per dataset and file."""
         with contextlib.ExitStack() as stack:
             for part in self._parts:
@@ -750,7 +752,7 @@ class Record:
             raise ValueError(f"{path} is the file this record is being written to: close() (or checkpoint()) "
                              f"writes it; save() a copy elsewhere")
         run_id = uuid.uuid4().hex
-        with self._files_held_open():
+        with self.files_held_open():
             content = self._content(run_id)
             atomic_write(path, lambda tmp: _h5.write_h5(tmp, journal="", **content))
         if own:
@@ -766,7 +768,7 @@ class Record:
         """Flat export: keys like "G/0.weight/all/sum", "floors", "steps", "losses",
         "extra/<name>", "per_sample/<layer>", "step_samples/...", "metadata" (JSON str); loads with
         ``np.load(path, allow_pickle=False)``."""
-        with self._files_held_open():
+        with self.files_held_open():
             content = self._content(uuid.uuid4().hex)
             atomic_write(os.fspath(path), lambda tmp: _h5.write_npz(tmp, **content))
 

@@ -76,7 +76,7 @@ def _select_keys(rec, layers, quantities, groups, positions):
     layers = _as_list(layers, "layers")
     if layers is not None:
         for layer in layers:
-            rec._layer_tree(layer)  # RecordError naming the recorded layers
+            rec.layer_tree(layer)  # RecordError naming the recorded layers
     quantities = _as_list(quantities, "quantities")
     if quantities is not None:
         recorded = rec.quantities
@@ -105,10 +105,10 @@ def spectra_table(rec, layers=None, quantities=None, groups=Ellipsis, positions=
     step_values, rows = _step_rows(rec, steps)
     cols = {name: [] for name in ("step", "index", "value", "below", "floor")}
     counts = np.zeros(len(keys), dtype=np.intp)
-    with rec._files_held_open():
+    with rec.files_held_open():
         for code, key in enumerate(keys):
-            values = rec._series(key)
-            floors = rec._floor(key)
+            values = rec.series(*key)
+            floors = rec.floor(*key)
             if rows is not None:
                 values, floors = values[rows], floors[rows]
             with np.errstate(invalid="ignore"):
@@ -154,7 +154,7 @@ def spectra_table(rec, layers=None, quantities=None, groups=Ellipsis, positions=
 def per_sample_table(rec, layer, steps=None):
     """The body of :meth:`autospec.record.Record.per_sample_dataframe` (see there)."""
     pd = _pandas()
-    with rec._files_held_open():
+    with rec.files_held_open():
         values = rec.per_sample(layer)  # (n_steps, N, k_s), RecordError for an unknown layer
         step_values, rows = _step_rows(rec, steps)
         ids = rec.step_sample_ids()

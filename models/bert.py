@@ -4,7 +4,7 @@ from minigrad import nn
 from minigrad.nn import init
 from minigrad.nn.module import new_parameter
 
-from ._factory import check_activation, check_classes, check_hidden, check_positive, check_task
+from .options import check_activation, check_classes, check_hidden, check_positive, check_task
 
 
 def _transformer():

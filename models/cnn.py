@@ -10,7 +10,7 @@ import math
 
 from minigrad import nn
 
-from ._factory import check_classes, check_hidden, check_positive, check_task, make_activation
+from .options import check_classes, check_hidden, check_positive, check_task, make_activation
 
 
 

@@ -1,7 +1,7 @@
 """Multi-layer perceptron: a classifier or a mirrored auto-encoder."""
 from minigrad import nn
 
-from ._factory import check_classes, check_hidden, check_positive, check_task, make_activation
+from .options import check_classes, check_hidden, check_positive, check_task, make_activation
 
 
 def mirrored_sizes(in_size, hidden):

@@ -14,7 +14,7 @@ from minigrad.ops.linear import linear
 from minigrad.ops.shape import stack
 from minigrad.tensor import Parameter, get_default_dtype, zeros
 
-from ._factory import check_activation, check_classes, check_hidden, check_positive, check_task, make_activation
+from .options import check_activation, check_classes, check_hidden, check_positive, check_task, make_activation
 
 
 def _recurrent_layers():

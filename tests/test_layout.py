@@ -1,0 +1,281 @@
+"""The package layout rules, checked statically (``ast``, nothing imported):
+
+* minigrad never imports autospec or models (how gradients flow knows nothing of what is
+  computed from them);
+* no import cycles between the modules of a package (imports at module level; a lazy
+  import inside a function is how a module defers a heavy or optional dependency);
+* public interfaces between modules: no module imports another module's ``_private`` names
+  (``from .x import _y``) or reads a ``_private`` attribute that it does not define itself
+  (``x._y``, ``rec._series``). A module's own privates, ``self._y`` / ``cls._y`` and dunder
+  names are fine, and so are a package's private modules (``from . import _h5``) imported
+  by modules of the same package: they are internal to it, not to one module.
+
+The last two rules hold for autospec and models; ``STRICT_PACKAGES`` is where minigrad joins
+them once its modules pass.
+"""
+import ast
+import pathlib
+import textwrap
+from collections import defaultdict
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("autospec", "models", "minigrad")
+STRICT_PACKAGES = ("autospec", "models")
+# Underscored names that are public API of the standard library (namedtuple's methods).
+PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
+
+
+def is_private(name):
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__")) \
+        and name not in PUBLIC_UNDERSCORED
+
+
+class Module:
+    """One source file: its dotted name, whether it is a package ``__init__``, its syntax tree."""
+
+    def __init__(self, name, is_package, source):
+        self.name, self.is_package = name, is_package
+        self.tree = ast.parse(source)
+
+    @property
+    def package(self):
+        return self.name if self.is_package else self.name.rpartition(".")[0]
+
+
+def load_modules(root, packages):
+    """{dotted name: Module} of every .py file under root/<package>."""
+    modules = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            is_package = parts[-1] == "__init__"
+            name = ".".join(parts[:-1] if is_package else parts)
+            modules[name] = Module(name, is_package, path.read_text(encoding="utf-8"))
+    return modules
+
+
+def modules_from_sources(sources):
+    """{dotted name: Module} from {relative path: source} (for the tests of the checks)."""
+    modules = {}
+    for path, source in sources.items():
+        parts = pathlib.PurePosixPath(path).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        modules[name] = Module(name, is_package, textwrap.dedent(source))
+    return modules
+
+
+def absolute(module, node):
+    """The absolute module name an ``ImportFrom`` node reads from."""
+    if not node.level:
+        return node.module
+    base = module.package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports(module, top_level_only):
+    """(line, imported module, names taken from it) for each import; ``from p import m`` with m a
+    submodule counts as importing p.m. ``top_level_only`` skips imports inside functions."""
+    found = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if top_level_only and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((child.lineno, alias.name, ()) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                found.append((child.lineno, absolute(module, child), tuple(a.name for a in child.names)))
+            visit(child)
+
+    visit(module.tree)
+    return found
+
+
+def import_edges(modules, top_level_only=True):
+    """{module: {imported module of the same top-level package: first line}}."""
+    edges = defaultdict(dict)
+    for module in modules.values():
+        top = module.name.split(".")[0]
+        for line, target, names in imports(module, top_level_only):
+            targets = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules] or [target]
+            for t in targets:
+                if t in modules and t != module.name and t.split(".")[0] == top:
+                    edges[module.name].setdefault(t, line)
+    return edges
+
+
+def import_cycles(modules, top_level_only=True):
+    """Strongly connected groups of more than one module (Tarjan), each sorted."""
+    edges = import_edges(modules, top_level_only)
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def connect(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, {}):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(modules):
+        if v not in index:
+            connect(v)
+    return sorted(cycles)
+
+
+def own_names(module):
+    """Every name the module defines: functions, classes, assigned names and attributes, slots."""
+    names = set()
+    for node in ast.walk(module.tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            names.update(a.arg for a in node.args.args + node.args.kwonlyargs) if not isinstance(
+                node, ast.ClassDef) else None
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__slots__"
+                                                    for t in node.targets):
+            names.update(c.value for c in ast.walk(node.value)
+                         if isinstance(c, ast.Constant) and isinstance(c.value, str))
+    return names
+
+
+def inside(module, package):
+    """True when ``module`` belongs to ``package`` (its ``__init__`` or a module at any depth)."""
+    return module.name == package or module.name.startswith(package + ".")
+
+
+def private_module_outside(module, target, checked):
+    """The private module of a checked package on the path ``target`` that ``module`` may not
+    import (it is not inside that module's package), or None."""
+    parts = target.split(".")
+    if parts[0] not in checked:
+        return None  # the standard library's and other projects' own business
+    for i, part in enumerate(parts):
+        if is_private(part) and not inside(module, ".".join(parts[:i])):
+            return ".".join(parts[: i + 1])
+    return None
+
+
+def private_uses(modules):
+    """'module:line: what' for each use of another module's private name."""
+    found, checked = [], set(PACKAGES) | {name.split(".")[0] for name in modules}
+    for module in modules.values():
+        for line, target, names in imports(module, top_level_only=False):
+            hidden = private_module_outside(module, target, checked)
+            if hidden:
+                found.append(f"{module.name}:{line}: imports {hidden}, a private module of another package")
+            for name in names:
+                if not is_private(name):
+                    continue
+                if f"{target}.{name}" in modules:  # a private module
+                    if private_module_outside(module, f"{target}.{name}", checked):
+                        found.append(f"{module.name}:{line}: from {target} import {name}, "
+                                     "a private module of another package")
+                else:
+                    found.append(f"{module.name}:{line}: from {target} import {name}")
+        defined = own_names(module)
+        for node in ast.walk(module.tree):
+            if not (isinstance(node, ast.Attribute) and is_private(node.attr)) or node.attr in defined:
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            found.append(f"{module.name}:{node.lineno}: {ast.unparse(node)}")
+    return sorted(found)
+
+
+@pytest.fixture(scope="module")
+def project():
+    return load_modules(ROOT, PACKAGES)
+
+
+def strict(modules):
+    return {name: m for name, m in modules.items() if name.split(".")[0] in STRICT_PACKAGES}
+
+
+# ------------------------------------------------------------------ the rules, on the project
+
+
+def test_minigrad_never_imports_autospec_or_models(project):
+    bad = [f"{m.name}:{line}: {target}" for m in project.values() if m.name.split(".")[0] == "minigrad"
+           for line, target, _ in imports(m, top_level_only=False)
+           if target and target.split(".")[0] in ("autospec", "models")]
+    assert bad == []
+
+
+def test_no_import_cycles_between_modules(project):
+    assert import_cycles(strict(project)) == []
+
+
+def test_no_module_uses_another_modules_private_names(project):
+    assert private_uses(strict(project)) == []
+
+
+# ------------------------------------------------------------------ the checks catch what they should
+
+
+def test_cycle_check_finds_a_planted_cycle():
+    modules = modules_from_sources({
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from .b import f\n",
+        "pkg/b.py": "from . import c\n",
+        "pkg/c.py": "import pkg.a\n",
+        "pkg/d.py": "def g():\n    from . import a\n",   # lazy: not a module-level edge
+        "pkg/e.py": "from .d import g\n",
+    })
+    assert import_cycles(modules) == [["pkg.a", "pkg.b", "pkg.c"]]
+    modules["pkg.a"] = Module("pkg.a", False, "def f():\n    from .b import f\n")
+    assert import_cycles(modules) == []
+
+
+def test_private_check_flags_private_imports_and_attributes():
+    modules = modules_from_sources({
+        "pkg/__init__.py": "",
+        "pkg/_store.py": "def read():\n    pass\n",
+        "pkg/record.py": """
+            class Record:
+                def __init__(self):
+                    self._rows = []
+                def _series(self, key):
+                    return self._rows
+                def merge(self, other):
+                    return other._rows + self._series(0)   # its own class's privates
+            """,
+        "pkg/table.py": """
+            from . import _store
+            from ._store import read
+            from .record import Record, _helper
+            def table(rec):
+                point = Record()._replace
+                return rec._series(1), _store.read(), read(), rec.__class__
+            """,
+        "other/__init__.py": "",
+        "other/use.py": "from pkg import _store\nimport pkg._store\n",
+    })
+    assert private_uses(modules) == [
+        "other.use:1: from pkg import _store, a private module of another package",
+        "other.use:2: imports pkg._store, a private module of another package",
+        "pkg.table:4: from pkg.record import _helper",
+        "pkg.table:7: rec._series",
+    ]

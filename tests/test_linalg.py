@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import autospec.linalg as la
+from autospec import linalg_costs, linalg_topk
 from autospec.linalg import (
     ConvergenceWarning,
     NonFiniteError,
@@ -240,7 +241,7 @@ def test_gradient_gram_via_row_gram_matches_direct(rng):
     """M << in, out: the Gram of G is built as D^T (A A^T) D, never forming G."""
     A = rng.standard_normal((10, 300))
     D = rng.standard_normal((10, 200))
-    assert la._gradient_gram_cost(10, 300, 200) < 2.0 * 10 * 300 * 200  # the K route is chosen
+    assert linalg_costs.gradient_gram_cost(10, 300, 200) < 2.0 * 10 * 300 * 200  # the K route is chosen
     gram, direct = gradient_svdvals(A, D, method="gram"), gradient_svdvals(A, D, method="direct")
     np.testing.assert_allclose(gram, direct, rtol=1e-9)
 
@@ -364,21 +365,21 @@ def test_topk_unconverged_result_and_warning(rng, monkeypatch):
     X = rng.standard_normal((200, 200))  # flat spectrum: needs many iterations
     r = topk_svdvals(X, 5, max_iter=2)
     assert not r.converged and r.iterations == 2 and r.residuals.shape == (5,)
-    monkeypatch.setattr(la, "_TOPK_MAX_ITER", 2)
+    monkeypatch.setattr(linalg_topk, "TOPK_MAX_ITER", 2)
     with pytest.warns(ConvergenceWarning, match="stopped after 2 iterations"):
         svdvals(X, k=5, method="topk")
 
 
 def test_auto_falls_back_when_topk_exceeds_its_budget(rng, monkeypatch):
     X = with_spectrum(rng, 400, 300, 0.97 ** np.arange(300.0))
-    real = la._topk
+    real = linalg_topk.block_krylov
     calls = []
 
     def capped(op, k, b, init, tol, max_iter, seed, where, depth):
         calls.append(max_iter)
         return real(op, k, b, init, tol, 1, seed, where, depth)  # never converges
 
-    monkeypatch.setattr(la, "_topk", capped)
+    monkeypatch.setattr(linalg_topk, "block_krylov", capped)
     assert la.choose_svdvals_method(400, 300, 5, np.dtype(np.float64))[0] == "topk"
     s = svdvals(X, k=5)
     assert calls and calls[0] >= 2

@@ -1,9 +1,10 @@
 """GPU benchmark: training steps on CuPy vs NumPy (and PyTorch CUDA where installed),
 with and without full introspection, side by side in one process.
 
-Models (the paper's, at the sizes of bench/engine_*.py): MLP autoencoder 784-32-784 (N=2000),
-2D CNN classifier on 1x28x28 (N=256), LSTM 53->32 over T=150 (N=64), 2-layer BERT-style
-encoder (d_model 64, 4 heads, ff 128, L=150, N=32). Every step: forward, loss, backward,
+Models (the paper's, from models/ via ``models.build_model``, at the sizes of bench/engine_*.py):
+MLP autoencoder 784-32-784 (N=2000), CNN2D classifier on 1x28x28 with stride-2 convolutions of
+8 and 16 channels (N=256), LSTM 53->32 over T=150 (N=64), 2-layer BERT (d_model 64, 4 heads,
+ff 128, GELU, L=150, N=32); PyTorch CUDA runs the same layers (``torch_twin``). Every step: forward, loss, backward,
 SGD. "Introspected" = autospec.Introspector with spectra of G, A, D of every weight for
 the batch and two groups, every step. Medians of repeats timed in alternating blocks.
 
@@ -23,47 +24,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import autospec  # noqa: E402
 from _timing import medians  # noqa: E402
 import minigrad as mg  # noqa: E402
+import models  # noqa: E402
 from minigrad import backend, nn, optim  # noqa: E402
 
 
-class Flatten2(nn.Module):
-    def forward(self, x):
-        return x.reshape(x.shape[0], -1)
-
-
-class CNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.head = nn.Linear(16 * 7 * 7, 10)
-
-    def forward(self, x):
-        return self.head(self.features(x).flatten(1))
-
-
-class LSTMNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(53, 32, batch_first=True)
-        self.head = nn.Linear(32, 2)
-
-    def forward(self, x):
-        out, _ = self.lstm(x)
-        return self.head(out[:, -1])
-
-
-class BERTNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Linear(53, 64)
-        self.encoder = nn.TransformerEncoder(
-            nn.TransformerEncoderLayer(64, 4, dim_feedforward=128, dropout=0.0, activation="gelu",
-                                       batch_first=True), 2)
-        self.head = nn.Linear(64, 2)
-
-    def forward(self, x):
-        return self.head(self.encoder(self.embed(x)).mean(axis=1))
+# The paper's models from models/ at the sizes of bench/engine_*.py: build_model's arguments per case.
+MODELS = {
+    "mlp-autoencoder": dict(arch="mlp", task="autoencode", input_shape=(784,), width=32),
+    "cnn2d-classifier": dict(arch="cnn2d", task="classify", input_shape=(1, 28, 28), n_classes=10, hidden=(8, 16)),
+    "lstm-classifier": dict(arch="lstm", task="classify", input_shape=(150, 53), n_classes=2, width=32),
+    "bert-classifier": dict(arch="bert", task="classify", input_shape=(150, 53), n_classes=2, hidden=(64, 64),
+                            nhead=4, ff_mult=2, activation="gelu"),
+}
 
 
 def cases(seed=0):
@@ -73,13 +45,11 @@ def cases(seed=0):
     images = rng.random((256, 1, 28, 28), dtype=np.float32)
     seq = rng.standard_normal((64, 150, 53)).astype(np.float32)
     seq_b = rng.standard_normal((32, 150, 53)).astype(np.float32)
-    return [
-        ("mlp-autoencoder", lambda: nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 784)),
-         mnist, mnist, "mse"),
-        ("cnn2d-classifier", CNN, images, rng.integers(0, 10, 256), "ce"),
-        ("lstm-classifier", LSTMNet, seq, rng.integers(0, 2, 64), "ce"),
-        ("bert-classifier", BERTNet, seq_b, rng.integers(0, 2, 32), "ce"),
-    ]
+    data = {"mlp-autoencoder": (mnist, mnist, "mse"),
+            "cnn2d-classifier": (images, rng.integers(0, 10, 256), "ce"),
+            "lstm-classifier": (seq, rng.integers(0, 2, 64), "ce"),
+            "bert-classifier": (seq_b, rng.integers(0, 2, 32), "ce")}
+    return [(name, lambda spec=spec: models.build_model(**spec), *data[name]) for name, spec in MODELS.items()]
 
 
 def make_step(factory, X, Y, loss_kind, device, introspect):
@@ -106,6 +76,42 @@ def make_step(factory, X, Y, loss_kind, device, introspect):
     return step
 
 
+def torch_twin(name, torch):
+    """The PyTorch model with the layers of models/' model for case ``name`` (see MODELS)."""
+    tn = torch.nn
+    if name == "mlp-autoencoder":  # MLP(784, hidden=(32,), task="autoencode")
+        return tn.Sequential(tn.Linear(784, 32), tn.ReLU(), tn.Linear(32, 784))
+    if name == "cnn2d-classifier":  # CNN2D: stride-2 convolutions, then a linear head
+        return tn.Sequential(tn.Conv2d(1, 8, 3, stride=2, padding=1), tn.ReLU(),
+                             tn.Conv2d(8, 16, 3, stride=2, padding=1), tn.ReLU(), tn.Flatten(),
+                             tn.Linear(16 * 7 * 7, 10))
+    if name == "lstm-classifier":  # LSTM: ReLU on the output sequence, head on the last step
+        class LSTM(tn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm, self.head = tn.LSTM(53, 32, batch_first=True), tn.Linear(32, 2)
+
+            def forward(self, x):
+                return self.head(tn.functional.relu(self.lstm(x)[0])[:, -1])
+        return LSTM()
+
+    class BERT(tn.Module):  # embedding + learned positions + LayerNorm, 2 post-LN layers, mean, head
+        def __init__(self):
+            super().__init__()
+            self.embed = tn.Linear(53, 64)
+            self.position = tn.Parameter(0.02 * torch.randn(150, 64))
+            self.embed_norm = tn.LayerNorm(64)
+            self.encoder = tn.TransformerEncoder(tn.TransformerEncoderLayer(
+                64, 4, dim_feedforward=128, dropout=0.0, activation="gelu", batch_first=True), 2,
+                enable_nested_tensor=False)
+            self.head = tn.Linear(64, 2)
+
+        def forward(self, x):
+            h = self.embed_norm(self.embed(x) + self.position[: x.shape[1]])
+            return self.head(self.encoder(h).mean(dim=1))
+    return BERT()
+
+
 def torch_step(name, X, Y, loss_kind):
     """The same model in PyTorch CUDA (None when torch or CUDA is missing)."""
     try:
@@ -114,40 +120,12 @@ def torch_step(name, X, Y, loss_kind):
         return None
     if not torch.cuda.is_available():
         return None
-    tn = torch.nn
-    if name.startswith("mlp"):
-        model = tn.Sequential(tn.Linear(784, 32), tn.ReLU(), tn.Linear(32, 784))
-    elif name.startswith("cnn"):
-        model = tn.Sequential(tn.Conv2d(1, 8, 3, padding=1), tn.ReLU(), tn.MaxPool2d(2),
-                              tn.Conv2d(8, 16, 3, padding=1), tn.ReLU(), tn.MaxPool2d(2), tn.Flatten(),
-                              tn.Linear(16 * 7 * 7, 10))
-    elif name.startswith("lstm"):
-        class M(tn.Module):
-            def __init__(self):
-                super().__init__()
-                self.lstm, self.head = tn.LSTM(53, 32, batch_first=True), tn.Linear(32, 2)
-
-            def forward(self, x):
-                return self.head(self.lstm(x)[0][:, -1])
-        model = M()
-    else:
-        class M(tn.Module):
-            def __init__(self):
-                super().__init__()
-                self.embed = tn.Linear(53, 64)
-                self.encoder = tn.TransformerEncoder(tn.TransformerEncoderLayer(
-                    64, 4, dim_feedforward=128, dropout=0.0, activation="gelu", batch_first=True), 2,
-                    enable_nested_tensor=False)
-                self.head = tn.Linear(64, 2)
-
-            def forward(self, x):
-                return self.head(self.encoder(self.embed(x)).mean(dim=1))
-        model = M()
-    model = model.cuda()
+    model = torch_twin(name, torch).cuda()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x = torch.from_numpy(X).cuda()
     y = torch.from_numpy(np.asarray(Y)).cuda()
-    loss_fn = tn.functional.mse_loss if loss_kind == "mse" else tn.functional.cross_entropy
+    F = torch.nn.functional
+    loss_fn = F.mse_loss if loss_kind == "mse" else F.cross_entropy
 
     def step():
         loss = loss_fn(model(x), y)

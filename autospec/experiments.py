@@ -55,4 +55,5 @@ __all__ = [
     "resolve_config", "load_config_file", "parse_assignment", "config_to_toml", "load_experiment_data",
     "load_npz_dataset", "run_experiment", "read_status", "describe_stale", "write_figures", "write_summary",
     "load_checkpoint", "save_checkpoint", "DEFAULT_CHECKPOINT_SECONDS", "MAX_DEPTH", "MAX_EPOCHS",
+    "CONFIG_DIR", "FIELDS", "GROUP_BY", "OPTIMIZERS", "PRESENTATION_SETTINGS", "STANDARDIZE",
 ]

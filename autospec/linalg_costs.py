@@ -39,11 +39,13 @@ MEASURED = {
     },
 }
 MEASURED_ON = {
-    "cpu": "2026-11-26 (commit 2803b1e), this project's CPU sandbox: AMD EPYC, 2 cores, NumPy with OpenBLAS "
-           "(scipy-openblas 0.3), timing the routines at the layer sizes of the paper's models. The timing "
-           "script was not kept; `python bench/linalg_methods.py` times the choices the model makes.",
-    "gpu": "2026-11-26 (commit 2803b1e), one NVIDIA H200 with CuPy/cuSOLVER, same sizes and same caveat; "
-           "`python bench/linalg_methods.py --device cuda` times the choices.",
+    "cpu": "2026-11-26 (commit 2803b1e) on this project's CPU sandbox: AMD EPYC, 2 cores, NumPy with "
+           "OpenBLAS (scipy-openblas 0.3), the routines timed at the paper's layer sizes (M = 2000, 784-wide "
+           "layers). The original timing script was not kept; `python bench/linalg_methods.py --costs` "
+           "re-measures these rows beside the table (the ritz_* and svqb_* rows are flop-count estimates).",
+    "gpu": "2026-11-26 (commit 2803b1e) on one NVIDIA H200 with CuPy/cuSOLVER, same sizes; "
+           "`python bench/linalg_methods.py --costs --device cuda` re-measures them (topk_iteration: "
+           "the tracking case of bench/linalg_methods.py).",
 }
 
 # Iterations the model assumes for a top-k call (not measured: the solver's typical counts).

@@ -7,6 +7,7 @@ the same data (relative, and relative to sigma_1). Baseline: what a user would w
 compute_uv=False)`` on the input dtype (CuPy's on --device cuda).
 
     python bench/linalg_methods.py [--repeats 5] [--dtype float32] [--device cpu] [--quick]
+    python bench/linalg_methods.py --costs [--device cpu]   # re-measure the cost model's constants
 
 Spectra: "decaying" factors have power-law singular values (like activations of real
 data); "gaussian" factors have the flat spectra that are the worst case for top-k.
@@ -22,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from autospec.linalg import TopKTracker, gradient_operator, gradient_svdvals, svdvals  # noqa: E402
+from autospec.linalg_costs import MEASURED, MEASURED_ON  # noqa: E402
 from minigrad.backend import synchronize, to_numpy, xp_for  # noqa: E402
 
 
@@ -165,14 +167,66 @@ def tracking_case(rng, xp, device, repeats, M, fin, fout, k, dtype, steps=8, dri
     print(f"  top-k iterations per step (last run): {per_call}")
 
 
+def median_time(fn, device, repeats):
+    fn()  # warm-up
+    return statistics.median(timed(fn, device)[0] for _ in range(repeats))
+
+
+def measure_costs(xp, device, repeats):
+    """The constants of autospec.linalg_costs.MEASURED for the LAPACK / cuSOLVER routines,
+    measured here at the paper's layer sizes, beside the table's values. CPU rows are in units
+    of one float32 multiply-add of a large product; GPU rows in seconds (per unit of s where
+    the table says so). The top-k iteration rows (ritz_*, svqb_*, topk_iteration) are not
+    re-measured: time them through the tracking case instead."""
+    rng = np.random.default_rng(0)
+    l, s, thin = 2000, 784, 200  # M = 2000 rows, a 784-wide layer, a group of 200 rows (factored route)
+
+    def rand(*shape, dtype=np.float64):
+        return xp.asarray(rng.standard_normal(shape).astype(dtype))
+
+    X32, S32 = rand(l, s, dtype=np.float32), rand(s, s, dtype=np.float32)
+    X64, S64 = rand(l, s), rand(s, s)
+    tall, wide = rand(l, s), rand(s, thin)
+    C = X64.T @ X64
+    t = {
+        "gemm32": median_time(lambda: X32 @ S32, device, repeats) / (l * s * s),
+        "gemm64": median_time(lambda: X64 @ S64, device, repeats) / (l * s * s),
+        "syrk64": median_time(lambda: X64.T @ X64, device, repeats) / (l * s * s),
+        "svd_square": median_time(lambda: xp.linalg.svd(S64, compute_uv=False), device, repeats),
+        "svd_tall": median_time(lambda: xp.linalg.svd(tall, compute_uv=False), device, repeats),
+        "eigvalsh": median_time(lambda: xp.linalg.eigvalsh(C), device, repeats),
+        "qr": median_time(lambda: xp.linalg.qr(wide, mode="r"), device, repeats),
+    }
+    if device == "cpu":
+        unit = t["gemm32"]
+        # svd(l, s) = a l s^2 + b s^3, from a square (s, s) and a tall (l, s) matrix
+        lhs = np.array([[float(s) ** 3, float(s) ** 3], [l * float(s) ** 2, float(s) ** 3]])
+        a, b = np.linalg.solve(lhs, np.array([t["svd_square"], t["svd_tall"]]) / unit)
+        got = {"gemm64": t["gemm64"] / unit, "syrk64": t["syrk64"] / (2 * unit), "svd_ls2": a, "svd_s3": b,
+               "eigvalsh_s3": t["eigvalsh"] / (s**3 * unit), "qr_ls2": t["qr"] / (s * thin**2 * unit)}
+        regime = "cpu"
+    else:
+        got = {"flop": t["gemm32"], "gemm64": t["gemm64"] / t["gemm32"], "syrk64": t["syrk64"] / (2 * t["gemm32"]),
+               "svd_per_s": t["svd_square"] / s, "eigvalsh_per_s": t["eigvalsh"] / s, "qr_per_s": t["qr"] / thin}
+        regime = "gpu"
+    print(f"cost model constants ({regime}), medians of {repeats}; table measured: {MEASURED_ON[regime]}")
+    print(f"  {'constant':<16}{'table':>10}{'here':>10}  meaning")
+    for name, (value, meaning) in MEASURED[regime].items():
+        here = f"{got[name]:>10.3g}" if name in got else f"{'-':>10}"
+        print(f"  {name:<16}{value:>10.3g}{here}  {meaning}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="only the paper's MLP shapes")
+    parser.add_argument("--costs", action="store_true", help="re-measure the cost model's constants instead")
     args = parser.parse_args(argv)
     xp = xp_for(args.device)
+    if args.costs:
+        return measure_costs(xp, args.device, args.repeats)
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(0)
     r, dev = args.repeats, args.device

@@ -14,7 +14,7 @@ def normalize_labels(labels, n_samples):
     """Length-N labels (array, list, Tensor; any backend) as a host array of str."""
     if labels is None:
         return None
-    arr = to_numpy(labels.data if getattr(labels, "_is_minigrad_tensor", False) else labels)
+    arr = to_numpy(labels)
     arr = np.asarray(arr)
     if arr.ndim != 1:
         raise GroupError(f"group labels must be a 1-D array with one label per sample, got shape {arr.shape}")
@@ -28,7 +28,7 @@ def normalize_labels(labels, n_samples):
 
 def normalize_sample_ids(ids, n_samples):
     """Length-N dataset indices of a batch's samples (array, list, Tensor) as a host int64 array."""
-    arr = np.asarray(to_numpy(ids.data if getattr(ids, "_is_minigrad_tensor", False) else ids))
+    arr = np.asarray(to_numpy(ids))
     if arr.ndim != 1 or arr.shape[0] != n_samples:
         raise GroupError(f"samples must be the {n_samples} dataset indices of the batch's samples, "
                          f"got shape {arr.shape}")

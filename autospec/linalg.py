@@ -41,6 +41,7 @@ core of G); it gathers the public names of the modules it builds on, split by jo
 
 import numpy as np
 
+from minigrad import Tensor
 from minigrad.backend import get_array_module, to_numpy
 
 from . import linalg_topk
@@ -320,7 +321,7 @@ def noise_floor(M, dtype=None, method="exact"):
     if X.ndim != 2:
         raise ValueError(f"noise_floor: M must be a 2-D array, got shape {tuple(X.shape)}")
     if dtype is None:  # the dtype M came in (float16 data keep float16's resolution)
-        dtype = getattr(M.data if getattr(M, "_is_minigrad_tensor", False) else M, "dtype", X.dtype)
+        dtype = getattr(M.data if isinstance(M, Tensor) else M, "dtype", X.dtype)
     sigma_max = float(svdvals(X, 1)[0]) if X.size else 0.0
     return noise_floor_from(sigma_max, X.shape, dtype, method=method)
 

@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from minigrad import Tensor
 from minigrad.backend import get_array_module
 
 from .errors import AutoSpecError
@@ -29,7 +30,7 @@ class NonFiniteError(AutoSpecError, ValueError):
 def as_float_array(x, name):
     """x as a NumPy/CuPy float array (float32 stays float32), with a clear error otherwise."""
     xp = get_array_module(x)
-    if getattr(x, "_is_minigrad_tensor", False):
+    if isinstance(x, Tensor):
         x = x.data
     try:
         x = xp.asarray(x)

@@ -159,7 +159,25 @@ def own_names(module):
                                                     for t in node.targets):
             names.update(c.value for c in ast.walk(node.value)
                          if isinstance(c, ast.Constant) and isinstance(c.value, str))
+        elif attribute_by_name(node) and called_name(node) in ("setattr", "__setattr__"):
+            names.add(attribute_by_name(node))
     return names
+
+
+def called_name(call):
+    """The name of the function a call calls (``f(...)``, ``x.f(...)``), or None."""
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def attribute_by_name(node):
+    """The attribute name spelled out in ``getattr(x, "name")`` (also has/set/delattr and
+    ``__setattr__``), or None."""
+    if not (isinstance(node, ast.Call) and len(node.args) >= 2 and called_name(node) in (
+            "getattr", "hasattr", "setattr", "delattr", "__setattr__")):
+        return None
+    name = node.args[1]
+    return name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else None
 
 
 def inside(module, package):
@@ -198,9 +216,15 @@ def private_uses(modules):
                     found.append(f"{module.name}:{line}: from {target} import {name}")
         defined = own_names(module)
         for node in ast.walk(module.tree):
-            if not (isinstance(node, ast.Attribute) and is_private(node.attr)) or node.attr in defined:
+            if isinstance(node, ast.Attribute):
+                name, owner = node.attr, node.value
+            elif attribute_by_name(node):
+                name, owner = attribute_by_name(node), node.args[0]
+            else:
                 continue
-            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            if not is_private(name) or name in defined:
+                continue
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
                 continue
             found.append(f"{module.name}:{node.lineno}: {ast.unparse(node)}")
     return sorted(found)
@@ -275,7 +299,8 @@ def test_private_check_flags_private_imports_and_attributes():
             from .record import Record, _helper
             def table(rec):
                 point = Record()._replace
-                return rec._series(1), _store.read(), read(), rec.__class__
+                if getattr(rec, "_tensor", False) or getattr(rec, "__len__", None):
+                    return rec._series(1), _store.read(), read(), rec.__class__
             """,
         "other/__init__.py": "",
         "other/use.py": "from pkg import _store\nimport pkg._store\n",
@@ -284,5 +309,6 @@ def test_private_check_flags_private_imports_and_attributes():
         "other.use:1: from pkg import _store, a private module of another package",
         "other.use:2: imports pkg._store, a private module of another package",
         "pkg.table:4: from pkg.record import _helper",
-        "pkg.table:7: rec._series",
+        "pkg.table:7: getattr(rec, '_tensor', False)",
+        "pkg.table:8: rec._series",
     ]

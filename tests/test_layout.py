@@ -147,8 +147,6 @@ def own_names(module):
     for node in ast.walk(module.tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
-            names.update(a.arg for a in node.args.args + node.args.kwonlyargs) if not isinstance(
-                node, ast.ClassDef) else None
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
@@ -278,6 +276,7 @@ def test_cycle_check_finds_a_planted_cycle():
     assert import_cycles(modules) == [["pkg.a", "pkg.b", "pkg.c"]]
     modules["pkg.a"] = Module("pkg.a", False, "def f():\n    from .b import f\n")
     assert import_cycles(modules) == []
+    assert import_cycles(modules, top_level_only=False) == [["pkg.a", "pkg.b", "pkg.c"]]
 
 
 def test_private_check_flags_private_imports_and_attributes():

@@ -16,6 +16,17 @@ from collections import OrderedDict
 from . import autograd, backend
 
 
+def hand_out_factors(weight, A, D):
+    """Give (A, D) to the weight's factor sink, if a capture is active (costs nothing otherwise).
+
+    Ops call this once in their backward with the very arrays (or views) they multiply:
+    A (N, P, fan_in) the activations the weight saw, D (N, P, fan_out) its output's adjoints.
+    """
+    sink = getattr(weight, "factor_sink", None)
+    if sink is not None:
+        sink(A, D)
+
+
 class Factors:
     """The (A, D) pair of one weight. ``A``: (N, P, fan_in); ``D``: (N, P, fan_out).
 

@@ -31,7 +31,7 @@ from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import result
 from .im2col import as_padding_pairs, as_tuple, col2im_of_product, im2col, output_shape
-from .linear import hand_out_factors
+from ..factors import hand_out_factors
 from .shape import squeeze, unsqueeze
 
 _DIM_NAMES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}

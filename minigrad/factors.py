@@ -160,12 +160,12 @@ def capture_factors(model, names=None):
 
     def keep(name, A, D):
         if name not in store:
-            OrderedDict.__setitem__(store, name, Factors(name, shapes[name]))
-        OrderedDict.__getitem__(store, name).add(A, D)
+            store[name] = Factors(name, shapes[name])
+        store[name].add(A, D)
 
     with factor_hooks(model, keep, names):
         yield store
     # backward visits layers last to first: list them in the model's order
-    ordered = [(n, OrderedDict.__getitem__(store, n)) for n in shapes if n in store]
+    ordered = [(n, store[n]) for n in shapes if n in store]
     store.clear()
     store.update(ordered)

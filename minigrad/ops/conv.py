@@ -1,6 +1,6 @@
 """Convolution and transposed convolution over 1-3 spatial dimensions (im2col + one GEMM).
 
-Conv (weight (c_out, c_in, *k)). With A = im2col(x) of shape (N, P, c_in * prod(k))
+Conv (weight (c_out, c_in, *k)). With A = unfold(x) (im2col) of shape (N, P, c_in * prod(k))
 (P = output positions, columns in the weight's (c_in, *k) order) and W2 = weight
 reshaped to (c_out, c_in * prod(k)), the output is A W2^T + b and, with D the output
 adjoint (N, P, c_out), the weight gradient is the paper's eq. (1):
@@ -9,8 +9,8 @@ adjoint (N, P, c_out), the weight gradient is the paper's eq. (1):
 
 ConvTranspose (weight (c_in, c_out, *k)) is the adjoint map: every input position
 p multiplies its channel vector A[n,p] = x[n,:,p] (c_in) by W2 = weight.reshape(c_in, -1)
-into a patch of c_out * prod(k) values that col2im adds onto the output. The
-output side of that product, D = im2col(output adjoint) (N, P_in, c_out * prod(k)),
+into a patch of c_out * prod(k) values that fold (col2im) adds onto the output. The
+output side of that product, D = unfold(output adjoint) (N, P_in, c_out * prod(k)),
 is handed out with A (N, P_in, c_in), so that
 
     weight.grad = Factors.gradient().T.reshape(c_in, c_out, *k)

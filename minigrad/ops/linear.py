@@ -22,23 +22,21 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: input is on {x.device} but the weight is on {weight.device}: "
                          f"move the model or the input with .to()")
     fan_out, fan_in = wd.shape
-    # one GEMM over all rows of (N, ..., in): a view for contiguous input
-    x2 = xd.reshape(-1, fan_in)
-    out = gemm.affine(x2, wd, None if bias is None else bias.data)
-    out = out.reshape(xd.shape[:-1] + (fan_out,))
+    n = xd.shape[0] if xd.ndim > 1 else 1
+    x2 = xd.reshape(-1, fan_in)                  # A: every row of (N, ..., in), a view for contiguous input
+    y2 = gemm.affine(x2, wd, None if bias is None else bias.data)       # x W^T + b
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
-        g2 = g.reshape(-1, fan_out)
-        gx = (g2 @ wd).reshape(xd.shape) if x.requires_grad else None
-        gw = None
+        g2 = g.reshape(-1, fan_out)              # D: the output adjoint, row by row
+        gx = gw = gb = None
         if weight.requires_grad:
-            gw = g2.T @ x2  # paper eq. (1): sum over samples and positions of D^T A
-            n = xd.shape[0] if xd.ndim > 1 else 1
             hand_out_factors(weight, x2.reshape(n, -1, fan_in), g2.reshape(n, -1, fan_out))
-        if bias is None:
-            return gx, gw
-        gb = gemm.column_sums(g2) if bias.requires_grad else None
-        return gx, gw, gb
+        if weight.requires_grad or (bias is not None and bias.requires_grad):
+            gw, gb = gemm.affine_gradients(x2, g2, bias is not None)    # sum_{n,p} D^T A (eq. 1), sum D
+            gw = gw if weight.requires_grad else None
+        if x.requires_grad:
+            gx = (g2 @ wd).reshape(xd.shape)     # D W
+        return (gx, gw) if bias is None else (gx, gw, gb)
 
-    return result(out, parents, backward)
+    return result(y2.reshape(xd.shape[:-1] + (fan_out,)), parents, backward)

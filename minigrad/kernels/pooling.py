@@ -4,10 +4,10 @@ nearest-neighbour upsampling.
 All loop over the prod(kernel) offsets of the window (each a strided slice of the padded
 input covering every window at once), never over positions or samples.
 
-Fast versions (NumPy and CuPy): results laid out in memory like the input (a channel-major
-conv output stays channel-major), the running maximum kept with a one-byte offset index,
-windows that tile the input written without zero-filling, and on the CPU the batch or
-channel axis split over minigrad's threads.
+Fast versions (NumPy and CuPy): results laid out in memory like the input, so a
+channel-major conv output stays channel-major (:mod:`.layout`); the running maximum kept
+with a one-byte offset index; windows that tile the input written without zero-filling;
+on the CPU the batch or channel axis split over minigrad's threads.
 """
 import itertools
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from . import threads
 from .dispatch import kernel
+from .layout import empty_like_order, in_layout_of
 from .unfold import interior, padded_shape, window_slices
 from ..backend import get_array_module
 
@@ -90,36 +91,11 @@ def upsample_nearest_backward(g, scales):
 
 
 # ------------------------------------------------------------------ fast
-def _memory_order(a):
-    """a's axes from outermost to innermost in memory."""
-    return sorted(range(a.ndim), key=lambda i: -a.strides[i])
-
-
-def _like(a, shape, dtype=None, fill=None):
-    """An array of ``shape`` whose axes lie in memory in ``a``'s order (empty, or filled with ``fill``)."""
-    xp = get_array_module(a)
-    order = _memory_order(a)
-    dtype = a.dtype if dtype is None else dtype
-    alloc = tuple(shape[i] for i in order)
-    buf = xp.empty(alloc, dtype=dtype) if fill is None else xp.full(alloc, fill, dtype=dtype)
-    return buf.transpose(tuple(order.index(i) for i in range(a.ndim)))
-
-
-def _in_layout_of(g, a):
-    """``g`` laid out in memory like ``a`` (same shape): itself when it already is, else one copy.
-    Elementwise work over arrays in different layouts runs several times slower."""
-    if g.ndim < 2 or _memory_order(g) == _memory_order(a):
-        return g
-    out = _like(a, g.shape, dtype=g.dtype)
-    out[...] = g
-    return out
-
-
 def _pad_like(a, window, fill):
     """(N, C, *S) padded with ``fill``, in a's memory order (a itself when there is no padding)."""
     if not any(lo or hi for lo, hi in window.padding):
         return a
-    buf = _like(a, a.shape[:2] + padded_shape(window), fill=fill)
+    buf = empty_like_order(a, a.shape[:2] + padded_shape(window), fill=fill)
     buf[interior(window)] = a
     return buf
 
@@ -156,8 +132,8 @@ def _window_max_fast(x, window):
     windows = [win for _, win in window_slices(window.kernel, window.stride, window.dilation, window.out_shape)]
     idx_dtype = np.dtype(np.uint8 if len(windows) <= 255 else np.int32)
     full_out = x.shape[:2] + tuple(window.out_shape)
-    best = _like(x, full_out)
-    idx = _like(x, full_out, dtype=idx_dtype, fill=0)
+    best = empty_like_order(x, full_out)
+    idx = empty_like_order(x, full_out, dtype=idx_dtype, fill=0)
 
     def forward(lead):
         # Running maximum (xp.maximum propagates NaN) and the offset that holds it: offset k
@@ -189,9 +165,9 @@ def _window_max_fast(x, window):
 @window_max_backward.fast
 def _window_max_backward_fast(g, argmax, window):
     xp = get_array_module(g)
-    g = _in_layout_of(g, argmax)
+    g = in_layout_of(g, argmax)
     tiles = _tiles(window)
-    buf = _like(argmax, g.shape[:2] + padded_shape(window), dtype=g.dtype, fill=None if tiles else 0)
+    buf = empty_like_order(argmax, g.shape[:2] + padded_shape(window), dtype=g.dtype, fill=None if tiles else 0)
     windows = [win for _, win in window_slices(window.kernel, window.stride, window.dilation, window.out_shape)]
 
     def scatter(lead):
@@ -219,7 +195,7 @@ def _window_sum_fast(x, window):
 @window_sum_backward.fast
 def _window_sum_backward_fast(g, window):
     tiles = _tiles(window)
-    buf = _like(g, g.shape[:2] + padded_shape(window), fill=None if tiles else 0)
+    buf = empty_like_order(g, g.shape[:2] + padded_shape(window), fill=None if tiles else 0)
     for win in _offsets(window):
         if tiles:
             buf[win] = g
@@ -236,7 +212,7 @@ def _copies(scales):
 
 @upsample_nearest.fast
 def _upsample_nearest_fast(x, scales):
-    out = _like(x, x.shape[:2] + tuple(size * s for size, s in zip(x.shape[2:], scales)))
+    out = empty_like_order(x, x.shape[:2] + tuple(size * s for size, s in zip(x.shape[2:], scales)))
     copies = _copies(scales)
 
     def spread(lead):
@@ -251,7 +227,7 @@ def _upsample_nearest_fast(x, scales):
 @upsample_nearest_backward.fast
 def _upsample_nearest_backward_fast(g, scales):
     xp = get_array_module(g)
-    gx = _like(g, g.shape[:2] + tuple(size // s for size, s in zip(g.shape[2:], scales)))
+    gx = empty_like_order(g, g.shape[:2] + tuple(size // s for size, s in zip(g.shape[2:], scales)))
     copies = _copies(scales)
 
     def gather(lead):

@@ -114,7 +114,8 @@ def _split_lead(a):
     if parts > 1:
         for ax in sorted((0, 1), key=lambda i: -a.strides[i]):
             if a.shape[ax] >= parts:
-                return [(sl, slice(None)) if ax == 0 else (slice(None), sl) for sl in threads.ranges(a.shape[ax], parts)]
+                return [(sl, slice(None)) if ax == 0 else (slice(None), sl)
+                        for sl in threads.ranges(a.shape[ax], parts)]
     return [(slice(None), slice(None))]
 
 

@@ -163,7 +163,7 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
                                       groups, dilation), 0)
     # the window of the convolution this one is the adjoint of: it slides over our output
     window = _transpose_window(x.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation, d)
-    n, c_in, c_out = x.shape[0], weight.shape[0], weight.shape[1]
+    n, c_in = x.shape[0], weight.shape[0]
     W2 = weight.data.reshape(c_in, -1)                          # (c_in, c_out * prod(k))
     A2 = _positions(x.data).reshape(-1, c_in)                   # (N * P_in, c_in)
     out = unfold.fold_product(A2.reshape(n, -1, c_in), W2, window)    # fold(A W2), (N, c_out, *out)

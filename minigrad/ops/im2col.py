@@ -6,7 +6,9 @@ kernels: :mod:`minigrad.kernels.unfold`.
 """
 import numbers
 
-from ..kernels.unfold import Window, output_shape  # noqa: F401  (re-exported for the ops)
+from ..kernels.unfold import Window, output_shape
+
+__all__ = ["Window", "as_padding_pairs", "as_tuple", "output_shape"]
 
 
 def as_tuple(value, d, name, minimum=0):

@@ -64,17 +64,14 @@ def empty_with_ones_row(rows, cols, dtype, xp=np):
 
 
 def _augmented(m):
-    """[m; 1] when the C-contiguous matrix m came from :func:`empty_with_ones_row`, else None."""
+    """[m; 1] when the C-contiguous matrix m is the top of a buffer from :func:`empty_with_ones_row`, else None."""
     base = getattr(m, "base", None)
     if base is None or _with_ones_row.get(id(base)) is not base:
         return None
-    if base.shape != (m.shape[0] + 1, m.shape[1]) or not m.flags.c_contiguous or _address(m) != _address(base):
+    starts_together = m.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+    if base.shape != (m.shape[0] + 1, m.shape[1]) or not m.flags.c_contiguous or not starts_together:
         return None
     return base
-
-
-def _address(a):
-    return a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0]
 
 
 @affine.fast

@@ -11,21 +11,14 @@ import contextlib
 import itertools
 import threading
 
+from .kernels import buffers
+
 _state = threading.local()
 
 
 def is_grad_enabled():
     """True unless inside ``no_grad()``."""
     return getattr(_state, "enabled", True)
-
-
-def saved_arrays_are_disposable():
-    """True while a backward walk that frees the graph (no ``retain_graph``) is running.
-
-    A backward closure is then called exactly once, so it may overwrite arrays that it
-    alone saved (never ``g``, inputs' data or outputs' data) to spare an allocation.
-    """
-    return getattr(_state, "disposable", False)
 
 
 class _GradMode(contextlib.ContextDecorator):
@@ -78,11 +71,6 @@ def topological_order(root):
     return order
 
 
-def _owns_memory(array):
-    """True for an array that is no view of another (safe to keep as a leaf's .grad)."""
-    return getattr(array, "base", 0) is None
-
-
 def _check_adjoint(node, parent, pgrad):
     if pgrad.shape != parent.data.shape:
         op = getattr(node._backward, "__qualname__", "an op").split(".<locals>")[0]
@@ -93,29 +81,17 @@ def _check_adjoint(node, parent, pgrad):
 def run_backward(root, seed, retain_graph=False):
     """Propagate ``seed`` (dLoss/droot, an array minigrad owns) to every leaf that requires grad.
 
-    Adjoints of intermediate tensors wait in ``pending`` only until their op's
-    backward has consumed them; nodes are dropped from the walk as it goes, so
-    arrays saved by consumed closures can be released at once.
+    Nodes are visited children before parents; a node's adjoints wait in ``pending``,
+    summed, until its backward consumes them; leaves accumulate into ``.grad``. Unless
+    ``retain_graph``, each node's closure (and the arrays it saved) is freed once used.
     """
-    previous = saved_arrays_are_disposable()
-    _state.disposable = not retain_graph
-    try:
-        _walk(root, seed, retain_graph)
-    finally:
-        _state.disposable = previous
-
-
-def _walk(root, seed, retain_graph):
     order = topological_order(root)
-    pending = {id(root): seed}
-    summed = set()   # ids of nodes whose pending adjoint is a sum minigrad made (safe to add into)
-    handed = set()   # ids of arrays already kept as some leaf's .grad in this walk
+    pending = buffers.PendingAdjoints()
+    pending.add(id(root), seed)
     del seed
     while order:
         node = order.pop()
-        key = id(node)
-        grad = pending.pop(key, None)
-        summed.discard(key)
+        grad = pending.pop(id(node))
         if grad is not None:
             if node._retains_grad:
                 node._accumulate(grad)
@@ -129,20 +105,10 @@ def _walk(root, seed, retain_graph):
                 _check_adjoint(node, parent, pgrad)
                 if pgrad.dtype != parent.data.dtype:
                     pgrad = pgrad.astype(parent.data.dtype)
-                if parent._backward is None:  # a leaf: accumulate into .grad
-                    keep = _owns_memory(pgrad) and id(pgrad) not in handed
-                    handed.add(id(pgrad))
-                    parent._accumulate(pgrad, keep=keep)
-                    continue
-                pkey = id(parent)
-                acc = pending.get(pkey)
-                if acc is None:
-                    pending[pkey] = pgrad
-                elif pkey in summed:
-                    acc += pgrad
+                if parent._backward is None:  # a leaf
+                    parent._accumulate(pgrad)
                 else:
-                    pending[pkey] = acc + pgrad
-                    summed.add(pkey)
+                    pending.add(id(parent), pgrad)
             parent_grads = pgrad = None
         if not retain_graph:
             node._parents = ()

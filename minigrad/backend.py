@@ -65,11 +65,6 @@ def xp_for(device):
     return np
 
 
-def cupy_loaded():
-    """True once CuPy has been imported by minigrad."""
-    return _cupy is not None
-
-
 def is_cupy_array(x):
     return _cupy is not None and isinstance(x, _cupy.ndarray)
 

@@ -16,6 +16,17 @@ from collections import OrderedDict
 from . import autograd, backend
 
 
+def hand_out_factors(weight, A, D):
+    """Give (A, D) to the weight's factor sink, if a capture is active (costs nothing otherwise).
+
+    Ops call this once in their backward with the very arrays (or views) they multiply:
+    A (N, P, fan_in) the activations the weight saw, D (N, P, fan_out) its output's adjoints.
+    """
+    sink = getattr(weight, "factor_sink", None)
+    if sink is not None:
+        sink(A, D)
+
+
 class Factors:
     """The (A, D) pair of one weight. ``A``: (N, P, fan_in); ``D``: (N, P, fan_out).
 
@@ -149,12 +160,12 @@ def capture_factors(model, names=None):
 
     def keep(name, A, D):
         if name not in store:
-            OrderedDict.__setitem__(store, name, Factors(name, shapes[name]))
-        OrderedDict.__getitem__(store, name).add(A, D)
+            store[name] = Factors(name, shapes[name])
+        store[name].add(A, D)
 
     with factor_hooks(model, keep, names):
         yield store
     # backward visits layers last to first: list them in the model's order
-    ordered = [(n, OrderedDict.__getitem__(store, n)) for n in shapes if n in store]
+    ordered = [(n, store[n]) for n in shapes if n in store]
     store.clear()
     store.update(ordered)

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from . import autograd, backend
+from .kernels import buffers
 
 _default_dtype = np.float32
 
@@ -162,17 +163,13 @@ class Tensor:
         self._retains_grad = True
         return self
 
-    def _accumulate(self, g, keep=False):
-        """Add adjoint ``g`` into ``.grad``; ``keep``: g is a fresh array nobody else holds (no copy)."""
+    def _accumulate(self, g):
+        """Add adjoint ``g`` into ``.grad`` (the first one kept as an array no one else holds)."""
         if g.shape != self.data.shape:  # defensive: an op returned a wrongly shaped adjoint
             raise RuntimeError(f"internal error: gradient of shape {g.shape} for tensor of shape {self.shape}")
         if g.dtype != self.data.dtype:
-            g, keep = g.astype(self.data.dtype), True
-        if self.grad is None:
-            # never alias an array that another tensor, a saved closure or the caller still holds
-            self.grad = g if keep else g.copy()
-        else:
-            self.grad = self.grad + g
+            g = g.astype(self.data.dtype)
+        self.grad = buffers.leaf_gradient(g) if self.grad is None else self.grad + g
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires grad."""
@@ -192,7 +189,7 @@ class Tensor:
             if seed.shape != self.data.shape:
                 raise ValueError(f"seed gradient has shape {tuple(seed.shape)}, expected {self.shape}")
         if self._backward is None:  # a leaf: d(self)/d(self) = seed
-            self._accumulate(seed, keep=True)
+            self._accumulate(seed)
             return
         autograd.run_backward(self, seed, retain_graph=retain_graph)
 

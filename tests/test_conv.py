@@ -13,6 +13,8 @@ from minigrad.ops import conv as C
 from minigrad.ops import pool as P
 from tests.conftest import require_torch
 
+pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
+
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-4)}
 CONV = {1: Conv1d, 2: Conv2d, 3: Conv3d}
 CONV_T = {1: ConvTranspose1d, 2: ConvTranspose2d, 3: ConvTranspose3d}
@@ -186,37 +188,42 @@ def test_blocked_col2im_matches_one_block(monkeypatch, rng):
     for tm, mm in [(torch.nn.Conv2d(3, 4, 3, stride=(1, 2), padding=1), Conv2d(3, 4, 3, (1, 2), 1, dtype=np.float64)),
                    (torch.nn.ConvTranspose2d(3, 4, 3, stride=2), ConvTranspose2d(3, 4, 3, 2, dtype=np.float64))]:
         tm = torch_twin(mm, tm, np.float64)
-        monkeypatch.setattr("minigrad.ops.im2col.CACHE_BLOCK_BYTES", 1)
+        monkeypatch.setattr("minigrad.kernels.unfold.CACHE_BLOCK_BYTES", 1)
         assert_match(*run_both(mm, tm, x, np.float64), np.float64)
         monkeypatch.undo()
 
 
-def test_col2im_is_the_adjoint_of_im2col(xp, rng):
-    """<im2col(x), c> == <x, col2im(c)> for any geometry (the identity backward relies on)."""
-    from minigrad.ops.im2col import col2im, im2col, output_shape
+def test_fold_is_the_adjoint_of_unfold(xp, rng):
+    """<unfold(x), c> == <x, fold(c)> for any geometry (the identity backward relies on), on the
+    active kernel path; the fast path's channel-major unfolding holds the same patches."""
+    from minigrad.kernels import unfold as U
 
     geometries = [((2, 3, 7, 6), (3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2)),
                   ((1, 2, 9), (4,), (3,), ((2, 2),), (2,)),
                   ((2, 1, 4, 5, 3), (2, 3, 1), (1, 2, 1), ((0, 1),) * 3, (1, 1, 1))]
     for shape, kernel, stride, padding, dilation in geometries:
         x = xp.asarray(rng.standard_normal(shape))
-        out = output_shape(shape[2:], kernel, stride, padding, dilation)
-        col = im2col(x, kernel, stride, padding, dilation)
+        out = U.output_shape(shape[2:], kernel, stride, padding, dilation)
+        window = U.Window(kernel, stride, padding, dilation, shape[2:], out)
+        A = U.unfold(x, window)
+        assert A.shape == (shape[0], int(np.prod(out)), shape[1] * int(np.prod(kernel)))
+        col = U.unfold_channel_major(x, window)
         assert col.shape == (shape[1],) + kernel + (shape[0],) + out
-        c = xp.asarray(rng.standard_normal(col.shape))
-        back = col2im(c, shape[2:], stride, padding, dilation)
+        np.testing.assert_array_equal(to_np(col.reshape(A.shape[2], shape[0], -1).transpose(1, 2, 0)), to_np(A))
+        c = xp.asarray(rng.standard_normal(A.shape))
+        back = U.fold(c, window)
         assert back.shape == shape
-        assert float((col * c).sum()) == pytest.approx(float((x * back).sum()), rel=1e-12)
+        assert float((A * c).sum()) == pytest.approx(float((x * back).sum()), rel=1e-12)
 
 
 @pytest.mark.parametrize("blocks", ["one", "many"])
-def test_col2im_of_product_routes_match_the_definition(blocks, monkeypatch, rng):
-    """col2im_of_product folds w @ m (the definition) or, at stride 1 with F <= channels,
-    correlates m with the flipped kernel; both must equal col2im of the full product."""
-    from minigrad.ops import im2col as I
+def test_fold_of_product_routes_match_the_definition(blocks, monkeypatch, rng):
+    """fold_of_product folds w @ m (the definition) or, at stride 1 with F <= channels,
+    correlates m with the flipped kernel; both must equal fold of the full product."""
+    from minigrad.kernels import unfold as U
 
     if blocks == "many":
-        monkeypatch.setattr(I, "CACHE_BLOCK_BYTES", 1)
+        monkeypatch.setattr(U, "CACHE_BLOCK_BYTES", 1)
     # (n, channels, F, kernel, in_shape, padding, dilation, extra): extra rows/cols of in_shape beyond
     # what the windows cover (ConvTranspose's output_padding)
     geometries = [(3, 5, 2, (3, 3), (6, 7), ((1, 1), (1, 1)), (1, 1), (0, 0)),
@@ -225,18 +232,18 @@ def test_col2im_of_product_routes_match_the_definition(blocks, monkeypatch, rng)
                   (2, 2, 2, (2, 3, 1), (3, 5, 2), ((1, 1), (0, 2), (0, 0)), (1, 2, 1), (0, 0, 0)),
                   (2, 3, 6, (3, 3), (5, 5), ((1, 1), (1, 1)), (1, 1), (0, 0))]  # F > channels: the fold
     taken = []
-    real = I._adjoint_correlation
-    monkeypatch.setattr(I, "_adjoint_correlation", lambda *a: taken.append(1) or real(*a))
+    real = U.flipped_correlation
+    monkeypatch.setattr(U, "flipped_correlation", lambda *a: taken.append(1) or real(*a))
     for n, channels, f, kernel, in_shape, padding, dilation, extra in geometries:
+        unit = (1,) * len(kernel)
         covered = tuple(i - e for i, e in zip(in_shape, extra))
-        out_shape = I.output_shape(covered, kernel, (1,) * len(kernel), padding, dilation)
+        out_shape = U.output_shape(covered, kernel, unit, padding, dilation)
         w = rng.standard_normal((channels * int(np.prod(kernel)), f))
         m = rng.standard_normal((f, n * int(np.prod(out_shape))))
-        expected = I.col2im((w @ m).reshape((channels,) + kernel + (n,) + out_shape), covered,
-                            (1,) * len(kernel), padding, dilation)
+        cols = (w @ m).reshape(channels * int(np.prod(kernel)), n, -1).transpose(1, 2, 0)   # (n, P, C * K)
+        expected = U.fold(cols, U.Window(kernel, unit, padding, dilation, covered, out_shape))
         expected = np.pad(expected, ((0, 0), (0, 0)) + tuple((0, e) for e in extra))
-        got = I.col2im_of_product(w, m, n, channels, kernel, in_shape, out_shape, (1,) * len(kernel),
-                                  padding, dilation)
+        got = U.fold_of_product(w, m, n, channels, U.Window(kernel, unit, padding, dilation, in_shape, out_shape))
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     assert len(taken) == 4  # every geometry but the last took the correlation route
 

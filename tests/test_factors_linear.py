@@ -8,6 +8,8 @@ from minigrad.nn import functional as F
 
 from conftest import require_torch
 
+pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
+
 
 def _np(a):
     return mg.backend.to_numpy(a)

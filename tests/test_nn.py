@@ -11,6 +11,8 @@ from minigrad.nn import functional as F
 
 from conftest import require_torch
 
+pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
+
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-5)}
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 

@@ -15,6 +15,8 @@ from minigrad.ops._util import result
 
 from conftest import require_torch
 
+pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
+
 TOL = {np.float64: dict(rtol=1e-9, atol=1e-11), np.float32: dict(rtol=1e-4, atol=2e-5)}
 
 C34 = np.linspace(-1.5, 2.0, 12).reshape(3, 4)

@@ -6,7 +6,7 @@ import minigrad as mg
 from minigrad.kernels import threads
 from minigrad.nn import functional as F
 from minigrad.ops import attention
-from minigrad.ops.elementwise import erf
+from minigrad.kernels.erf import erf
 
 
 @pytest.fixture
@@ -111,9 +111,9 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_split_work_gives_the_single_thread_result(split_everything, name, monkeypatch):
-    from minigrad.ops import im2col
+    from minigrad.kernels import unfold
 
-    monkeypatch.setattr(im2col, "CACHE_BLOCK_BYTES", 64)  # several sample blocks in col2im
+    monkeypatch.setattr(unfold, "CACHE_BLOCK_BYTES", 64)  # several sample blocks in col2im
     monkeypatch.setattr(attention, "_CHUNK_BYTES", 1)     # one sample per attention chunk
     fn, shapes = CASES[name]
     rng = np.random.default_rng(3)

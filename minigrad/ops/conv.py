@@ -1,6 +1,6 @@
 """Convolution and transposed convolution over 1-3 spatial dimensions (im2col + one GEMM).
 
-Conv (weight (c_out, c_in, *k)). With A = im2col(x) of shape (N, P, c_in * prod(k))
+Conv (weight (c_out, c_in, *k)). With A = unfold(x) (im2col) of shape (N, P, c_in * prod(k))
 (P = output positions, columns in the weight's (c_in, *k) order) and W2 = weight
 reshaped to (c_out, c_in * prod(k)), the output is A W2^T + b and, with D the output
 adjoint (N, P, c_out), the weight gradient is the paper's eq. (1):
@@ -9,8 +9,8 @@ adjoint (N, P, c_out), the weight gradient is the paper's eq. (1):
 
 ConvTranspose (weight (c_in, c_out, *k)) is the adjoint map: every input position
 p multiplies its channel vector A[n,p] = x[n,:,p] (c_in) by W2 = weight.reshape(c_in, -1)
-into a patch of c_out * prod(k) values that col2im adds onto the output. The
-output side of that product, D = im2col(output adjoint) (N, P_in, c_out * prod(k)),
+into a patch of c_out * prod(k) values that fold (col2im) adds onto the output. The
+output side of that product, D = unfold(output adjoint) (N, P_in, c_out * prod(k)),
 is handed out with A (N, P_in, c_in), so that
 
     weight.grad = Factors.gradient().T.reshape(c_in, c_out, *k)
@@ -18,21 +18,16 @@ is handed out with A (N, P_in, c_in), so that
 (``gradient()`` is (fan_out, fan_in) = (c_out * prod(k), c_in), the transpose of the
 weight's (c_in, c_out * prod(k)) layout).
 
-Outputs are channel-major in memory, (C, N, *S), seen as an (N, C, *S) view: the
-GEMM writes them that way, elementwise ops and pooling keep that order, and the
-next im2col and the backward GEMMs read them without copies (minigrad/ops/im2col.py).
+The op is that maths; the patches (``unfold``), their adjoint (``fold``) and the GEMMs
+are kernels (minigrad/kernels/unfold.py, gemm.py), whose fast versions keep outputs
+channel-major in memory, fold the bias into the GEMM and split work over threads.
 """
-import math
-
-import numpy as np
-
-from ..kernels import threads
-from ..backend import get_array_module
-from ..tensor import Tensor
 from ._util import result
-from .im2col import as_padding_pairs, as_tuple, col2im_of_product, im2col, output_shape
-from .linear import hand_out_factors
+from .im2col import Window, as_padding_pairs, as_tuple, output_shape
 from .shape import squeeze, unsqueeze
+from ..factors import hand_out_factors
+from ..kernels import elementwise, gemm, unfold
+from ..tensor import Tensor
 
 _DIM_NAMES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
@@ -88,28 +83,14 @@ def conv_padding(padding, kernel, stride, dilation):
     return as_padding_pairs(padding, d)
 
 
-def _geometry(d, kernel, stride, padding, dilation):
-    stride = as_tuple(stride, d, "stride", minimum=1)
-    dilation = as_tuple(dilation, d, "dilation", minimum=1)
-    return stride, conv_padding(padding, kernel, stride, dilation), dilation
+def _positions(a):
+    """(N, C, *S) -> (N, P, C): each position's channel vector (a view where the layout allows)."""
+    return a.reshape(a.shape[0], a.shape[1], -1).transpose(0, 2, 1)
 
 
-def channel_major(a):
-    """(N, C, *S) array as a (C, N * prod(S)) matrix: a free view when ``a`` is channel-major in memory
-    (as conv outputs and everything computed elementwise from them are), a copy otherwise."""
-    xp = get_array_module(a)
-    return xp.swapaxes(a, 0, 1).reshape(a.shape[1], -1)
-
-
-def from_channel_major(mat, n, spatial):
-    """(C, N * prod(S)) matrix -> (N, C, *S) view."""
-    xp = get_array_module(mat)
-    return xp.swapaxes(mat.reshape((mat.shape[0], n) + tuple(spatial)), 0, 1)
-
-
-def _per_position(mat, n):
-    """(F, N * P) matrix -> (N, P, F) view: a factor in the layout of the paper's eq. (1)."""
-    return mat.reshape(mat.shape[0], n, -1).transpose(1, 2, 0)
+def _channels(y2, n, spatial):
+    """(N * P, C) rows, one per position -> (N, C, *S) (a view where the layout allows)."""
+    return y2.reshape(n, -1, y2.shape[1]).transpose(0, 2, 1).reshape((n, y2.shape[1]) + tuple(spatial))
 
 
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -117,7 +98,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
     x (N, c_in, *S), weight (c_out, c_in, *k), bias (c_out,) or None. ``padding``:
     int, tuple, tuple of (before, after) pairs, "valid" or "same". Hands out the
-    factors A = im2col(x) (N, P, c_in * prod(k)) and D = output adjoint (N, P, c_out).
+    factors A = unfold(x) (N, P, c_in * prod(k)) and D = output adjoint (N, P, c_out).
     """
     d = weight.ndim - 2
     _check_groups(groups, "conv")
@@ -125,50 +106,39 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     _check_operands(x, weight, bias, d, "conv", channel_axis=1)
     if x.ndim == d + 1:  # unbatched (c_in, *S), as PyTorch allows
         return squeeze(conv(unsqueeze(x, 0), weight, bias, stride, padding, dilation), 0)
-    kernel = weight.shape[2:]
-    stride, pads, dilation = _geometry(d, kernel, stride, padding, dilation)
-    in_shape = x.shape[2:]
+    window = _conv_window(x.shape[2:], weight.shape[2:], stride, padding, dilation, d)
+    n, c_out = x.shape[0], weight.shape[0]
+    W2 = weight.data.reshape(c_out, -1)                          # (c_out, c_in * prod(k))
+    A = unfold.unfold(x.data, window)                           # (N, P, c_in * prod(k)): the patches
+    A2 = A.reshape(-1, W2.shape[1])
+    y2 = gemm.affine(A2, W2, None if bias is None else bias.data)   # A W2^T + b, (N * P, c_out)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g):
+        D2 = _positions(g).reshape(-1, c_out)                   # output adjoint, (N * P, c_out)
+        gx = gw = gb = None
+        if weight.requires_grad:
+            hand_out_factors(weight, A, D2.reshape(n, -1, c_out))
+        if weight.requires_grad or (bias is not None and bias.requires_grad):
+            gw, gb = gemm.affine_gradients(A2, D2, bias is not None)   # sum_{n,p} D^T A (eq. 1), sum D
+            gw = gw.reshape(weight.shape) if weight.requires_grad else None
+        if x.requires_grad:
+            gx = unfold.fold_product(D2.reshape(n, -1, c_out), W2, window)   # fold(D W2)
+        return (gx, gw) if bias is None else (gx, gw, gb)
+
+    return result(_channels(y2, n, window.out_shape), parents, backward)
+
+
+def _conv_window(in_shape, kernel, stride, padding, dilation, d):
+    stride = as_tuple(stride, d, "stride", minimum=1)
+    dilation = as_tuple(dilation, d, "dilation", minimum=1)
+    pads = conv_padding(padding, kernel, stride, dilation)
     out_shape = output_shape(in_shape, kernel, stride, pads, dilation)
     if any(o < 1 for o in out_shape):
         effective = tuple(dl * (k - 1) + 1 for k, dl in zip(kernel, dilation))
         raise ValueError(f"conv{d}d: kernel (dilated size {effective}) is larger than the padded input "
                          f"(spatial size {in_shape}, padding {pads}); the output would be empty")
-    n, c_out = x.shape[0], weight.shape[0]
-    xd, w2 = x.data, weight.data.reshape(c_out, -1)
-    fan_in = w2.shape[1]
-    xp = x.xp
-    # The bias rides along in the GEMMs: a row of ones under the patches and the bias as an extra
-    # weight column give out = [W, b] [A; 1] and, in backward, [A; 1] D^T = [grad W^T; grad b]
-    # (no separate passes over the output for adding the bias and summing its gradient).
-    fused = bias is not None
-    col_aug = xp.empty((fan_in + fused, n * math.prod(out_shape)), dtype=xd.dtype)
-    col = im2col(xd, kernel, stride, pads, dilation, out_shape,
-                 out=col_aug[:fan_in].reshape((x.shape[1],) + tuple(kernel) + (n,) + tuple(out_shape)))
-    a2 = col.reshape(fan_in, -1)                               # (c_in*prod(k), N*P), a view
-    if fused:
-        col_aug[fan_in] = 1
-        out2 = xp.concatenate([w2, bias.data[:, None]], axis=1) @ col_aug   # (c_out, N*P): one GEMM
-    else:
-        out2 = w2 @ a2
-    parents = (x, weight) if bias is None else (x, weight, bias)
-
-    def backward(g):
-        d2 = channel_major(g)                                  # D as (c_out, N*P)
-        gx = gw = gb = None
-        want_b = fused and bias.requires_grad
-        if weight.requires_grad or want_b:
-            # this operand order is the faster GEMM; with the bias, its gradient is the last row
-            prod = threads.matmul_split_inner(col_aug if want_b else a2, d2.T)  # (fan_in [+ 1], c_out)
-            if weight.requires_grad:
-                gw = prod[:fan_in].T.reshape(weight.shape)
-                hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
-            if want_b:
-                gb = prod[fan_in].copy()
-        if x.requires_grad:
-            gx = col2im_of_product(w2.T, d2, n, x.shape[1], kernel, in_shape, out_shape, stride, pads, dilation)
-        return (gx, gw) if bias is None else (gx, gw, gb)
-
-    return result(from_channel_major(out2, n, out_shape), parents, backward)
+    return Window(tuple(kernel), stride, pads, dilation, tuple(in_shape), out_shape)
 
 
 def transpose_output_shape(in_shape, kernel, stride, padding, output_padding, dilation):
@@ -181,7 +151,7 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     """N-d transposed convolution (PyTorch's conv_transpose), d = weight.ndim - 2 in {1, 2, 3}.
 
     x (N, c_in, *S), weight (c_in, c_out, *k), bias (c_out,) or None. Hands out
-    A = x per input position (N, P_in, c_in) and D = im2col(output adjoint)
+    A = x per input position (N, P_in, c_in) and D = unfold(output adjoint)
     (N, P_in, c_out * prod(k)); ``weight.grad == gradient().T.reshape(weight.shape)``.
     """
     d = weight.ndim - 2
@@ -191,7 +161,34 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     if x.ndim == d + 1:  # unbatched (c_in, *S), as PyTorch allows
         return squeeze(conv_transpose(unsqueeze(x, 0), weight, bias, stride, padding, output_padding,
                                       groups, dilation), 0)
-    kernel = weight.shape[2:]
+    # the window of the convolution this one is the adjoint of: it slides over our output
+    window = _transpose_window(x.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation, d)
+    n, c_in = x.shape[0], weight.shape[0]
+    W2 = weight.data.reshape(c_in, -1)                          # (c_in, c_out * prod(k))
+    A2 = _positions(x.data).reshape(-1, c_in)                   # (N * P_in, c_in)
+    out = unfold.fold_product(A2.reshape(n, -1, c_in), W2, window)    # fold(A W2), (N, c_out, *out)
+    if bias is not None:
+        out = elementwise.add_channel_bias(out, bias.data)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g):
+        gx = gw = gb = None
+        if x.requires_grad or weight.requires_grad:
+            D = unfold.unfold(g, window)                        # (N, P_in, c_out * prod(k))
+            D2 = D.reshape(-1, W2.shape[1])
+            if weight.requires_grad:
+                hand_out_factors(weight, A2.reshape(n, -1, c_in), D)
+                gw = gemm.affine_gradients(A2, D2, False)[0].T.reshape(weight.shape)   # (sum D^T A)^T
+            if x.requires_grad:
+                gx = _channels(gemm.affine(D2, W2), n, x.shape[2:])             # D W2^T
+        if bias is not None and bias.requires_grad:
+            gb = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+        return (gx, gw) if bias is None else (gx, gw, gb)
+
+    return result(out, parents, backward)
+
+
+def _transpose_window(in_shape, kernel, stride, padding, output_padding, dilation, d):
     stride = as_tuple(stride, d, "stride", minimum=1)
     dilation = as_tuple(dilation, d, "dilation", minimum=1)
     if isinstance(padding, str):
@@ -201,38 +198,11 @@ def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, 
     if any(op >= max(s, dl) for op, s, dl in zip(output_padding, stride, dilation)):
         raise ValueError(f"conv_transpose{d}d: output_padding {output_padding} must be smaller than "
                          f"stride {stride} or dilation {dilation} in every dimension")
-    in_shape = x.shape[2:]
     out_shape = transpose_output_shape(in_shape, kernel, stride, pads, output_padding, dilation)
     if any(o < 1 for o in out_shape):
         raise ValueError(f"conv_transpose{d}d: padding {pads} is too large for input spatial size {in_shape} "
                          f"and kernel {kernel}; the output size would be {out_shape}")
-    n, c_in, c_out = x.shape[0], weight.shape[0], weight.shape[1]
-    w2 = weight.data.reshape(c_in, -1)                         # (c_in, c_out*prod(k))
-    a2 = channel_major(x.data)                                 # (c_in, N*P_in)
-    # (N, c_out, *out): col2im of the (c_out*prod(k), N*P_in) product, a view of a fresh buffer
-    out = col2im_of_product(w2.T, a2, n, c_out, kernel, out_shape, in_shape, stride, pads, dilation)
-    if bias is not None:
-        b = bias.data.reshape((c_out,) + (1,) * d)
-        if get_array_module(out) is np:
-            threads.elementwise(lambda o, bb: np.add(o, bb, out=o), out, b)
-        else:
-            out += b
-    parents = (x, weight) if bias is None else (x, weight, bias)
-
-    def backward(g):
-        gx = gw = gb = None
-        if x.requires_grad or weight.requires_grad:
-            d2 = im2col(g, kernel, stride, pads, dilation, in_shape).reshape(w2.shape[1], -1)  # (c_out*prod(k), N*P_in)
-            if weight.requires_grad:
-                gw = (d2 @ a2.T).T.reshape(weight.shape)
-                hand_out_factors(weight, _per_position(a2, n), _per_position(d2, n))
-            if x.requires_grad:
-                gx = from_channel_major(w2 @ d2, n, in_shape)
-        if bias is not None and bias.requires_grad:
-            gb = g.sum(axis=(0,) + tuple(range(2, g.ndim)))
-        return (gx, gw) if bias is None else (gx, gw, gb)
-
-    return result(out, parents, backward)
+    return Window(tuple(kernel), stride, pads, dilation, out_shape, tuple(in_shape))
 
 
 def _fixed_dim(fn, d, name):

@@ -1,12 +1,9 @@
 """Losses, fused for exact and cheap adjoints: MSE, cross entropy, BCE with logits."""
-import numpy as np
-
 from ._util import result
-from .. import autograd
-from ..kernels import threads
 from .elementwise import sigmoid_array
 from .reduction import log_softmax_array
 from .. import backend
+from ..kernels import elementwise, reductions
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -31,36 +28,23 @@ def _target_array(target, like):
     return backend.to_device(raw, like.device) if hasattr(raw, "shape") else like.xp.asarray(raw)
 
 
-def _difference(a, b):
-    """a - b for arrays of one shape and dtype, split over threads for large NumPy arrays."""
-    if threads.parts_for(a.nbytes, backend.get_array_module(a)) == 1:
-        return a - b
-    return threads.elementwise(lambda o, x, y: np.subtract(x, y, out=o), threads.empty_like_layout(a), a, b)
-
-
 def mse_loss(pred, target, reduction="mean"):
     """Mean squared error between ``pred`` and ``target`` (same shape)."""
     _check_reduction(reduction)
     t = _target_array(target, pred)
     if tuple(t.shape) != pred.shape:
         raise ValueError(f"mse_loss: prediction shape {pred.shape} and target shape {tuple(t.shape)} differ")
-    diff = _difference(pred.data, t.astype(pred.dtype, copy=False))
+    diff = elementwise.difference(pred.data, t.astype(pred.dtype, copy=False))
     if reduction == "none":
         out, scale = diff * diff, None
     else:
-        flat = diff.reshape(-1)
-        total = flat @ flat  # one pass, no squared temporary
+        total = reductions.sum_of_squares(diff)
         out, scale = (total / max(diff.size, 1), 1.0 / max(diff.size, 1)) if reduction == "mean" else (total, 1.0)
     target_grad = isinstance(target, Tensor) and target.requires_grad
 
     def backward(g):
-        # d/dpred of scale * sum(diff^2) = 2 scale diff: one pass with a 0-d factor
-        factor = g * (2 * scale) if scale is not None else g + g
-        if autograd.saved_arrays_are_disposable():
-            # diff is private to this closure, which runs only this once
-            gd = threads.elementwise(lambda o, f: backend.get_array_module(o).multiply(o, f, out=o), diff, factor)
-        else:
-            gd = diff * factor
+        # d/dpred of scale * sum(diff^2) = 2 scale diff (g a 0-d factor, or per element for 'none')
+        gd = elementwise.scale(diff, g * (2 * scale)) if scale is not None else diff * (g + g)
         return (gd, -gd if target_grad else None)
 
     parents = (pred, target) if isinstance(target, Tensor) else (pred,)
@@ -106,8 +90,7 @@ def cross_entropy(logits, target, reduction="mean"):
     out, scale = _reduce(nll, reduction)
 
     def backward(g):
-        # softmax; logp is private to this closure, so a last call may overwrite it
-        grad = xp.exp(logp, out=logp) if autograd.saved_arrays_are_disposable() else xp.exp(logp)
+        grad = xp.exp(logp)  # softmax
         if grad.ndim == 2:
             grad[rows, t] -= 1  # (row, class) pairs are distinct: plain fancy assignment
         else:

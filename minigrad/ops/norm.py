@@ -5,16 +5,16 @@ import numpy as np
 
 from ._util import result, scatter_add
 from .. import backend
-from ..kernels import threads
-
-# LayerNorm on the CPU works on blocks of rows of at most about this many elements (they stay in
-# cache across the passes; much smaller blocks cost more in per-call overhead than they save),
-# as many blocks as a multiple of minigrad's threads, which split them.
-_LN_BLOCK_ELEMENTS = 1 << 16
+from ..kernels.normalization import layer_norm_rows, layer_norm_rows_backward
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """Normalize over the trailing ``normalized_shape`` axes, then scale and shift (fused adjoint)."""
+    """Normalize over the trailing ``normalized_shape`` axes, then scale and shift:
+    y = xhat w + b with xhat = (x - mean) / sqrt(var + eps) per row of width prod(normalized_shape).
+
+    Backward (Ba et al. 2016), per row with gxhat = g w: gx = (gxhat - mean(gxhat)
+    - xhat mean(gxhat xhat)) / sqrt(var + eps); gw = sum g xhat; gb = sum g.
+    """
     normalized_shape = tuple(normalized_shape)
     k = len(normalized_shape)
     if k == 0 or x.shape[-k:] != normalized_shape:
@@ -22,121 +22,23 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != normalized_shape:
             raise ValueError(f"layer_norm {name} must have shape {normalized_shape}, got {p.shape}")
-    xp = x.xp
-    if xp is np:
-        return _layer_norm_cpu(x, normalized_shape, weight, bias, eps)
-    xd = x.data
-    axes = tuple(range(xd.ndim - k, xd.ndim))
-    mu = xd.mean(axis=axes, keepdims=True)
-    xc = xd - mu
-    var = (xc * xc).mean(axis=axes, keepdims=True)
-    rstd = 1 / xp.sqrt(var + xd.dtype.type(eps))
-    xhat = xc * rstd
-    out = xhat
-    wd = weight.data if weight is not None else None
-    if weight is not None:
-        out = out * wd
-    if bias is not None:
-        out = out + bias.data
-    lead = tuple(range(xd.ndim - k))
-    parents = tuple(t for t in (x, weight, bias) if t is not None)
-
-    def backward(g):
-        gx = gw = gb = None
-        gxhat = g * wd if wd is not None else g
-        if x.requires_grad:
-            mean_g = gxhat.mean(axis=axes, keepdims=True)
-            mean_gx = (gxhat * xhat).mean(axis=axes, keepdims=True)
-            gx = rstd * (gxhat - mean_g - xhat * mean_gx)
-        if weight is not None and weight.requires_grad:
-            gw = (g * xhat).sum(axis=lead)
-        if bias is not None and bias.requires_grad:
-            gb = g.sum(axis=lead)
-        grads = [gx]
-        if weight is not None:
-            grads.append(gw)
-        if bias is not None:
-            grads.append(gb)
-        return tuple(grads)
-
-    return result(out, parents, backward)
-
-
-def _layer_norm_cpu(x, normalized_shape, weight, bias, eps):
-    """layer_norm on NumPy data: row means as BLAS matrix-vector products, blocks of rows over threads."""
-    xd = x.data
     width = math.prod(normalized_shape)
-    x2 = np.ascontiguousarray(xd).reshape(-1, width)
-    rows, dt = x2.shape[0], x2.dtype
-    wd = weight.data.reshape(width) if weight is not None else None
-    bd = bias.data.reshape(width) if bias is not None else None
-    inv_width = np.full(width, 1.0 / width, dtype=dt)
-    eps = dt.type(eps)
-    parts = threads.parts_for(x2.nbytes)
-    count = -(-x2.size // _LN_BLOCK_ELEMENTS)
-    count = max(1, min(rows, -(-count // parts) * parts))
-    step = -(-rows // count)
-    blocks = [slice(a, min(rows, a + step)) for a in range(0, rows, step)]
-    xhat = np.empty_like(x2)
-    rstd = np.empty((rows, 1), dt)
-    out = np.empty_like(x2)
-
-    def forward(sl):
-        xs, xh = x2[sl], xhat[sl]
-        np.subtract(xs, (xs @ inv_width)[:, None], out=xh)          # x - mean
-        var = np.square(xh, out=out[sl]) @ inv_width                   # out[sl] as scratch
-        var += eps
-        np.sqrt(var, out=var)
-        np.divide(1, var[:, None], out=rstd[sl])
-        xh *= rstd[sl]
-        if wd is not None:
-            np.multiply(xh, wd, out=out[sl])
-        else:
-            out[sl] = xh
-        if bd is not None:
-            out[sl] += bd
-
-    threads.run_blocks(forward, blocks, x2.nbytes)
+    w = weight.data.reshape(width) if weight is not None else None
+    b = bias.data.reshape(width) if bias is not None else None
+    out, xhat, rstd = layer_norm_rows(x.data.reshape(-1, width), w, b, eps)
     parents = tuple(t for t in (x, weight, bias) if t is not None)
 
     def backward(g):
-        g2 = np.ascontiguousarray(g, dtype=dt).reshape(-1, width)
-        want_x = x.requires_grad
-        want_w = weight is not None and weight.requires_grad
-        want_b = bias is not None and bias.requires_grad
-        gx = np.empty_like(x2) if want_x else None
-        # per-block column sums of g * xhat and g (for the weight and bias), added up at the end
-        gw_parts = np.zeros((len(blocks), width), dt) if want_w else None
-        gb_parts = np.zeros((len(blocks), width), dt) if want_b else None
-        ones = np.ones(step, dt)
-
-        def work(i):
-            sl = blocks[i]
-            gs, xh = g2[sl], xhat[sl]
-            ones_rows = ones[:gs.shape[0]]
-            if want_b:
-                gb_parts[i] = ones_rows @ gs
-            if want_w:
-                gw_parts[i] = ones_rows @ (gs * xh)
-            if want_x:
-                gxh = gs * wd if wd is not None else gs.copy()
-                mean_g = gxh @ inv_width
-                mean_gx = np.multiply(gxh, xh, out=gx[sl]) @ inv_width    # gx[sl] as scratch
-                # rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat))
-                gxh -= mean_g[:, None]
-                np.multiply(xh, mean_gx[:, None], out=gx[sl])
-                np.subtract(gxh, gx[sl], out=gx[sl])
-                gx[sl] *= rstd[sl]
-
-        threads.run_blocks(work, range(len(blocks)), x2.nbytes)
-        grads = [gx.reshape(xd.shape) if want_x else None]
-        if weight is not None:
-            grads.append(gw_parts.sum(axis=0).reshape(normalized_shape) if want_w else None)
-        if bias is not None:
-            grads.append(gb_parts.sum(axis=0).reshape(normalized_shape) if want_b else None)
+        gx, gw, gb = layer_norm_rows_backward(g.reshape(-1, width), xhat, rstd, w, x.requires_grad,
+                                              weight is not None and weight.requires_grad,
+                                              bias is not None and bias.requires_grad)
+        grads = [gx.reshape(x.shape) if gx is not None else None]
+        for p, gp in ((weight, gw), (bias, gb)):
+            if p is not None:
+                grads.append(gp.reshape(normalized_shape) if gp is not None else None)
         return tuple(grads)
 
-    return result(out.reshape(xd.shape), parents, backward)
+    return result(out.reshape(x.shape), parents, backward)
 
 
 def dropout(x, p, training, generator):

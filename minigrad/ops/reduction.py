@@ -1,8 +1,7 @@
 """Reductions over axes (sum, mean, max, min, var), softmax / log_softmax and logsumexp."""
-import numpy as np
-
 from ._util import normalize_axis, result
 from ..backend import get_array_module
+from ..kernels.reductions import max_keepdims, sum_keepdims
 
 
 def _expand(g, axes, keepdims):
@@ -80,31 +79,6 @@ def var(a, axis=None, keepdims=False, ddof=0):
     scale = 2.0 / (count - ddof)
     # d/dx sum((x - mu)^2) = 2 (x - mu): the mean's own derivative cancels since sum(x - mu) = 0
     return result(out, (a,), lambda g: (_expand(g * scale, axes, keepdims) * centered,))
-
-
-# NumPy reduces short contiguous axes slowly (per-row loop overhead): for a class axis
-# of at most this many entries, row maxima run on a transposed copy and row sums through BLAS.
-_SHORT_AXIS = 32
-
-
-def _is_short_last_axis(x, axis):
-    return (isinstance(x, np.ndarray) and x.ndim >= 2 and axis in (-1, x.ndim - 1)
-            and x.shape[-1] <= _SHORT_AXIS and x.flags.c_contiguous)
-
-
-def max_keepdims(x, axis):
-    """``x.max(axis, keepdims=True)``, fast for short last axes (softmax over a few classes)."""
-    if not _is_short_last_axis(x, axis):
-        return x.max(axis=axis, keepdims=True)
-    # classes first, contiguous: the max then runs over whole rows of memory
-    return np.ascontiguousarray(np.moveaxis(x, -1, 0)).max(axis=0)[..., None]
-
-
-def sum_keepdims(x, axis):
-    """``x.sum(axis, keepdims=True)``, fast for short last axes (one BLAS matrix-vector product)."""
-    if not _is_short_last_axis(x, axis):
-        return x.sum(axis=axis, keepdims=True)
-    return (x @ np.ones(x.shape[-1], dtype=x.dtype))[..., None]
 
 
 def softmax_array(x, axis=-1):

@@ -74,8 +74,8 @@ def _raw_index(index, xp):
     def raw(i):
         if isinstance(i, Tensor):
             i = i.data
-        if isinstance(i, list) or (xp is not np and isinstance(i, np.ndarray)):
-            i = xp.asarray(i)
+        if isinstance(i, (list, np.ndarray)):
+            i = xp.asarray(i)  # (a NumPy index array stays itself on NumPy)
         return i
 
     if isinstance(index, tuple):

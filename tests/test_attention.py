@@ -8,6 +8,8 @@ from minigrad.nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from minigrad.ops import attention as att
 from tests.conftest import require_torch
 
+pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
+
 TOL = {np.float64: 1e-10, np.float32: 2e-4}
 
 
@@ -153,22 +155,22 @@ def test_packed_and_split_head_ops_gradcheck(rng):
     assert mg.gradcheck(lambda q, k, v: att.multi_head_attention(q, k, v, heads, key_padding_mask=mask), q, k, v)
 
 
-def test_threads_give_the_same_result(rng):
+def test_threads_give_the_same_result(rng, monkeypatch):
+    from minigrad.kernels import attention as fast_attention
+
     qkv = mg.tensor(rng.standard_normal((6, 40, 12)), dtype=np.float32, requires_grad=True)
     out = att.packed_self_attention(qkv, 2)
     out.backward(np.ones(out.shape, np.float32))
     expected_out, expected_grad = out.numpy(), qkv.grad.copy()
-    previous = att.get_num_threads()
-    old_chunk = att._CHUNK_BYTES
+    previous = mg.get_num_threads()
+    monkeypatch.setattr(fast_attention, "CHUNK_BYTES", 1)  # one sample per chunk: several chunks for the workers
     try:
-        att.set_num_threads(2)
-        att._CHUNK_BYTES = 1  # one sample per chunk: several chunks for the workers
+        mg.set_num_threads(2)
         qkv.grad = None
         out = att.packed_self_attention(qkv, 2)
         out.backward(np.ones(out.shape, np.float32))
     finally:
-        att.set_num_threads(previous)
-        att._CHUNK_BYTES = old_chunk
+        mg.set_num_threads(previous)
     close(out.numpy(), expected_out, 1e-6, "output")
     close(qkv.grad, expected_grad, 1e-6, "grad")
 
@@ -466,5 +468,3 @@ def test_bad_op_arguments_are_refused(rng):
         att.packed_self_attention(mg.tensor(rng.standard_normal((2, 3, 8))), 2)
     with pytest.raises(ValueError, match="divisible"):
         att.multi_head_attention(*(mg.tensor(rng.standard_normal((2, 3, 6))),) * 3, num_heads=4)
-    with pytest.raises(ValueError, match="positive integer"):
-        att.set_num_threads(0)

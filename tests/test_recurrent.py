@@ -8,6 +8,8 @@ from minigrad.nn.recurrent import LSTM, RNN
 from minigrad.ops import recurrent as R
 from tests.conftest import require_torch
 
+pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
+
 KINDS = ["tanh", "relu", "lstm"]
 TOL = {np.float64: dict(rtol=1e-9, atol=1e-11), np.float32: dict(rtol=1e-4, atol=2e-5)}
 

@@ -44,22 +44,22 @@ def attend(q, k, v, keep=None, drop=None, wanted=(True, True, True)):
     """
     xp = get_array_module(q)
     scale = 1 / math.sqrt(q.shape[-1])
-    s = (q @ k.swapaxes(-1, -2)) * scale
+    s = (q @ k.swapaxes(-1, -2)) * scale                     # S = q k^T / sqrt(d)
     if keep is not None:
         s = xp.where(keep[:, None, None, :] > 0, s, -xp.inf)
-    p = xp.exp(s - s.max(axis=-1, keepdims=True))
+    p = xp.exp(s - s.max(axis=-1, keepdims=True))           # softmax; the row max keeps exp finite
     p /= p.sum(axis=-1, keepdims=True)
-    p_kept = p if drop is None else p * drop
+    p_kept = p if drop is None else p * drop                 # P~ = P * M
     out = p_kept @ v
 
     def backward(g_out=None, g_weights=None):
-        dp_kept, dv = g_weights, None
+        dp_kept, dv = g_weights, None                        # dP~
         if g_out is not None:
             dp_out = g_out @ v.swapaxes(-1, -2)
             dp_kept = dp_out if dp_kept is None else dp_kept + dp_out
             dv = p_kept.swapaxes(-1, -2) @ g_out
         dp = dp_kept if drop is None else dp_kept * drop
-        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))  # softmax backward
         return (ds @ k) * scale, (ds.swapaxes(-1, -2) @ q) * scale, dv
 
     return out, (lambda: p_kept), backward

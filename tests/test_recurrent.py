@@ -468,7 +468,8 @@ def test_fast_cells_agree_with_reference(kind, dtype, with_outputs):
     g_out = rng.standard_normal((T, N, H)).astype(dtype) if with_outputs else None
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     if kind == "lstm":
-        ref, fast = R.lstm_forward_steps.reference(xw, w_hh, h0, c0), R.lstm_forward_steps.fast_version(xw, w_hh, h0, c0)
+        forward = R.lstm_forward_steps
+        ref, fast = forward.reference(xw, w_hh, h0, c0), forward.fast_version(xw, w_hh, h0, c0)
         backward = R.lstm_backward_steps
         ref_back = backward.reference(*ref, w_hh, g_out, g_hn, g_cn)
         fast_back = (backward.fast_version or backward.reference)(*fast, w_hh, g_out, g_hn, g_cn)

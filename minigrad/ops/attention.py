@@ -47,8 +47,8 @@ def attend(q, k, v, keep=None, drop=None, wanted=(True, True, True)):
     s = (q @ k.swapaxes(-1, -2)) * scale                     # S = q k^T / sqrt(d)
     if keep is not None:
         s = xp.where(keep[:, None, None, :] > 0, s, -xp.inf)
-    p = xp.exp(s - s.max(axis=-1, keepdims=True))           # softmax; the row max keeps exp finite
-    p /= p.sum(axis=-1, keepdims=True)
+    e = xp.exp(s - s.max(axis=-1, keepdims=True))           # softmax; the row max keeps exp finite
+    p = e / e.sum(axis=-1, keepdims=True)
     p_kept = p if drop is None else p * drop                 # P~ = P * M
     out = p_kept @ v
 

@@ -8,6 +8,8 @@ from minigrad.nn.recurrent import LSTM, RNN
 from minigrad.ops import recurrent as R
 from tests.conftest import require_torch
 
+pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
+
 KINDS = ["tanh", "relu", "lstm"]
 TOL = {np.float64: dict(rtol=1e-9, atol=1e-11), np.float32: dict(rtol=1e-4, atol=2e-5)}
 
@@ -450,3 +452,49 @@ def test_unrolled_and_fused_rnn_hand_out_the_same_factors_per_position():
         for a, b in zip(caught[0][name], caught[1][name]):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, atol=1e-12, err_msg=name)
+
+
+# ------------------------------------------------------------------ kernels: fast against reference
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("with_outputs", [True, False])
+def test_fast_cells_agree_with_reference(kind, dtype, with_outputs):
+    rng = np.random.default_rng(1)
+    T, N, H = 7, 3, 5
+    width = 4 * H if kind == "lstm" else H
+    xw = rng.standard_normal((T, N, width)).astype(dtype)
+    w_hh = (rng.standard_normal((width, H)) / np.sqrt(H)).astype(dtype)
+    h0, c0, g_hn, g_cn = (rng.standard_normal((N, H)).astype(dtype) for _ in range(4))
+    g_out = rng.standard_normal((T, N, H)).astype(dtype) if with_outputs else None
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    if kind == "lstm":
+        forward = R.lstm_forward_steps
+        ref, fast = forward.reference(xw, w_hh, h0, c0), forward.fast_version(xw, w_hh, h0, c0)
+        backward = R.lstm_backward_steps
+        ref_back = backward.reference(*ref, w_hh, g_out, g_hn, g_cn)
+        fast_back = (backward.fast_version or backward.reference)(*fast, w_hh, g_out, g_hn, g_cn)
+    else:
+        ref, fast = (f(xw, w_hh, h0, kind) for f in (R.rnn_forward_steps.reference, R.rnn_forward_steps.fast_version))
+        ref_back = R.rnn_backward_steps.reference(ref, w_hh, g_out, g_hn, kind)
+        fast_back = R.rnn_backward_steps.fast_version(fast, w_hh, g_out, g_hn, kind)
+        ref, fast = (ref,), (fast,)
+    for got, want in zip(fast + fast_back, ref + ref_back):
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_allclose(got, want, **tol)
+
+
+def test_reference_path_runs_no_fast_recurrent_kernel(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fast kernel ran under use_kernels('reference')")
+
+    for k in (R.rnn_forward_steps, R.rnn_backward_steps, R.lstm_forward_steps, R.lstm_backward_steps):
+        monkeypatch.setattr(k, "fast_version", refuse)
+    rng = np.random.default_rng(2)
+    x = mg.tensor(rng.standard_normal((2, 4, 3)), dtype=np.float64, requires_grad=True)
+    for module in (RNN(3, 5, dtype=np.float64), LSTM(3, 5, num_layers=2, dtype=np.float64)):
+        with mg.use_kernels("reference"):
+            out, _ = module(x)
+            out.sum().backward()
+        with pytest.raises(AssertionError, match="fast kernel ran"), mg.use_kernels("fast"):
+            module(x)
+    assert x.grad is not None

@@ -4,7 +4,7 @@ import numpy as np
 from . import init
 from .linear import Linear
 from .module import Module, new_parameter
-from ..ops.attention import linear_block, multi_head_attention, packed_self_attention
+from ..ops.attention import multi_head_attention, packed_self_attention
 from ..ops.linear import linear
 from ..tensor import Tensor
 
@@ -17,9 +17,11 @@ class MultiheadAttention(Module):
 
     Factors of ``in_proj_weight`` are per token (P = L). Self-attention (query, key and value
     the same tensor) uses one linear with the packed weight: A = tokens (N, L, E), D (N, L, 3E).
-    With distinct inputs the three blocks are separate uses of the weight, each handing out
-    A = its input and D = its adjoint zero-padded to 3E; ``capture_factors`` joins the uses
-    along P (P = Lq + 2 Lk), so that einsum("npo,npi->oi", D, A) still equals the gradient.
+    With distinct inputs each is projected by the whole packed weight and keeps its block (q, k
+    or v; three times the projection's work, for the sake of one plain linear op), so each use
+    hands out A = its input and D = its block's adjoint zero-padded to 3E; ``capture_factors``
+    joins the uses along P (P = Lq + 2 Lk), so that einsum("npo,npi->oi", D, A) still equals the
+    gradient.
     """
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=True, device=None, dtype=None,
@@ -81,7 +83,8 @@ class MultiheadAttention(Module):
         if self_attention:
             result = packed_self_attention(linear(query, w, b), self.num_heads, **options)
         else:
-            q, k, v = (linear_block(x, w, b, j * e, (j + 1) * e) for j, x in enumerate((query, key, value)))
+            # block j of the packed projection of each input: its adjoint is D zero-padded to 3E
+            q, k, v = (linear(x, w, b)[..., j * e:(j + 1) * e] for j, x in enumerate((query, key, value)))
             result = multi_head_attention(q, k, v, self.num_heads, **options)
         context, weights = result if need_weights else (result, None)
         out = self.out_proj(context)

@@ -1,33 +1,135 @@
-"""Fused recurrent layers: Elman RNN (tanh or relu) and LSTM, one op per layer.
+"""Recurrent layers as one op each: Elman RNN (tanh or relu) and LSTM (PyTorch's equations).
 
-Forward loops over time steps on arrays; backward is hand-written
-backpropagation through time inside one closure (no graph node per step), so a
-sequence of T = 1000 steps costs one node and no recursion.
+Forward loops over the T time steps; backward is backpropagation through time written
+by hand inside one closure, so a sequence of T = 1000 steps costs one graph node and no
+recursion. The cells (``rnn_forward_steps`` / ``rnn_backward_steps``, ``lstm_forward_steps`` /
+``lstm_backward_steps``) are the maths step by step, forward and backward side by side;
+``minigrad/kernels/recurrent.py`` holds their fast versions (buffers reused per step, one
+tanh for all four LSTM gates).
 
-Cost layout: x W_ih^T for all steps is one GEMM before the loop, each step does
-only the h_{t-1} W_hh^T GEMM, and backward stacks the per-step adjoints D_t so
-that grad W_hh, grad W_ih and grad x are one GEMM each after the loop.
+Outside the loop, over all steps at once (time-major (T, N, features) arrays):
+    input products   XW_t = x_t W_ih^T + b_ih + b_hh
+    weight gradients grad W_ih = sum_t D_t^T x_t,   grad W_hh = sum_t D_t^T h_{t-1}
+    input gradient   dx_t = D_t W_ih,   bias gradients sum_t sum_n D_t
+with D_t = dLoss/d(pre-activation at step t), (N, H) for the RNN and (N, 4H) for the
+LSTM in PyTorch's gate order i, f, g, o.
 
 Factors (paper eq. 1, tied over the time axis P = T):
-    weight_ih: A_t = x_t        (N, T, input_size)
-    weight_hh: A_t = h_{t-1}    (N, T, H), h_{-1} the initial state
-    D_t = dLoss/d(pre-activation at step t), (N, T, H) for the RNN and
-          (N, T, 4H) for the LSTM in PyTorch's gate order i, f, g, o,
-so that einsum("npo,npi->oi", D, A) is each weight's gradient and D[:, t], A[:, t]
-give step t's share.
-
-Both ops work on time-major arrays (T, N, features) inside; ``batch_first``
-only says how the input is laid out and the outputs are returned (as views).
+    weight_ih: A_t = x_t (N, T, input_size),   weight_hh: A_t = h_{t-1} (N, T, H),
+    D as above, (N, T, H) or (N, T, 4H); h_{-1} is the initial state.
 """
 from .. import autograd
 from ..backend import get_array_module
+from ..factors import hand_out_factors
+from ..kernels import gemm
+from ..kernels import recurrent as fast_cells
+from ..kernels.dispatch import kernel
 from ..tensor import Tensor
 from ._util import result
-from .linear import hand_out_factors
 
 NONLINEARITIES = ("tanh", "relu")
 
 
+# ---------------------------------------------------------------------------------- the cells
+@kernel
+def rnn_forward_steps(xw, w_hh, h0, nonlinearity):
+    """Elman recurrence h_t = act(XW_t + h_{t-1} W_hh^T) over XW (T, N, H) from h0 (N, H).
+
+    Returns hs (T + 1, N, H): hs[0] = h0 and hs[t + 1] = h_t.
+    """
+    xp = get_array_module(xw)
+    act = xp.tanh if nonlinearity == "tanh" else (lambda z: xp.maximum(z, 0))
+    hs = xp.empty((len(xw) + 1,) + h0.shape, dtype=xw.dtype)
+    hs[0] = h0
+    for t in range(len(xw)):
+        hs[t + 1] = act(xw[t] + hs[t] @ w_hh.T)
+    return hs
+
+
+@kernel
+def rnn_backward_steps(hs, w_hh, g_out, g_hn, nonlinearity):
+    """Backpropagation through ``rnn_forward_steps``: D_t = dLoss/dz_t for t = T-1, ..., 0.
+
+    ``g_out`` (T, N, H): adjoints of every h_t (or None); ``g_hn`` (N, H): of the last (or None).
+    Returns (D (T, N, H), adjoint of h0).
+    """
+    xp = get_array_module(hs)
+    h = hs[1:]
+    act_grad = 1 - h * h if nonlinearity == "tanh" else (h > 0).astype(h.dtype)  # d h_t / d z_t
+    D = xp.empty_like(h)
+    dh = xp.zeros_like(hs[0]) if g_hn is None else g_hn
+    for t in reversed(range(len(h))):
+        if g_out is not None:
+            dh = dh + g_out[t]                              # h_t feeds the output and step t + 1
+        D[t] = dh * act_grad[t]
+        dh = D[t] @ w_hh                                    # adjoint of h_{t-1}
+    return D, dh
+
+
+@kernel
+def lstm_forward_steps(xw, w_hh, h0, c0):
+    """LSTM recurrence over XW (T, N, 4H) from h0, c0 (N, H), gate order i, f, g, o:
+
+        i, f, g, o = sigma, sigma, tanh, sigma of (XW_t + h_{t-1} W_hh^T)
+        c_t = f * c_{t-1} + i * g,     h_t = o * tanh(c_t)
+
+    Returns gates (T, N, 4H) (i, f, g, o side by side), hs and cs (T + 1, N, H) with
+    hs[0] = h0, hs[t + 1] = h_t, and likewise for c.
+    """
+    xp = get_array_module(xw)
+    H = w_hh.shape[1]
+
+    def sigmoid(z):
+        return (1 + xp.tanh(z / 2)) / 2                     # = 1 / (1 + exp(-z)), never overflows
+
+    gates = xp.empty_like(xw)
+    hs = xp.empty((len(xw) + 1,) + h0.shape, dtype=xw.dtype)
+    cs = xp.empty_like(hs)
+    hs[0], cs[0] = h0, c0
+    for t in range(len(xw)):
+        z = xw[t] + hs[t] @ w_hh.T
+        i, f, g, o = sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), xp.tanh(z[:, 2 * H:3 * H]), sigmoid(z[:, 3 * H:])
+        cs[t + 1] = f * cs[t] + i * g
+        hs[t + 1] = o * xp.tanh(cs[t + 1])
+        gates[t] = xp.concatenate([i, f, g, o], axis=1)
+    return gates, hs, cs
+
+
+@kernel
+def lstm_backward_steps(gates, hs, cs, w_hh, g_out, g_hn, g_cn):
+    """Backpropagation through ``lstm_forward_steps``: D_t = dLoss/dz_t (N, 4H) for t = T-1, ..., 0.
+
+    ``g_out`` (T, N, H) or None, ``g_hn`` and ``g_cn`` (N, H) or None: adjoints of the outputs.
+    Returns (D (T, N, 4H), adjoint of h0, adjoint of c0).
+    """
+    xp = get_array_module(gates)
+    H = hs.shape[2]
+    D = xp.empty_like(gates)
+    dh = xp.zeros_like(hs[0]) if g_hn is None else g_hn
+    dc = xp.zeros_like(cs[0]) if g_cn is None else g_cn
+    for t in reversed(range(len(gates))):
+        i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
+        if g_out is not None:
+            dh = dh + g_out[t]
+        tanh_c = xp.tanh(cs[t + 1])
+        dc = dc + dh * o * (1 - tanh_c * tanh_c)            # c_t feeds h_t and c_{t+1}
+        D[t] = xp.concatenate([dc * g * i * (1 - i),          # d/d z_i   (sigma' = sigma (1 - sigma))
+                               dc * cs[t] * f * (1 - f),      # d/d z_f
+                               dc * i * (1 - g * g),          # d/d z_g   (tanh' = 1 - tanh^2)
+                               dh * tanh_c * o * (1 - o)],    # d/d z_o
+                              axis=1)
+        dc = dc * f                                          # adjoint of c_{t-1}
+        dh = D[t] @ w_hh                                     # adjoint of h_{t-1}
+    return D, dh, dc
+
+
+rnn_forward_steps.fast(fast_cells.rnn_forward_steps)
+rnn_backward_steps.fast(fast_cells.rnn_backward_steps)
+lstm_forward_steps.fast(fast_cells.lstm_forward_steps)
+# lstm_backward_steps has no fast version: the reference loop is as fast as any tried (see kernels/recurrent.py)
+
+
+# ------------------------------------------------------------------------------------ the ops
 def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh", batch_first=True):
     """One Elman RNN layer: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
 
@@ -39,57 +141,22 @@ def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="t
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
     hidden = _check_layer(x, weight_ih, weight_hh, bias_ih, bias_hh, gates=1, batch_first=batch_first)
     _check_state(h0, "h0", x, hidden, batch_first)
-    xp = x.xp
-    xs = _time_major(x.data, batch_first)                    # (T, N, I), contiguous
-    T, N, _ = xs.shape
-    w_ih, w_hh = weight_ih.data, weight_hh.data
-    dtype = w_ih.dtype
-    relu = nonlinearity == "relu"
-
-    # pre-activations of the input side for all steps at once: one GEMM
-    xw = (xs.reshape(T * N, -1) @ w_ih.T).reshape(T, N, hidden)
-    bias = _summed_bias(bias_ih, bias_hh)
-    if bias is not None:
-        xw += bias
-    # hs[0] = h_{-1}, hs[t + 1] = h_t: outputs and the A factor of W_hh are both views of it
-    hs = xp.empty((T + 1, N, hidden), dtype=dtype)
-    hs[0] = 0 if h0 is None else h0.data
-    w_hh_t = xp.ascontiguousarray(w_hh.T)                   # BLAS is faster on it than on a view
-    z = xp.empty((N, hidden), dtype=dtype)
-    for t in range(T):
-        xp.matmul(hs[t], w_hh_t, out=z)
-        z += xw[t]
-        if relu:
-            xp.maximum(z, 0, out=hs[t + 1])
-        else:
-            xp.tanh(z, out=hs[t + 1])
-    del xw, z
+    xs = _time_major(x.data, batch_first)
+    w_hh = weight_hh.data
+    hs = rnn_forward_steps(_input_products(xs, weight_ih, bias_ih, bias_hh), w_hh,
+                           _initial_state(h0, xs, hidden), nonlinearity)
 
     def backward(adjoints):
         g_out, g_hn = adjoints
-        h = hs[1:]
-        # d act / d z for all steps at once (tanh' = 1 - h^2, relu' = [h > 0])
-        deriv = (h > 0).astype(dtype) if relu else 1 - h * h
-        g_seq = None if g_out is None else _swap_time_and_batch(g_out, batch_first)
-        D = xp.empty((T, N, hidden), dtype=dtype)
-        dh = _state_adjoint(g_hn, (N, hidden), xp, dtype)
-        for t in range(T - 1, -1, -1):
-            if g_seq is not None:
-                dh += g_seq[t]
-            xp.multiply(dh, deriv[t], out=D[t])
-            xp.matmul(D[t], w_hh, out=dh)                   # adjoint of h_{t-1}
-        del deriv
-        return _finish_backward(D, xs, hs[:-1], dh, w_ih, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
+        D, dh0 = rnn_backward_steps(hs, w_hh, _time_major_view(g_out, batch_first), g_hn, nonlinearity)
+        return _gradients(D, xs, hs[:-1], dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
 
-    output = _swap_time_and_batch(hs[1:], batch_first)
-    return _multi_result((output, hs[T]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh), backward)
+    output = _time_major_view(hs[1:], batch_first)
+    return _multi_result((output, hs[-1]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh), backward)
 
 
 def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_first=True):
-    """One LSTM layer with PyTorch's equations and gate order (i, f, g, o).
-
-        i, f, g, o = sigma, sigma, tanh, sigma of (x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)
-        c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
+    """One LSTM layer with PyTorch's equations and gate order (i, f, g, o) (see ``lstm_forward_steps``).
 
     ``x``: (N, T, input_size) if ``batch_first`` else (T, N, input_size);
     ``h0``, ``c0``: (N, H) or None (zeros). Returns ``(output, h_n, c_n)``.
@@ -97,112 +164,50 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
     hidden = _check_layer(x, weight_ih, weight_hh, bias_ih, bias_hh, gates=4, batch_first=batch_first)
     _check_state(h0, "h0", x, hidden, batch_first)
     _check_state(c0, "c0", x, hidden, batch_first)
-    xp = x.xp
     xs = _time_major(x.data, batch_first)
-    T, N, _ = xs.shape
-    H = hidden
-    w_ih, w_hh = weight_ih.data, weight_hh.data
-    dtype = w_ih.dtype
-
-    # sigma(z) = (1 + tanh(z / 2)) / 2: halving the sigmoid gates' rows of the weights and
-    # biases (exact, a power of two) lets one tanh call activate all four gates per step.
-    half = xp.ones(4 * H, dtype=dtype)
-    half[:2 * H] = 0.5
-    half[3 * H:] = 0.5
-    shift = 1 - half                                          # 0.5 on sigmoid gates, 0 on g
-    xw = (xs.reshape(T * N, -1) @ (w_ih * half[:, None]).T).reshape(T, N, 4 * H)
-    bias = _summed_bias(bias_ih, bias_hh)
-    if bias is not None:
-        xw += bias * half
-    w_hh_half_t = xp.ascontiguousarray((w_hh * half[:, None]).T)
-
-    gates = xp.empty((T, N, 4 * H), dtype=dtype)              # activated i, f, g, o per step
-    hs = xp.empty((T + 1, N, H), dtype=dtype)                 # hs[t + 1] = h_t, hs[0] = h_{-1}
-    cs = xp.empty((T + 1, N, H), dtype=dtype)                 # cs[t + 1] = c_t, cs[0] = c_{-1}
-    tanh_c = xp.empty((T, N, H), dtype=dtype)
-    hs[0] = 0 if h0 is None else h0.data
-    cs[0] = 0 if c0 is None else c0.data
-    ig = xp.empty((N, H), dtype=dtype)
-    for t in range(T):
-        a = gates[t]
-        xp.matmul(hs[t], w_hh_half_t, out=a)
-        a += xw[t]
-        xp.tanh(a, out=a)
-        a *= half
-        a += shift
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        xp.multiply(f, cs[t], out=cs[t + 1])
-        xp.multiply(i, g, out=ig)
-        cs[t + 1] += ig
-        xp.tanh(cs[t + 1], out=tanh_c[t])
-        xp.multiply(o, tanh_c[t], out=hs[t + 1])
-    del xw, ig
+    w_hh = weight_hh.data
+    gates, hs, cs = lstm_forward_steps(_input_products(xs, weight_ih, bias_ih, bias_hh), w_hh,
+                                       _initial_state(h0, xs, hidden), _initial_state(c0, xs, hidden))
 
     def backward(adjoints):
         g_out, g_hn, g_cn = adjoints
-        # Everything that does not depend on the carried adjoints, for all steps at once:
-        # partner[t] = (g, c_{t-1}, i, tanh c_t) * (the gate's activation derivative), so that
-        # D_t = (dc, dc, dc, dh) * partner[t] in gate order i, f, g, o.
-        i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
-        partner = xp.empty((T, N, 4, H), dtype=dtype)
-        xp.multiply(g, i * (1 - i), out=partner[:, :, 0])
-        xp.multiply(cs[:-1], f * (1 - f), out=partner[:, :, 1])
-        xp.multiply(i, 1 - g * g, out=partner[:, :, 2])
-        xp.multiply(tanh_c, o * (1 - o), out=partner[:, :, 3])
-        o_dtanh = o * (1 - tanh_c * tanh_c)                   # dh_t -> dc_t
-        g_seq = None if g_out is None else _swap_time_and_batch(g_out, batch_first)
+        D, dh0, dc0 = lstm_backward_steps(gates, hs, cs, w_hh, _time_major_view(g_out, batch_first), g_hn, g_cn)
+        grads = _gradients(D, xs, hs[:-1], dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
+        return grads + (dc0 if c0 is not None and c0.requires_grad else None,)
 
-        D = xp.empty((T, N, 4 * H), dtype=dtype)
-        D4 = D.reshape(T, N, 4, H)
-        dh = _state_adjoint(g_hn, (N, H), xp, dtype)
-        dc_next = _state_adjoint(g_cn, (N, H), xp, dtype)
-        carried = xp.empty((N, 4, H), dtype=dtype)           # (dc, dc, dc, dh) of the step
-        dc = carried[:, 0]
-        for t in range(T - 1, -1, -1):
-            if g_seq is not None:
-                dh += g_seq[t]
-            xp.multiply(dh, o_dtanh[t], out=dc)
-            dc += dc_next
-            carried[:, 1:3] = dc[:, None]
-            carried[:, 3] = dh
-            xp.multiply(carried, partner[t], out=D4[t])
-            xp.multiply(dc, f[t], out=dc_next)                # adjoint of c_{t-1}
-            xp.matmul(D[t], w_hh, out=dh)                    # adjoint of h_{t-1}
-        del partner, o_dtanh
-        grads = _finish_backward(D, xs, hs[:-1], dh, w_ih, x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
-                                 batch_first)
-        return grads + (dc_next if c0 is not None and c0.requires_grad else None,)
-
-    output = _swap_time_and_batch(hs[1:], batch_first)
-    return _multi_result((output, hs[T], cs[T]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, c0), backward)
+    output = _time_major_view(hs[1:], batch_first)
+    return _multi_result((output, hs[-1], cs[-1]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, c0), backward)
 
 
-# ---------------------------------------------------------------- shared pieces
-def _finish_backward(D, xs, h_prev, dh0, w_ih, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first):
-    """The weight, bias, input and h0 adjoints from the stacked step adjoints D (T, N, G): one GEMM each.
+# ------------------------------------------------------------------------------ shared pieces
+def _input_products(xs, weight_ih, bias_ih, bias_hh):
+    """XW_t = x_t W_ih^T + b_ih + b_hh for all steps as one product: (T, N, gates * H)."""
+    T, N, fan_in = xs.shape
+    biases = [b.data for b in (bias_ih, bias_hh) if b is not None]
+    bias = biases[0] + biases[1] if len(biases) == 2 else (biases[0] if biases else None)
+    return gemm.affine(xs.reshape(T * N, fan_in), weight_ih.data, bias).reshape(T, N, -1)
 
-    ``xs`` (T, N, I) and ``h_prev`` (T, N, H) are what W_ih and W_hh multiplied, ``w_ih``
-    the W_ih array of the forward pass, ``dh0`` the adjoint of the initial state.
 
-    Returns them in the order x, h0, weight_ih, weight_hh, bias_ih, bias_hh.
+def _gradients(D, xs, h_prev, dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first):
+    """Adjoints of x, h0, weight_ih, weight_hh, bias_ih, bias_hh from the step adjoints D (T, N, G).
+
+    ``xs`` (T, N, I) and ``h_prev`` (T, N, H) are what W_ih and W_hh multiplied, ``dh0``
+    the adjoint of the initial state. Sums over steps are one product over all of them.
     """
     T, N, width = D.shape
     D2 = D.reshape(T * N, width)
-    if weight_ih.requires_grad or weight_hh.requires_grad:
-        D_batch = D.transpose(1, 0, 2)
-        if weight_ih.requires_grad:
-            hand_out_factors(weight_ih, _swap_time_and_batch(xs, True), D_batch)
-        if weight_hh.requires_grad:
-            hand_out_factors(weight_hh, _swap_time_and_batch(h_prev, True), D_batch)
-    g_w_ih = D2.T @ xs.reshape(T * N, -1) if weight_ih.requires_grad else None
-    g_w_hh = D2.T @ h_prev.reshape(T * N, -1) if weight_hh.requires_grad else None
-    g_x = None
+    g_w_ih = g_w_hh = g_x = g_b = None
+    if weight_ih.requires_grad:
+        hand_out_factors(weight_ih, xs.transpose(1, 0, 2), D.transpose(1, 0, 2))
+        g_w_ih = D2.T @ xs.reshape(T * N, -1)               # sum_t D_t^T x_t
+    if weight_hh.requires_grad:
+        hand_out_factors(weight_hh, h_prev.transpose(1, 0, 2), D.transpose(1, 0, 2))
+        g_w_hh = D2.T @ h_prev.reshape(T * N, -1)           # sum_t D_t^T h_{t-1}
     if x.requires_grad:
-        g_x = _swap_time_and_batch((D2 @ w_ih).reshape(T, N, -1), batch_first)
-    need_bias = (bias_ih is not None and bias_ih.requires_grad) or (bias_hh is not None and bias_hh.requires_grad)
-    g_b = D2.sum(axis=0) if need_bias else None
-    g_h0 = dh0 if h0 is not None and h0.requires_grad else None
-    return (g_x, g_h0, g_w_ih, g_w_hh,
+        g_x = _time_major_view((D2 @ weight_ih.data).reshape(T, N, -1), batch_first)
+    if any(b is not None and b.requires_grad for b in (bias_ih, bias_hh)):
+        g_b = gemm.column_sums(D2)
+    return (g_x, dh0 if h0 is not None and h0.requires_grad else None, g_w_ih, g_w_hh,
             g_b if bias_ih is not None and bias_ih.requires_grad else None,
             g_b if bias_hh is not None and bias_hh.requires_grad else None)
 
@@ -242,22 +247,10 @@ def _multi_result(arrays, inputs, backward):
     return tuple(result(a, (hub,), gather(k)) for k, a in enumerate(arrays))
 
 
-def _state_adjoint(g, shape, xp, dtype):
-    """A fresh (N, H) buffer holding the adjoint of a final state (zeros if the loss ignores it)."""
-    buf = xp.zeros(shape, dtype=dtype)
-    if g is not None:
-        buf += g
-    return buf
-
-
-def _summed_bias(bias_ih, bias_hh):
-    if bias_ih is None and bias_hh is None:
-        return None
-    if bias_ih is None:
-        return bias_hh.data
-    if bias_hh is None:
-        return bias_ih.data
-    return bias_ih.data + bias_hh.data
+def _initial_state(state, xs, hidden):
+    """The (N, H) array of an initial state, zeros when it is None."""
+    xp = get_array_module(xs)
+    return xp.zeros((xs.shape[1], hidden), dtype=xs.dtype) if state is None else state.data
 
 
 def _time_major(arr, batch_first):
@@ -266,10 +259,10 @@ def _time_major(arr, batch_first):
     return xp.ascontiguousarray(arr.transpose(1, 0, 2) if batch_first else arr)
 
 
-def _swap_time_and_batch(arr, batch_first):
-    """(N, T, F) <-> (T, N, F) when ``batch_first``, else ``arr`` itself (a view, no copy): the
-    same swap turns a batch-first array time-major and a time-major one batch-first."""
-    return arr.transpose(1, 0, 2) if batch_first else arr
+def _time_major_view(arr, batch_first):
+    """(N, T, F) <-> (T, N, F) when ``batch_first``, else ``arr`` itself (a view, no copy; None stays
+    None): the same swap turns a batch-first array time-major and a time-major one batch-first."""
+    return arr.transpose(1, 0, 2) if batch_first and arr is not None else arr
 
 
 def _check_layer(x, weight_ih, weight_hh, bias_ih, bias_hh, gates, batch_first):

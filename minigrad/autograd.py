@@ -65,15 +65,15 @@ def topological_order(root):
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for parent in node._parents:
-            if parent._backward is not None and id(parent) not in visited:
+        for parent in node.parents:
+            if parent.grad_fn is not None and id(parent) not in visited:
                 stack.append((parent, False))
     return order
 
 
 def _check_adjoint(node, parent, pgrad):
     if pgrad.shape != parent.data.shape:
-        op = getattr(node._backward, "__qualname__", "an op").split(".<locals>")[0]
+        op = getattr(node.grad_fn, "__qualname__", "an op").split(".<locals>")[0]
         raise RuntimeError(f"internal error in the backward of {op}: adjoint of shape {tuple(pgrad.shape)} "
                            f"for an input of shape {tuple(parent.data.shape)}")
 
@@ -93,26 +93,26 @@ def run_backward(root, seed, retain_graph=False):
         node = order.pop()
         grad = pending.pop(id(node))
         if grad is not None:
-            if node._retains_grad:
-                node._accumulate(grad)
-            _state.current_op = node._seq
-            parent_grads = node._backward(grad)
+            if node.retains_grad:
+                node.accumulate_grad(grad)
+            _state.current_op = node.op_index
+            parent_grads = node.grad_fn(grad)
             _state.current_op = 0
             del grad
-            for parent, pgrad in zip(node._parents, parent_grads):
+            for parent, pgrad in zip(node.parents, parent_grads):
                 if pgrad is None or not parent.requires_grad:
                     continue
                 _check_adjoint(node, parent, pgrad)
                 if pgrad.dtype != parent.data.dtype:
                     pgrad = pgrad.astype(parent.data.dtype)
-                if parent._backward is None:  # a leaf
-                    parent._accumulate(pgrad)
+                if parent.grad_fn is None:  # a leaf
+                    parent.accumulate_grad(pgrad)
                 else:
                     pending.add(id(parent), pgrad)
             parent_grads = pgrad = None
         if not retain_graph:
-            node._parents = ()
-            node._backward = freed_backward
+            node.parents = ()
+            node.grad_fn = freed_backward
         del node
 
 
@@ -133,9 +133,9 @@ def make_result(tensor_cls, data, parents, backward):
     if is_grad_enabled():
         for p in parents:
             if p.requires_grad:
-                out = tensor_cls._wrap(data, requires_grad=True)
-                out._parents = parents
-                out._backward = backward
-                out._seq = next(_op_counter)
+                out = tensor_cls.wrap(data, requires_grad=True)
+                out.parents = parents
+                out.grad_fn = backward
+                out.op_index = next(_op_counter)
                 return out
-    return tensor_cls._wrap(data)
+    return tensor_cls.wrap(data)

@@ -69,9 +69,18 @@ def is_cupy_array(x):
     return _cupy is not None and isinstance(x, _cupy.ndarray)
 
 
+_tensor_types = ()  # (Tensor,) once minigrad/tensor.py, which builds on this module, has defined it
+
+
+def register_tensor_type(cls):
+    """Let the helpers below take a Tensor wherever they take an array (called by minigrad/tensor.py)."""
+    global _tensor_types
+    _tensor_types = (cls,)
+
+
 def _raw(x):
     """The backend array behind a Tensor, or ``x`` itself."""
-    return x.data if getattr(x, "_is_minigrad_tensor", False) else x
+    return x.data if isinstance(x, _tensor_types) else x
 
 
 def get_array_module(x):

@@ -36,13 +36,16 @@ class Tensor:
 
     Float data becomes the default dtype (float32) unless ``dtype`` is given;
     integer and bool data keep their dtype (labels, indices, masks). The data is
-    copied; ``Tensor._wrap(array)`` wraps an array without copying.
+    copied; ``Tensor.wrap(array)`` wraps an array without copying.
+
+    The graph (read by ``autograd``): ``parents``, the tensors an op made this one from;
+    ``grad_fn``, the op's backward closure mapping this tensor's adjoint to theirs (None
+    for a leaf); ``op_index``, the op's forward order; ``retains_grad``, set by ``retain_grad()``.
     """
 
-    _is_minigrad_tensor = True
     __array_ufunc__ = None  # make NumPy defer to our reflected operators
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_retains_grad", "_seq", "name",
+    __slots__ = ("data", "grad", "requires_grad", "parents", "grad_fn", "retains_grad", "op_index", "name",
                  "__weakref__")
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
@@ -64,14 +67,14 @@ class Tensor:
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._parents = ()
-        self._backward = None
-        self._retains_grad = False
-        self._seq = 0
+        self.parents = ()
+        self.grad_fn = None
+        self.retains_grad = False
+        self.op_index = 0
         self.name = None
 
     @classmethod
-    def _wrap(cls, data, requires_grad=False):
+    def wrap(cls, data, requires_grad=False):
         """Wrap a backend array without copying or converting it."""
         t = object.__new__(Tensor)
         Tensor._init(t, data, requires_grad)
@@ -105,7 +108,7 @@ class Tensor:
 
     @property
     def is_leaf(self):
-        return self._backward is None
+        return self.grad_fn is None
 
     def __len__(self):
         return len(self.data)
@@ -149,7 +152,7 @@ class Tensor:
 
     def detach(self):
         """The same data, cut from the graph."""
-        return Tensor._wrap(self.data)
+        return Tensor.wrap(self.data)
 
     # ------------------------------------------------------------- autograd
     def requires_grad_(self, flag=True):
@@ -160,10 +163,10 @@ class Tensor:
 
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward."""
-        self._retains_grad = True
+        self.retains_grad = True
         return self
 
-    def _accumulate(self, g):
+    def accumulate_grad(self, g):
         """Add adjoint ``g`` into ``.grad`` (the first one kept as an array no one else holds)."""
         if g.shape != self.data.shape:  # defensive: an op returned a wrongly shaped adjoint
             raise RuntimeError(f"internal error: gradient of shape {g.shape} for tensor of shape {self.shape}")
@@ -188,8 +191,8 @@ class Tensor:
             seed = backend.to_device(raw, self.device).astype(self.data.dtype, copy=True)
             if seed.shape != self.data.shape:
                 raise ValueError(f"seed gradient has shape {tuple(seed.shape)}, expected {self.shape}")
-        if self._backward is None:  # a leaf: d(self)/d(self) = seed
-            self._accumulate(seed)
+        if self.grad_fn is None:  # a leaf: d(self)/d(self) = seed
+            self.accumulate_grad(seed)
             return
         autograd.run_backward(self, seed, retain_graph=retain_graph)
 
@@ -216,7 +219,7 @@ class Tensor:
     # comparisons give bool tensors outside the graph
     def _compare(self, other, fn):
         other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(fn(self.data, other))
+        return Tensor.wrap(fn(self.data, other))
 
     def __lt__(self, other): return self._compare(other, lambda a, b: a < b)
     def __le__(self, other): return self._compare(other, lambda a, b: a <= b)
@@ -281,6 +284,9 @@ def _one_or_many(args):
     return args[0] if len(args) == 1 and not isinstance(args[0], numbers.Integral) else args
 
 
+backend.register_tensor_type(Tensor)
+
+
 class Parameter(Tensor):
     """A trainable leaf tensor held by a Module.
 
@@ -308,7 +314,7 @@ def _filled(fill, shape, dtype, device, requires_grad):
     xp = backend.xp_for(device if device is not None else backend.default_device())
     shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else tuple(shape)
     arr = fill(xp, shape, np.dtype(dtype) if dtype is not None else get_default_dtype())
-    t = Tensor._wrap(arr)
+    t = Tensor.wrap(arr)
     return t.requires_grad_(requires_grad)
 
 
@@ -343,7 +349,7 @@ def as_tensor(x, like=None):
         arr = arr.astype(get_default_dtype())
     elif isinstance(x, (bool, int)) and arr.dtype != like.dtype:
         arr = arr.astype(like.dtype)
-    return Tensor._wrap(arr)
+    return Tensor.wrap(arr)
 
 
 from .ops import arithmetic as _ar  # noqa: E402  (ops need Tensor defined first)

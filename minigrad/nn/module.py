@@ -4,7 +4,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import backend
-from ..tensor import Parameter, get_default_dtype
+from ..tensor import Parameter, Tensor, get_default_dtype
 
 
 class Module:
@@ -190,7 +190,7 @@ class Module:
 
 def _host_array(value, name):
     """A NumPy array from a state value: array, minigrad Tensor, torch tensor or CuPy array."""
-    if getattr(value, "_is_minigrad_tensor", False):
+    if isinstance(value, Tensor):
         value = value.data
     elif hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
         value = value.detach().cpu().numpy()

@@ -38,9 +38,9 @@ def pair(a, b):
     # integer/bool with float: the float dtype wins (PyTorch's rule; NumPy would give int64 + float32 -> float64)
     ka, kb = a.dtype.kind, b.dtype.kind
     if ka in "biu" and kb in "fc":
-        a = Tensor._wrap(a.data.astype(b.dtype))
+        a = Tensor.wrap(a.data.astype(b.dtype))
     elif kb in "biu" and ka in "fc":
-        b = Tensor._wrap(b.data.astype(a.dtype))
+        b = Tensor.wrap(b.data.astype(a.dtype))
     return a, b
 
 

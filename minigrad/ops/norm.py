@@ -5,6 +5,7 @@ import numpy as np
 
 from ._util import result, scatter_add
 from .. import backend
+from ..tensor import Tensor
 from ..kernels.normalization import layer_norm_rows, layer_norm_rows_backward
 
 
@@ -58,7 +59,7 @@ def dropout(x, p, training, generator):
 
 def embedding(indices, weight):
     """Rows of ``weight`` (num, dim) picked by integer ``indices`` (any shape)."""
-    raw = indices.data if getattr(indices, "_is_minigrad_tensor", False) else indices
+    raw = indices.data if isinstance(indices, Tensor) else indices
     idx = backend.to_device(raw, weight.device) if hasattr(raw, "shape") else weight.xp.asarray(raw)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding indices must be integers, got dtype {idx.dtype}")

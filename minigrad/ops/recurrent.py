@@ -226,7 +226,7 @@ def _multi_result(arrays, inputs, backward):
     present = tuple(k for k, t in enumerate(inputs) if t is not None)
     parents = tuple(inputs[k] for k in present)
     if not (autograd.is_grad_enabled() and any(p.requires_grad for p in parents)):
-        return tuple(Tensor._wrap(a) for a in arrays)
+        return tuple(Tensor.wrap(a) for a in arrays)
     zero = parents[0].xp.zeros((), dtype=arrays[0].dtype)
     gathered = [None] * len(arrays)
 

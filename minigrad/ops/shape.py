@@ -158,7 +158,7 @@ def to_device_dtype(a, device=None, dtype=None):
     if data is a.data:
         return a
     if data.dtype.kind not in "fc":
-        return Tensor._wrap(data)
+        return Tensor.wrap(data)
 
     def backward(g):
         return (backend.to_device(g, src_dev).astype(src_dtype, copy=False),)

@@ -320,3 +320,20 @@ def test_private_check_flags_private_imports_and_attributes():
         "pkg.table:7: getattr(rec, '_tensor', False)",
         "pkg.table:8: rec._series",
     ]
+
+
+def test_ops_read_as_maths_and_leave_speed_to_the_kernels(project):
+    """Issue 14's layering: an op in minigrad/ops calls kernels by name; thread splits
+    (``kernels.threads``) and NumPy-vs-CuPy branches (``xp is np``) live inside the kernels."""
+    found = []
+    for module in project.values():
+        if not module.name.startswith("minigrad.ops"):
+            continue
+        found += [f"{module.name}:{line}: imports {target}" for line, target, names in imports(module, False)
+                  if target == "minigrad.kernels.threads" or (target == "minigrad.kernels" and "threads" in names)]
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):
+                operands = [node.left] + node.comparators
+                if any(isinstance(o, ast.Name) and o.id in ("np", "numpy", "cupy") for o in operands):
+                    found.append(f"{module.name}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []

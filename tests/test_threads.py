@@ -13,20 +13,21 @@ from minigrad.ops.elementwise import erf
 def split_everything(monkeypatch):
     """Split even tiny arrays over 3 threads (restoring minigrad's and BLAS's thread counts after)."""
     blas = [(lib, lib.get_num_threads()) for lib in threads._cached_blas()]
-    previous = mg.get_num_threads()
+    previous = mg.get_num_threads(), threads.pool_threads()
     monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
     yield
-    _set_threads(previous)  # not set_num_threads: that would also change BLAS's threads
+    _set_threads(*previous)  # not set_num_threads: that would also change BLAS's threads
     for lib, n in blas:
         lib.set_num_threads(n)
 
 
-def _set_threads(n):
-    """minigrad's worker count only (BLAS threads do not change results here)."""
+def _set_threads(n, workers=None):
+    """minigrad's thread count and its pool's size (n unless given), whatever the policy would say
+    (BLAS threads do not change results here)."""
     pool = threads._state["pool"]
     if pool is not None:
         pool.shutdown(wait=True)
-    threads._state.update(n=n, pool=None)
+    threads._state.update(n=n, workers=n if workers is None else workers, pool=None)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
@@ -35,14 +36,43 @@ def test_set_num_threads_rejects_non_positive_integers(bad):
         mg.set_num_threads(bad)
 
 
-def test_set_num_threads_sets_blas_and_workers(split_everything):
+def test_set_num_threads_sets_blas_and_workers(split_everything, monkeypatch):
     pytest.importorskip("threadpoolctl")
     mg.set_num_threads(1)
     assert mg.get_num_threads() == 1 == attention.get_num_threads()
+    assert threads.pool_threads() == 1
     assert all(lib.get_num_threads() == 1 for lib in threads._cached_blas())
+    monkeypatch.setattr(threads, "_available_cores", lambda: 2)
     mg.set_num_threads(2)
     assert mg.get_num_threads() == 2
     assert all(lib.get_num_threads() == 2 for lib in threads._cached_blas())
+    assert threads.pool_threads() == 1  # 2 + 1 BLAS worker do not fit on 2 cores: BLAS owns them
+    assert threads.parts_for(1 << 30) == 1
+    monkeypatch.setattr(threads, "_available_cores", lambda: 8)
+    mg.set_num_threads(3)
+    assert threads.pool_threads() == 3 == threads.parts_for(1 << 30)  # 3 + 2 fit on 8 cores
+
+
+@pytest.mark.parametrize("n, cores, blas, expected", [(1, 1, 1, 1), (2, 2, 2, 1), (2, 2, 1, 2), (2, 4, 2, 2),
+                                                      (4, 4, 4, 1), (4, 8, 4, 4), (8, 8, 8, 1)])
+def test_pool_size_leaves_the_cores_to_blas_when_both_pools_do_not_fit(n, cores, blas, expected):
+    assert threads.pool_size(n, cores, blas) == expected
+
+
+def test_blas_single_threaded_only_while_the_pool_splits(split_everything):
+    pytest.importorskip("threadpoolctl")
+    libs = threads._cached_blas()
+    if not libs:
+        pytest.skip("no BLAS controller")
+    for lib in libs:
+        lib.set_num_threads(2)
+    _set_threads(2, workers=2)
+    with threads.blas_single_threaded():
+        assert all(lib.get_num_threads() == 1 for lib in libs)
+    assert all(lib.get_num_threads() == 2 for lib in libs)
+    _set_threads(2, workers=1)  # the pool stands down: BLAS keeps its threads
+    with threads.blas_single_threaded():
+        assert all(lib.get_num_threads() == 2 for lib in libs)
 
 
 def test_erf_float32_is_within_1e7_of_scipy_on_a_dense_grid():

@@ -46,9 +46,14 @@ SIDES = (("torch", ["--side", "torch"], {}),
          ("reference", ["--side", "minigrad"], {"MINIGRAD_KERNELS": "reference"}))
 
 
+# the order of the issue's speed table; parts not named here follow, sorted
+PART_ORDER = ("mlp", "cnn", "bert", "lstm")
+
+
 def case_parts():
-    """The parts of every bench/engine_<part>.py, sorted."""
-    return sorted(os.path.basename(p)[len("engine_"):-len(".py")] for p in glob.glob(os.path.join(HERE, "engine_*.py")))
+    """The parts of every bench/engine_<part>.py, in :data:`PART_ORDER`."""
+    parts = [os.path.basename(p)[len("engine_"):-len(".py")] for p in glob.glob(os.path.join(HERE, "engine_*.py"))]
+    return sorted(parts, key=lambda part: (PART_ORDER.index(part) if part in PART_ORDER else len(PART_ORDER), part))
 
 
 def selected_parts(only):
@@ -209,9 +214,10 @@ def print_table(rows):
 
 
 def write_markdown(path, rows, args):
-    lines = [f"Timed as users run it: one library per process (`python bench/engine.py --rounds {args.rounds} "
-             f"--steps {args.steps}`), minigrad / PyTorch CPU step time, median (min-max) over "
-             f"{args.rounds} rounds; lower is better.", "",
+    command = (f"python bench/engine.py --threads {' '.join(map(str, args.threads))} --rounds {args.rounds} "
+               f"--steps {args.steps}" + (f" --only {args.only}" if args.only else ""))
+    lines = [f"Timed as users run it, one library per process (`{command}`): minigrad / PyTorch CPU "
+             f"step time, median (min-max) over {args.rounds} rounds; lower is better.", "",
              "| case | threads | fast kernels / PyTorch | reference kernels / PyTorch | target (fast) |",
              "|---|---|---|---|---|"]
     for row in rows:
@@ -232,7 +238,7 @@ def print_time_spent(spent, total):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
-    parser.add_argument("--rounds", type=int, default=5, help="fresh processes per library and thread count")
+    parser.add_argument("--rounds", type=int, default=7, help="fresh processes per library and thread count")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case in each process")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per case first")
     parser.add_argument("--only", default=None, help="only cases whose module part or name contains this")

@@ -84,7 +84,8 @@ def _set_threads(side, threads):
     import minigrad as mg
 
     mg.set_num_threads(threads)
-    return f"minigrad kernels {mg.active_kernels()}, {mg.get_num_threads()} threads"
+    return (f"minigrad kernels {mg.active_kernels()}, {mg.get_num_threads()} threads "
+            f"(its own pool {mg.kernels.threads.pool_threads()})")
 
 
 def _thread_pools():

@@ -240,7 +240,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
     parser.add_argument("--rounds", type=int, default=7, help="fresh processes per library and thread count")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per case in each process")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per case in each process")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per case first")
     parser.add_argument("--only", default=None, help="only cases whose module part or name contains this")
     parser.add_argument("--sides", nargs="+", default=[s[0] for s in SIDES], choices=[s[0] for s in SIDES],

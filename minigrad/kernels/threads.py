@@ -14,15 +14,14 @@ too only where the calling thread, its n - 1 workers and BLAS's extra threads fi
 the cores this process may use; otherwise the pool stands down (work runs on the
 calling thread, ``blas_single_threaded`` leaves BLAS its threads) and BLAS alone owns
 the cores. On this project's 2-core machine at 2 threads (bench/engine.py's cases, one
-process per run, medians of runs during which other processes used < 0.3 cores), BLAS
-alone against both pools: MLP autoencoder 7.3 against 9.3 ms, CNN classifier 34 against
-39 ms, CNN autoencoder 44 against 54 ms, BERT-style encoder 63 against 78 ms; splitting
-over the pool instead, BLAS on one thread, gained nothing on the MLPs and was slower for
-the BERT-style encoder (107 ms; 66 ms on one thread). It is set when this module
-is imported (n = the cores this process may use, BLAS's threads left at the BLAS
-library's own setting) and again by ``set_num_threads(n)``, which gives BLAS n
-threads. Only NumPy arrays above a size threshold are split (below it the hand-off
-costs more than it saves); CuPy arrays never are.
+process per run, runs during which other processes used < 0.3 cores), BLAS alone against
+both pools: BERT-style encoder 63-67 against 78-103 ms, CNN autoencoder 44-55 against
+54-69 ms, the MLPs and the CNN classifier the same within the noise; the pool alone (BLAS
+on one thread) was slower still for the BERT-style encoder (107 ms; 66 ms on one thread).
+The policy is set when this module is imported (n = the cores this process may use,
+BLAS's threads left at the BLAS library's own setting) and again by
+``set_num_threads(n)``, which gives BLAS n threads. Only NumPy arrays above a size
+threshold are split (below it the hand-off costs more than it saves); CuPy arrays never are.
 """
 import os
 import threading

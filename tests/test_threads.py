@@ -36,16 +36,23 @@ def test_set_num_threads_rejects_non_positive_integers(bad):
         mg.set_num_threads(bad)
 
 
-def test_set_num_threads_sets_blas_and_workers(split_everything, monkeypatch):
+def test_set_num_threads_sets_blas_and_workers(split_everything):
     pytest.importorskip("threadpoolctl")
     mg.set_num_threads(1)
     assert mg.get_num_threads() == 1 == attention.get_num_threads()
-    assert threads.pool_threads() == 1
     assert all(lib.get_num_threads() == 1 for lib in threads._cached_blas())
-    monkeypatch.setattr(threads, "_available_cores", lambda: 2)
     mg.set_num_threads(2)
     assert mg.get_num_threads() == 2
     assert all(lib.get_num_threads() == 2 for lib in threads._cached_blas())
+
+
+def test_set_num_threads_applies_the_pool_policy(split_everything, monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    mg.set_num_threads(1)
+    assert threads.pool_threads() == 1
+    monkeypatch.setattr(threads, "_available_cores", lambda: 2)
+    mg.set_num_threads(2)
+    assert mg.get_num_threads() == 2
     assert threads.pool_threads() == 1  # 2 + 1 BLAS worker do not fit on 2 cores: BLAS owns them
     assert threads.parts_for(1 << 30) == 1
     monkeypatch.setattr(threads, "_available_cores", lambda: 8)
@@ -240,3 +247,26 @@ def test_group_spectra_on_threads_equal_one_thread(split_everything, method):
             for group in (None, "HC", "SZ"):
                 np.testing.assert_allclose(many.series(layer, q, group=group), one.series(layer, q, group=group),
                                            rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("blas_env", [None, "1"])
+def test_the_policy_is_set_at_import(blas_env):
+    """A fresh process that only imports minigrad gets the policy for its cores and BLAS threads."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    if blas_env is not None:
+        env["OPENBLAS_NUM_THREADS"] = blas_env
+    code = ("import json, minigrad as mg; from minigrad.kernels import threads as t; "
+            "print(json.dumps([mg.get_num_threads(), t.pool_threads(), t._available_cores(), t._blas_threads_now()]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    n, workers, cores, blas = json.loads(out.stdout)
+    assert n == cores
+    assert workers == threads.pool_size(n, cores, blas)
+    if blas_env == "1":
+        assert workers == cores  # BLAS on one thread leaves the cores to minigrad's pool

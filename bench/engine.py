@@ -64,6 +64,7 @@ def selected_parts(only):
 
 
 def target_of(case):
+    """The fast path's target ratio for a case (None: for information only)."""
     return TARGETS.get(case.split("-")[0])
 
 
@@ -140,7 +141,8 @@ def _check_first_losses(case, losses):
 
 
 def measure(args, env_settings):
-    """{threads: {case: {label: [ms per round]}}} and {label: [child seconds, timed seconds]}."""
+    """{threads: {case: {label: [median ms per round]}}} and, per label, [seconds of its processes,
+    of which inside the child, of which timed steps] (where the time went)."""
     results, spent = {}, {label: [0.0, 0.0, 0.0] for label, _, _ in SIDES}
     sides = [s for s in SIDES if s[0] in args.sides]
     for threads in args.threads:

@@ -88,6 +88,19 @@ class OtherLoad:
         return False
 
 
+def wait_for_quiet(cores, patience=60.0, probe=0.5):
+    """Wait until other processes keep fewer than ``cores`` cores busy over ``probe`` seconds, for at
+    most ``patience`` seconds; returns the seconds waited (a shared machine's rounds then start
+    when it is quiet). Returns at once where the load cannot be read."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < patience:
+        with OtherLoad() as load:
+            time.sleep(probe)
+        if load.cores is None or load.cores < cores:
+            break
+    return time.perf_counter() - start
+
+
 def step_times(step, steps, warmup):
     """Wall seconds of ``steps`` consecutive calls of ``step`` after ``warmup`` untimed ones, the
     first call's return value (a step returns its loss) and the cores other processes kept busy

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from _processes import (child_environment, emit, format_range, median_range, parse_env_settings,  # noqa: E402
-                        round_order, run_child, step_times)
+                        round_order, run_child, step_times, wait_for_quiet)
 
 # targets on the fast path (minigrad / PyTorch), by the case name's first word
 TARGETS = {"mlp": 1.0, "cnn": 1.5, "bert": 1.5, "lstm": 2.0}
@@ -141,9 +141,9 @@ def _check_first_losses(case, losses):
 
 
 def measure(args, env_settings):
-    """{threads: {case: {label: [median ms per round]}}} and, per label, [seconds of its processes,
-    of which inside the child, of which timed steps] (where the time went)."""
-    results, spent = {}, {label: [0.0, 0.0, 0.0] for label, _, _ in SIDES}
+    """{threads: {case: {label: [median ms per round]}}}, per label [seconds of its processes, of
+    which inside the child, of which timed steps] (where the time went), and seconds spent waiting."""
+    results, spent, waited = {}, {label: [0.0, 0.0, 0.0] for label, _, _ in SIDES}, 0.0
     sides = [s for s in SIDES if s[0] in args.sides]
     for threads in args.threads:
         per_case = results.setdefault(threads, {})
@@ -153,6 +153,8 @@ def measure(args, env_settings):
                 child_args = side_args + ["--threads", threads, "--steps", args.steps, "--warmup", args.warmup]
                 if args.only is not None:
                     child_args += ["--only", args.only]
+                if args.quiet is not None:
+                    waited += wait_for_quiet(args.quiet)
                 answer, wall = run_child(__file__, child_args, child_environment({**env_settings, **env}))
                 answers[label] = answer
                 spent[label][0] += wall
@@ -173,7 +175,7 @@ def measure(args, env_settings):
             print(f"  {threads} thread(s), round {r + 1}/{args.rounds}, fast / torch: " + ", ".join(
                 f"{case} {per_case[case]['fast'][-1] / per_case[case]['torch'][-1]:.2f}"
                 for case in per_case if "torch" in per_case[case] and "fast" in per_case[case]) + load, flush=True)
-    return results, spent
+    return results, spent, waited
 
 
 def ratios(times, label):
@@ -230,8 +232,10 @@ def write_markdown(path, rows, args):
         fh.write("\n".join(lines) + "\n")
 
 
-def print_time_spent(spent, total):
+def print_time_spent(spent, waited, total):
     print(f"\nwhere the time went ({total:.0f} s in all):")
+    if waited:
+        print(f"  waiting for a quiet machine (--quiet) {waited:.1f} s")
     for label, (wall, child, timed) in spent.items():
         if wall:
             print(f"  {label:<9} processes {wall:6.1f} s: start-up and imports {wall - child:5.1f} s, "
@@ -247,6 +251,9 @@ def main(argv=None):
     parser.add_argument("--only", default=None, help="only cases whose module part or name contains this")
     parser.add_argument("--sides", nargs="+", default=[s[0] for s in SIDES], choices=[s[0] for s in SIDES],
                         help="which processes to run (default: torch fast reference)")
+    parser.add_argument("--quiet", type=float, default=None, metavar="CORES",
+                        help="start each process once other processes keep fewer than CORES cores busy "
+                             "(waiting at most a minute; for a shared machine)")
     parser.add_argument("--env", action="append", metavar="NAME=VALUE", help="set in every child (repeatable)")
     parser.add_argument("--json", default=None, help="also write every round's times to this JSON file")
     parser.add_argument("--markdown", default=None, help="write the ratio table (README's) to this file")
@@ -270,13 +277,13 @@ def main(argv=None):
     start = time.perf_counter()
     print(f"one library per process, threads {args.threads}, {args.rounds} rounds of {args.steps} timed steps "
           f"per case after {args.warmup} warm-up steps")
-    results, spent = measure(args, env_settings)
+    results, spent, waited = measure(args, env_settings)
     rows = table_rows(results)
     if not rows:
         print(f"no case matched --only {args.only!r}")
         return 1
     print_table(rows)
-    print_time_spent(spent, time.perf_counter() - start)
+    print_time_spent(spent, waited, time.perf_counter() - start)
     if args.markdown:
         write_markdown(args.markdown, rows, args)
     if args.json:

@@ -204,6 +204,7 @@ def test_keep_freed_memory_toggles_malloc_settings():
         assert float(a.sum()) == 512 * 1024
     finally:
         assert threads.keep_freed_memory(False) == kept
+        threads.keep_freed_memory()  # back to the setting import makes
 
 
 @pytest.mark.parametrize("count", [1, 3])
@@ -270,3 +271,26 @@ def test_the_policy_is_set_at_import(blas_env):
     assert workers == threads.pool_size(n, cores, blas)
     if blas_env == "1":
         assert workers == cores  # BLAS on one thread leaves the cores to minigrad's pool
+
+
+def test_import_keeps_freed_memory():
+    """In a fresh process that imported minigrad, three freed 16 MiB arrays stay in the heap for
+    reuse (glibc's own settings give back what exceeds twice the largest freed block)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    code = ("import os, numpy as np, minigrad\n"
+            "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+            "start = rss()\n"
+            "for _ in range(3):\n"
+            "    arrays = [np.ones(4 << 20, np.float32) for _ in range(3)]\n"
+            "    del arrays\n"
+            "print(rss() - start)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    kept = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd=root).stdout)
+    assert kept >= 40 << 20

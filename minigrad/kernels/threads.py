@@ -22,6 +22,11 @@ The policy is set when this module is imported (n = the cores this process may u
 BLAS's threads left at the BLAS library's own setting) and again by
 ``set_num_threads(n)``, which gives BLAS n threads. Only NumPy arrays above a size
 threshold are split (below it the hand-off costs more than it saves); CuPy arrays never are.
+
+Import also makes glibc's malloc keep freed memory (:func:`keep_freed_memory`; undo with
+``keep_freed_memory(False)``): otherwise every step page-faults its large temporaries afresh,
+on one core. In fresh processes at 2 threads, quiet machine, 20 steps after 3: MLP
+autoencoder 9.5 -> 6.2 ms, CNN classifier 36 -> 25 ms, CNN autoencoder 58 -> 31-44 ms.
 """
 import os
 import threading
@@ -310,7 +315,6 @@ def _blas_threads_now():
     return max([lib.get_num_threads() or 1 for lib in _cached_blas()] + [1])
 
 
-_apply_policy(_available_cores(), blas_threads=_blas_threads_now())  # the policy, set at import
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
@@ -342,6 +346,10 @@ def keep_freed_memory(enabled=True):
         settings = ((_M_MMAP_THRESHOLD, 128 << 10), (_M_TRIM_THRESHOLD, 128 << 10), (_M_TOP_PAD, 128 << 10))
     return all(mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in settings)
 
+
+# the policy, set at import: the pool's size for the cores and BLAS's threads, and freed memory kept
+_apply_policy(_available_cores(), blas_threads=_blas_threads_now())
+keep_freed_memory()
 
 __all__ = ["keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "pool_size",
            "pool_threads", "elementwise", "run_parts", "run_items", "run_blocks", "ranges", "parts_for", "split_axis",

@@ -1,36 +1,21 @@
-"""Shared timing helpers for the bench scripts: medians of blocked repeats, thread pinning."""
+"""Timing several steps of ONE library side by side in one process: medians of blocked repeats.
+
+Two libraries are never timed in one process (bench/_processes.py runs each in its own).
+"""
 import statistics
 import time
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def set_threads(n):
-    """The same thread count for NumPy's BLAS/OpenMP pools and PyTorch (when installed)."""
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
-
-
 def blocked_times(fns, repeats, block=5, warmup=2, clock="wall"):
     """Per-call times (one list per callable) of ``repeats`` timed calls each, run in blocks.
 
     Each round runs every callable for one untimed call and then ``block`` timed calls,
-    in alternating order from round to round. Blocks rather than strict alternation: a
-    library's worker threads keep spinning for a while after its call returns (OpenMP's
-    and OpenBLAS's wait policies), and with strict alternation they steal the cores the
-    other side's next call needs, which measures the interference, not the libraries.
-    The untimed call lets the previous side's threads settle; alternating rounds and
-    medians keep slow drift of a shared machine out of the ratio.
+    in alternating order from round to round. Blocks rather than strict alternation: each
+    step's first call after another one's pays for the other's leftovers (caches, freed
+    memory), which the untimed call absorbs; alternating rounds and medians keep slow drift
+    of a shared machine out of the ratio.
     clock="cpu" counts this process's CPU time (meaningful with one thread); "wall" elapsed time.
     """
     now = CLOCKS[clock]

@@ -9,7 +9,9 @@ spectra of G, A and D for every weight, for the batch and two groups, every step
 (c) how both grow with N and width: a table of step times and ratios.
 (d) what the presets and lighter schedules cost (mean step over runs of steps).
 
-Everything runs side by side in one process, steps timed in alternating blocks, medians reported.
+(a) and (b) are timed as users run them, one library per process (bench/overhead_processes.py);
+(c) and (d) compare minigrad with itself in one process, steps timed in alternating blocks,
+medians reported. Nothing is set that a user would not set; threads as a user sets them.
 
     python bench/autospec_overhead.py               # (a), (b), (c), (d)
     python bench/autospec_overhead.py --skip-scaling --repeats 30
@@ -18,18 +20,14 @@ import argparse
 import os
 import sys
 
-# OpenBLAS workers otherwise spin after each product and steal the cores of what runs next
-# (set before NumPy loads OpenBLAS; the same setting as bench/engine.py)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import autospec  # noqa: E402
-from _naive_torch import make_data, torch_naive_step  # noqa: E402
-from _timing import medians, set_threads  # noqa: E402
+from _naive_torch import make_data  # noqa: E402
+from _timing import medians  # noqa: E402
 import minigrad as mg  # noqa: E402
 from minigrad import nn, optim  # noqa: E402
 
@@ -59,21 +57,24 @@ def minigrad_steps(X, labels, width, lr=1e-3, **settings):
     return plain, introspected, spec, model
 
 
-def part_ab(n, width, repeats, skip_torch, clock):
+def part_ab(n, width, repeats, threads, rounds):
+    """(a) and (b), one library per process (bench/overhead_processes.py)."""
+    import overhead_processes
+
+    overhead_processes.main(["--n", str(n), "--width", str(width), "--threads", str(threads),
+                             "--repeats", str(repeats), "--rounds", str(rounds)])
+
+
+def part_a(n, width, repeats, clock):
+    """(a) alone, in this process (minigrad only)."""
     X, labels = make_data(n)
-    plain, intro, spec, model = minigrad_steps(X, labels, width)
-    fns = [plain, intro]
-    if not skip_torch:
-        fns.append(torch_naive_step(X, labels, width, model.state_dict()))
-    med = medians(fns, repeats, clock=clock)
+    plain, intro, spec, _ = minigrad_steps(X, labels, width)
+    med = medians([plain, intro], repeats, clock=clock)
     print(f"MLP autoencoder 784 -> {width} -> 784, N={n}, full batch, float32, groups HC/SZ, "
           f"spectra of G, A, D for both weights every step ({repeats} repeats, medians of {clock} time)")
     print(f"  plain minigrad step        {med[0] * 1e3:9.2f} ms")
     print(f"  introspected minigrad step {med[1] * 1e3:9.2f} ms")
     print(f"  (a) introspected / plain   {med[1] / med[0]:9.2f}x   (target <= 1.5)")
-    if not skip_torch:
-        print(f"  naive PyTorch step         {med[2] * 1e3:9.2f} ms  (hooks + torch.linalg.svdvals)")
-        print(f"  (b) naive / introspected   {med[2] / med[1]:9.2f}x   (target >= 10)")
     seconds = spec.record.extra("introspect_seconds")
     print(f"  spectra time inside the introspected step: median {np.median(seconds) * 1e3:.2f} ms")
 
@@ -119,7 +120,8 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per library for (a) and (b)")
+    parser.add_argument("--skip-torch", action="store_true", help="(a) alone, in this process, instead of (a) and (b)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-schedules", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000, 16000])
@@ -128,10 +130,11 @@ def main(argv=None):
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: process CPU time (robust on a busy machine; use with --threads 1)")
     args = parser.parse_args(argv)
-    set_threads(args.threads)
     mg.set_num_threads(args.threads)
-    mg.kernels.threads.keep_freed_memory()
-    part_ab(args.n, args.width, args.repeats, args.skip_torch, args.clock)
+    if args.skip_torch:
+        part_a(args.n, args.width, args.repeats, args.clock)
+    else:
+        part_ab(args.n, args.width, args.repeats, args.threads, args.rounds)
     if not args.skip_schedules:
         part_schedules(args.n, args.width, max(3, args.repeats // 3), args.clock)
     if not args.skip_scaling:

@@ -1,184 +1,294 @@
-"""Step-time benchmark: minigrad against PyTorch CPU, side by side in one process.
+"""Step-time benchmark, minigrad against PyTorch CPU, timed as users run them.
 
-Cases come from every ``bench/engine_<part>.py`` module present; each defines
-``cases(threads)`` yielding ``(name, minigrad_step, torch_step)``, two zero-argument
-callables that each run ONE full training step (forward, loss, backward, SGD
-update) on identical weights and data. A step may return its loss as a float:
-the first losses of both sides are then compared as a sanity check.
+Every library runs in a fresh process of its own, one per round (the order alternating from
+round to round), with nothing in its environment that a user would not have: no
+OPENBLAS_THREAD_TIMEOUT, no OMP_* / *_NUM_THREADS (``--env NAME=VALUE`` passes one on when you
+want it). A minigrad process never imports torch and a PyTorch process never imports minigrad.
+Threads are set as a user sets them, in the child: ``mg.set_num_threads(n)`` or
+``torch.set_num_threads(n)``; both libraries' defaults are the machine's cores, and the bench
+always sets n explicitly (``--threads``, default 1 and 2). minigrad runs twice, on its two kernel
+paths, chosen as a user chooses them: ``MINIGRAD_KERNELS=fast`` and ``MINIGRAD_KERNELS=reference``
+in the child's environment.
 
-Both sides get the same thread count: ``torch.set_num_threads`` and, through
-threadpoolctl, the BLAS (and OpenMP) pools NumPy uses. After a warm-up the two
-sides run in alternating blocks (one untimed step, then ``--block`` timed steps;
-see ``_timing.blocked_times`` for why not strict alternation) and the medians are
-compared: ratio = minigrad / PyTorch (< 1 means minigrad is faster).
-The interquartile range (as % of the median) says how noisy each side was.
+Cases come from every ``bench/engine_<part>.py``: ``minigrad_cases(threads)`` and
+``torch_cases(threads)`` each yield ``(name, step)`` with the same names, a step being one full
+training step (forward, loss, backward, SGD update) on weights and data both sides draw from
+NumPy seeds alike; the first losses of the two sides are compared as a sanity check.
+Each child times ``--steps`` consecutive steps per case after ``--warmup`` untimed ones and
+reports their median; a ratio (minigrad / PyTorch, < 1: minigrad faster) is formed per round
+and reported as the median (min-max) over ``--rounds`` rounds.
 
-    python bench/engine.py                  # every case
-    python bench/engine.py --only mlp       # cases whose module or name contains "mlp"
-    python bench/engine.py --threads 1 --repeats 50 --json out.json
+    python bench/engine.py                          # every case, 1 and 2 threads (about 10 minutes)
+    python bench/engine.py --only cnn --threads 2 --rounds 3
+    python bench/engine.py --markdown speed.md --json speed.json
+    python bench/engine.py --profile --only bert --threads 2   # cProfile of minigrad's step, in-process
 """
-import os
-
-# OpenBLAS workers otherwise spin long after each GEMM and steal the core PyTorch needs:
-# without this the 2-thread comparison is unfair (to PyTorch).
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
 import argparse
 import glob
-import importlib.util
+import importlib
 import json
-import statistics
+import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import blocked_times  # noqa: E402
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from _processes import (child_environment, emit, format_range, median_range, parse_env_settings,  # noqa: E402
+                        round_order, run_child, step_times, wait_for_quiet)
+
+# targets on the fast path (minigrad / PyTorch), by the case name's first word
+TARGETS = {"mlp": 1.0, "cnn": 1.5, "bert": 1.5, "lstm": 2.0}
+# the processes of a round: (label, child arguments, environment)
+SIDES = (("torch", ["--side", "torch"], {}),
+         ("fast", ["--side", "minigrad"], {"MINIGRAD_KERNELS": "fast"}),
+         ("reference", ["--side", "minigrad"], {"MINIGRAD_KERNELS": "reference"}))
 
 
-def _default_threads():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+# the order of the issue's speed table; parts not named here follow, sorted
+PART_ORDER = ("mlp", "cnn", "bert", "lstm")
 
 
-def case_files():
-    """{part: path} for every bench/engine_<part>.py, sorted by part."""
-    paths = sorted(glob.glob(os.path.join(HERE, "engine_*.py")))
-    return {os.path.basename(p)[len("engine_"):-len(".py")]: p for p in paths}
+def case_parts():
+    """The parts of every bench/engine_<part>.py, in :data:`PART_ORDER`."""
+    parts = [os.path.basename(p)[len("engine_"):-len(".py")] for p in glob.glob(os.path.join(HERE, "engine_*.py"))]
+    return sorted(parts, key=lambda part: (PART_ORDER.index(part) if part in PART_ORDER else len(PART_ORDER), part))
 
 
-def load(part, path):
-    """The case module at ``path``, or None (with a message) when it cannot be imported."""
-    spec = importlib.util.spec_from_file_location(f"bench_engine_{part}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        print(f"error: cannot import {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return None
-    if not hasattr(module, "cases"):
-        print(f"warning: {path} defines no cases(threads); skipped", file=sys.stderr)
-        return None
-    return module
+def selected_parts(only):
+    """Parts to load: those whose name contains ``only`` if any does, else all (then filtered by case name)."""
+    parts = case_parts()
+    matching = [p for p in parts if only is not None and only in p]
+    return matching or parts
 
 
-def select(only):
-    """Case files to run: those whose part contains ``only`` if any does, else all (filtered by case name)."""
-    files = case_files()
-    if only is not None:
-        matching = {part: path for part, path in files.items() if only in part}
-        if matching:
-            return matching
-    return files
+def target_of(case):
+    """The fast path's target ratio for a case (None: for information only)."""
+    return TARGETS.get(case.split("-")[0])
 
 
-def _matches(only, part, name):
-    return only is None or only in part or only in name
+# ------------------------------------------------------------------------------------------ child
+def _cases(side, part, threads):
+    module = importlib.import_module(f"engine_{part}")
+    return module.torch_cases(threads) if side == "torch" else module.minigrad_cases(threads)
 
 
-def _check_losses(name, mg_value, torch_value):
-    """Warn when both steps return losses that disagree (different weights or data)."""
-    if not (isinstance(mg_value, (int, float)) and isinstance(torch_value, (int, float))):
-        return
-    if abs(mg_value - torch_value) > 1e-3 * max(1.0, abs(torch_value)):
-        print(f"warning: {name}: first losses differ (minigrad {mg_value:.6g}, torch {torch_value:.6g})",
-              file=sys.stderr)
+def _set_threads(side, threads):
+    """Set the threads as a user does, in this (child) process; returns a one-line description."""
+    if side == "torch":
+        import torch
 
-
-def time_case(name, mg_step, torch_step, repeats, warmup, block=5):
-    """Seconds per step of both sides (two lists), timed in alternating blocks after a warm-up."""
-    mg_first, torch_first = mg_step(), torch_step()
-    _check_losses(name, mg_first, torch_first)
-    return blocked_times([mg_step, torch_step], repeats, block=block, warmup=max(warmup - 1, 0))
-
-
-def _summary(times):
-    """(median ms, interquartile range as % of the median)."""
-    ms = [t * 1e3 for t in times]
-    median = statistics.median(ms)
-    if len(ms) < 4:
-        return median, 0.0
-    q1, _, q3 = statistics.quantiles(ms, n=4)
-    return median, 100 * (q3 - q1) / median
-
-
-def _blas_summary():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    parts = [f"{i.get('internal_api')}:{i.get('num_threads')}({os.path.basename(i.get('filepath', ''))})"
-             for i in threadpool_info()]
-    return ", ".join(parts)
-
-
-def configure(threads):
-    """Give both sides ``threads`` threads and minigrad its benchmark settings; returns the
-    threadpoolctl context that holds NumPy's BLAS/OpenMP pools at that count."""
+        torch.set_num_threads(threads)
+        return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     sys.path.insert(0, ROOT)
-    import minigrad
-    import torch
-    from threadpoolctl import threadpool_limits
+    import minigrad as mg
 
-    minigrad.set_num_threads(threads)
-    minigrad.kernels.threads.keep_freed_memory()
-    torch.set_num_threads(threads)
-    return threadpool_limits(limits=threads)
+    mg.set_num_threads(threads)
+    return (f"minigrad kernels {mg.active_kernels()}, {mg.get_num_threads()} threads "
+            f"(its own pool {mg.kernels.threads.pool_threads()})")
+
+
+def _thread_pools():
+    from threadpoolctl import threadpool_info
+
+    return ", ".join(f"{i['internal_api']}:{i['num_threads']}" for i in threadpool_info())
+
+
+def run_side(side, threads, only, steps, warmup):
+    """Time every selected case of one side in this process: the child's JSON answer."""
+    start = time.perf_counter()
+    setup = _set_threads(side, threads)
+    cases, timed = {}, 0.0
+    for part in selected_parts(only):
+        for name, step in _cases(side, part, threads):
+            if only is not None and only not in part and only not in name:
+                continue
+            times, first, other = step_times(step, steps, warmup)
+            timed += sum(times)
+            cases[name] = {"ms": median_range(times)[0] * 1e3, "first_loss": first, "other_cores": other}
+    return {"setup": setup, "pools": _thread_pools(), "cases": cases, "timed_seconds": timed,
+            "child_seconds": time.perf_counter() - start}
+
+
+def profile_minigrad(threads, only, steps):
+    """cProfile of ``steps`` minigrad steps per selected case in this process, sorted by own time."""
+    import cProfile
+    import pstats
+
+    print(_set_threads("minigrad", threads))
+    for part in selected_parts(only):
+        for name, step in _cases("minigrad", part, threads):
+            if only is not None and only not in part and only not in name:
+                continue
+            step_times(step, 0, 3)  # warm-up
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(steps):
+                step()
+            profile.disable()
+            print(f"\n{name}: {steps} steps, {threads} threads, sorted by own time")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(22)
+
+
+# ----------------------------------------------------------------------------------------- parent
+def _check_first_losses(case, losses):
+    """Warn when the sides' first losses disagree (different weights or data)."""
+    reference = losses.get("torch")
+    for label, value in losses.items():
+        if reference is not None and abs(value - reference) > 1e-3 * max(1.0, abs(reference)):
+            print(f"warning: {case}: first loss {label} {value:.6g} != torch {reference:.6g}", file=sys.stderr)
+
+
+def measure(args, env_settings):
+    """{threads: {case: {label: [median ms per round]}}}, per label [seconds of its processes, of
+    which inside the child, of which timed steps] (where the time went), and seconds spent waiting."""
+    results, spent, waited = {}, {label: [0.0, 0.0, 0.0] for label, _, _ in SIDES}, 0.0
+    sides = [s for s in SIDES if s[0] in args.sides]
+    for threads in args.threads:
+        per_case = results.setdefault(threads, {})
+        for r in range(args.rounds):
+            answers = {}
+            for label, side_args, env in round_order(sides, r):
+                child_args = side_args + ["--threads", threads, "--steps", args.steps, "--warmup", args.warmup]
+                if args.only is not None:
+                    child_args += ["--only", args.only]
+                if args.quiet is not None:
+                    waited += wait_for_quiet(args.quiet)
+                answer, wall = run_child(__file__, child_args, child_environment({**env_settings, **env}))
+                answers[label] = answer
+                spent[label][0] += wall
+                spent[label][1] += answer["child_seconds"]
+                spent[label][2] += answer["timed_seconds"]
+                if r == 0 and threads == args.threads[0]:
+                    print(f"  {label:<9} {answer['setup']}; pools {answer['pools']}")
+            for case in answers[sides[0][0]]["cases"]:
+                times = {label: a["cases"][case]["ms"] for label, a in answers.items() if case in a["cases"]}
+                for label, ms in times.items():
+                    per_case.setdefault(case, {}).setdefault(label, []).append(ms)
+                if r == 0:
+                    _check_first_losses(case, {label: a["cases"][case]["first_loss"]
+                                               for label, a in answers.items() if case in a["cases"]})
+            loads = [c["other_cores"] for a in answers.values() for c in a["cases"].values()
+                     if c["other_cores"] is not None]
+            load = f"; other processes kept up to {max(loads):.1f} cores busy" if loads else ""
+            print(f"  {threads} thread(s), round {r + 1}/{args.rounds}, fast / torch: " + ", ".join(
+                f"{case} {per_case[case]['fast'][-1] / per_case[case]['torch'][-1]:.2f}"
+                for case in per_case if "torch" in per_case[case] and "fast" in per_case[case]) + load, flush=True)
+    return results, spent, waited
+
+
+def ratios(times, label):
+    """Per-round ratios label / torch, or None when either side is missing."""
+    if label not in times or "torch" not in times:
+        return None
+    return [a / b for a, b in zip(times[label], times["torch"])]
+
+
+def table_rows(results):
+    """One row per (case, threads): the cells of the printed and the Markdown table."""
+    rows = []
+    cases = list(dict.fromkeys(case for per_case in results.values() for case in per_case))
+    for case in cases:
+        for threads, per_case in results.items():
+            times = per_case.get(case)
+            if times is None:
+                continue
+            fast, reference = ratios(times, "fast"), ratios(times, "reference")
+            target = target_of(case)
+            verdict = ""
+            if target is not None and fast:
+                verdict = "met" if median_range(fast)[0] <= target else "not met"
+            rows.append({"case": case, "threads": threads,
+                         "torch_ms": median_range(times["torch"])[0] if "torch" in times else None,
+                         "fast_ms": median_range(times["fast"])[0] if "fast" in times else None,
+                         "fast": format_range(fast) if fast else "-",
+                         "reference": format_range(reference) if reference else "-",
+                         "target": f"<= {target:.1f}x" if target else "(none)", "verdict": verdict})
+    return rows
+
+
+def print_table(rows):
+    print(f"\n{'case':<16} {'thr':>3} {'torch ms':>9} {'fast ms':>8}  {'fast / torch':<19} "
+          f"{'reference / torch':<19} target")
+    for row in rows:
+        torch_ms = f"{row['torch_ms']:.1f}" if row["torch_ms"] is not None else "-"
+        fast_ms = f"{row['fast_ms']:.1f}" if row["fast_ms"] is not None else "-"
+        print(f"{row['case']:<16} {row['threads']:>3} {torch_ms:>9} {fast_ms:>8}  {row['fast']:<19} "
+              f"{row['reference']:<19} {row['target']} {row['verdict']}")
+
+
+def write_markdown(path, rows, args):
+    command = (f"python bench/engine.py --threads {' '.join(map(str, args.threads))} --rounds {args.rounds} "
+               f"--steps {args.steps}" + (f" --only {args.only}" if args.only else ""))
+    lines = [f"Timed as users run it, one library per process (`{command}`): minigrad / PyTorch CPU "
+             f"step time, median (min-max) over {args.rounds} rounds; lower is better.", "",
+             "| case | threads | fast kernels / PyTorch | reference kernels / PyTorch | target (fast) |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        target = f"{row['target']} {row['verdict']}".strip()
+        lines.append(f"| {row['case']} | {row['threads']} | {row['fast']} | {row['reference']} | {target} |")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def print_time_spent(spent, waited, total):
+    print(f"\nwhere the time went ({total:.0f} s in all):")
+    if waited:
+        print(f"  waiting for a quiet machine (--quiet) {waited:.1f} s")
+    for label, (wall, child, timed) in spent.items():
+        if wall:
+            print(f"  {label:<9} processes {wall:6.1f} s: start-up and imports {wall - child:5.1f} s, "
+                  f"building cases and warm-up {child - timed:5.1f} s, timed steps {timed:5.1f} s")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=_default_threads(),
-                        help="threads for both sides (default: the cores this process may use)")
-    parser.add_argument("--repeats", type=int, default=40, help="timed steps per side (default 40)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per side first (default 3)")
-    parser.add_argument("--block", type=int, default=5, help="timed steps per block of one side (default 5)")
-    parser.add_argument("--only", default=None, help="run only cases whose module part or name contains this")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    parser.add_argument("--rounds", type=int, default=7, help="fresh processes per library and thread count")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per case in each process")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per case first")
+    parser.add_argument("--only", default=None, help="only cases whose module part or name contains this")
+    parser.add_argument("--sides", nargs="+", default=[s[0] for s in SIDES], choices=[s[0] for s in SIDES],
+                        help="which processes to run (default: torch fast reference)")
+    parser.add_argument("--quiet", type=float, default=None, metavar="CORES",
+                        help="start each process once other processes keep fewer than CORES cores busy "
+                             "(waiting at most a minute; for a shared machine)")
+    parser.add_argument("--env", action="append", metavar="NAME=VALUE", help="set in every child (repeatable)")
+    parser.add_argument("--json", default=None, help="also write every round's times to this JSON file")
+    parser.add_argument("--markdown", default=None, help="write the ratio table (README's) to this file")
+    parser.add_argument("--profile", action="store_true", help="profile minigrad's steps in this process instead")
+    parser.add_argument("--side", choices=("torch", "minigrad"), help=argparse.SUPPRESS)  # a child's role
     args = parser.parse_args(argv)
-    if min(args.threads, args.repeats, args.warmup, args.block) < 1:
-        parser.error("--threads, --repeats, --warmup and --block must be positive")
-
-    import numpy as np
-    import torch
-
-    results = []
-    with configure(args.threads):
-        print(f"numpy {np.__version__}, torch {torch.__version__}, threads {args.threads}, "
-              f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-        print(f"thread pools: {_blas_summary()}")
-        for part, path in select(args.only).items():
-            module = load(part, path)
-            if module is None:
-                continue
-            try:
-                for name, mg_step, torch_step in module.cases(args.threads):
-                    if not _matches(args.only, part, name):
-                        continue
-                    mg_times, torch_times = time_case(name, mg_step, torch_step, args.repeats, args.warmup, args.block)
-                    (mg, mg_iqr), (tc, tc_iqr) = _summary(mg_times), _summary(torch_times)
-                    results.append({"case": name, "minigrad_ms": mg, "torch_ms": tc, "ratio": mg / tc,
-                                    "minigrad_iqr_pct": mg_iqr, "torch_iqr_pct": tc_iqr})
-            except Exception as exc:  # one broken case module must not hide the others' numbers
-                print(f"error: {os.path.relpath(path, ROOT)} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-    if not results:
-        print(f"no case matched --only {args.only!r}" if args.only else "no cases found (bench/engine_*.py)")
+    if min(args.threads + [args.rounds, args.steps, args.warmup]) < 1:
+        parser.error("--threads, --rounds, --steps and --warmup must be positive")
+    if args.side:
+        emit(run_side(args.side, args.threads[0], args.only, args.steps, args.warmup))
+        return 0
+    if args.profile:
+        profile_minigrad(args.threads[0], args.only, args.steps)
+        return 0
+    if "torch" not in args.sides:
+        parser.error("--sides must include torch (the baseline of every ratio)")
+    try:
+        env_settings = parse_env_settings(args.env)
+    except ValueError as exc:
+        parser.error(str(exc))
+    start = time.perf_counter()
+    print(f"one library per process, threads {args.threads}, {args.rounds} rounds of {args.steps} timed steps "
+          f"per case after {args.warmup} warm-up steps")
+    results, spent, waited = measure(args, env_settings)
+    rows = table_rows(results)
+    if not rows:
+        print(f"no case matched --only {args.only!r}")
         return 1
-    width = max(len(r["case"]) for r in results)
-    print(f"\n{'case':<{width}}  {'minigrad (IQR)':>19}  {'torch (IQR)':>19}  {'ratio':>6}")
-    for r in results:
-        print(f"{r['case']:<{width}}  {r['minigrad_ms']:8.2f} ms ({r['minigrad_iqr_pct']:4.1f}%)  "
-              f"{r['torch_ms']:8.2f} ms ({r['torch_iqr_pct']:4.1f}%)  {r['ratio']:6.2f}")
-    print()
-    for r in results:
-        print(f"{r['case']:<{width}}  minigrad {r['minigrad_ms']:.1f} ms  torch {r['torch_ms']:.1f} ms  "
-              f"ratio {r['ratio']:.2f}")
+    print_table(rows)
+    print_time_spent(spent, waited, time.perf_counter() - start)
+    if args.markdown:
+        write_markdown(args.markdown, rows, args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"threads": args.threads, "repeats": args.repeats, "results": results}, fh, indent=2)
+            json.dump({"rounds": args.rounds, "steps": args.steps, "results": results, "table": rows}, fh, indent=2)
     return 0
 
 

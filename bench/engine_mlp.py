@@ -3,10 +3,12 @@
 - mlp-autoencoder: 784 -> 32 -> 784 with ReLU, MSE against the input.
 - mlp-classifier:  784 -> 32 -> 10 with ReLU, cross entropy against 10 classes.
 
-One step = zero_grad, forward, loss, backward, SGD update, on both sides with the
-same weights (PyTorch's init copied into minigrad) and the same data.
+One step = zero_grad, forward, loss, backward, SGD update; weights and data drawn from NumPy
+seeds alike on both sides (bench/_steps.py).
 """
 import numpy as np
+
+from _steps import minigrad_step, torch_step
 
 N, IN, HIDDEN, CLASSES = 2000, 784, 32, 10
 LR = 0.01
@@ -19,35 +21,26 @@ def _data(seed=0):
     return x, labels
 
 
-def _pair(out_features):
-    """The same MLP in PyTorch and minigrad, with identical weights."""
-    import torch
+def _model(nn, out_features):
+    """The layer stack, written once for both libraries (their constructors share signatures)."""
+    return nn.Sequential(nn.Linear(IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, out_features))
 
+
+def minigrad_cases(threads):
+    """(name, step) for the autoencoder and the classifier, in minigrad."""
     import minigrad as mg
-    from minigrad import nn
+    from minigrad.nn import functional as F
 
-    torch.manual_seed(0)
-    tmodel = torch.nn.Sequential(torch.nn.Linear(IN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, out_features))
-    mmodel = nn.Sequential(nn.Linear(IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, out_features))
-    mmodel.load_state_dict({k: v.detach().numpy() for k, v in tmodel.state_dict().items()})
-    return tmodel, mmodel, torch, mg
+    x, labels = _data()
+    yield "mlp-autoencoder", minigrad_step(_model(mg.nn, IN), F.mse_loss, x, mg.tensor(x), LR)
+    yield "mlp-classifier", minigrad_step(_model(mg.nn, CLASSES), F.cross_entropy, x, labels, LR)
 
 
-def _steps(out_features, torch_loss, mg_loss, target_np):
-    from _steps import training_steps
-
-    tmodel, mmodel, torch, mg = _pair(out_features)
-    x_np, _ = _data()
-    return training_steps(mmodel, tmodel, mg.tensor(x_np), torch.from_numpy(x_np), target_np,
-                          torch.from_numpy(target_np), mg_loss, torch_loss, LR, torch, mg)
-
-
-def cases(threads):
-    """(name, minigrad_step, torch_step) for the autoencoder and the classifier."""
+def torch_cases(threads):
+    """(name, step) for the autoencoder and the classifier, in PyTorch."""
+    import torch
     import torch.nn.functional as F
 
-    from minigrad.nn import functional as MF
-
-    x_np, labels = _data()
-    yield ("mlp-autoencoder", *_steps(IN, F.mse_loss, MF.mse_loss, x_np))
-    yield ("mlp-classifier", *_steps(CLASSES, F.cross_entropy, MF.cross_entropy, labels))
+    x, labels = _data()
+    yield "mlp-autoencoder", torch_step(_model(torch.nn, IN), F.mse_loss, x, torch.from_numpy(x), LR)
+    yield "mlp-classifier", torch_step(_model(torch.nn, CLASSES), F.cross_entropy, x, torch.from_numpy(labels), LR)

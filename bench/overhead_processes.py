@@ -14,39 +14,28 @@ takes the median of its timed steps; the ratios are reported as a median and ran
     python bench/overhead_processes.py --threads 2 --rounds 3
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from _processes import child_environment, emit, format_range, round_order, run_child, step_times  # noqa: E402
 
 
 def _median_of(step, repeats, warmup=3):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(step_times(step, repeats, warmup)[0])
 
 
 def run_minigrad(n, width, threads, repeats):
-    sys.path.insert(0, HERE)
     sys.path.insert(0, ROOT)
-    from threadpoolctl import threadpool_limits
-
     import minigrad as mg
     from _naive_torch import make_data
     from autospec_overhead import minigrad_steps
 
-    threadpool_limits(threads)
-    mg.set_num_threads(threads)
+    mg.set_num_threads(threads)  # as a user sets it (BLAS's threads follow minigrad's policy)
     X, labels = make_data(n)
     plain, introspected, _, _ = minigrad_steps(X, labels, width)
     times = {"plain": [], "introspected": []}
@@ -57,7 +46,6 @@ def run_minigrad(n, width, threads, repeats):
 
 
 def run_torch(n, width, threads, repeats):
-    sys.path.insert(0, HERE)
     import numpy as np
     import torch
 
@@ -72,11 +60,8 @@ def run_torch(n, width, threads, repeats):
 
 
 def _child(side, args):
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    out = subprocess.run([sys.executable, __file__, "--side", side, "--n", str(args.n), "--width", str(args.width),
-                          "--threads", str(args.threads), "--repeats", str(args.repeats)],
-                         capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--side", side, "--n", args.n, "--width", args.width, "--threads", args.threads,
+                                "--repeats", args.repeats], child_environment())[0]
 
 
 def main(argv=None):
@@ -90,13 +75,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.side:
         run = run_minigrad if args.side == "minigrad" else run_torch
-        print(json.dumps(run(args.n, args.width, args.threads, args.repeats)))
+        emit(run(args.n, args.width, args.threads, args.repeats))
         return 0
     a, b = [], []
     for r in range(args.rounds):
-        sides = ("minigrad", "torch") if r % 2 == 0 else ("torch", "minigrad")
         result = {}
-        for side in sides:
+        for side in round_order(("minigrad", "torch"), r):
             result.update(_child(side, args))
         a.append(result["introspected"] / result["plain"])
         b.append(result["naive"] / result["introspected"])
@@ -104,8 +88,8 @@ def main(argv=None):
               f"naive PyTorch {result['naive'] * 1e3:.2f} ms")
     print(f"MLP autoencoder 784 -> {args.width} -> 784, N={args.n}, {args.threads} threads, one library per process, "
           f"{args.rounds} rounds (median, range)")
-    print(f"  (a) introspected / plain minigrad step   {statistics.median(a):6.2f}x  ({min(a):.2f}-{max(a):.2f})")
-    print(f"  (b) naive PyTorch / introspected minigrad {statistics.median(b):6.2f}x  ({min(b):.2f}-{max(b):.2f})")
+    print(f"  (a) introspected / plain minigrad step    {format_range(a)}x")
+    print(f"  (b) naive PyTorch / introspected minigrad {format_range(b)}x")
     return 0
 
 

@@ -13,20 +13,21 @@ from minigrad.kernels.erf import erf
 def split_everything(monkeypatch):
     """Split even tiny arrays over 3 threads (restoring minigrad's and BLAS's thread counts after)."""
     blas = [(lib, lib.get_num_threads()) for lib in threads._cached_blas()]
-    previous = mg.get_num_threads()
+    previous = mg.get_num_threads(), threads.pool_threads()
     monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
     yield
-    _set_threads(previous)  # not set_num_threads: that would also change BLAS's threads
+    _set_threads(*previous)  # not set_num_threads: that would also change BLAS's threads
     for lib, n in blas:
         lib.set_num_threads(n)
 
 
-def _set_threads(n):
-    """minigrad's worker count only (BLAS threads do not change results here)."""
+def _set_threads(n, workers=None):
+    """minigrad's thread count and its pool's size (n unless given), whatever the policy would say
+    (BLAS threads do not change results here)."""
     pool = threads._state["pool"]
     if pool is not None:
         pool.shutdown(wait=True)
-    threads._state.update(n=n, pool=None)
+    threads._state.update(n=n, workers=n if workers is None else workers, pool=None)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
@@ -43,6 +44,42 @@ def test_set_num_threads_sets_blas_and_workers(split_everything):
     mg.set_num_threads(2)
     assert mg.get_num_threads() == 2
     assert all(lib.get_num_threads() == 2 for lib in threads._cached_blas())
+
+
+def test_set_num_threads_applies_the_pool_policy(split_everything, monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    mg.set_num_threads(1)
+    assert threads.pool_threads() == 1
+    monkeypatch.setattr(threads, "_available_cores", lambda: 2)
+    mg.set_num_threads(2)
+    assert mg.get_num_threads() == 2
+    assert threads.pool_threads() == 1  # 2 + 1 BLAS worker do not fit on 2 cores: BLAS owns them
+    assert threads.parts_for(1 << 30) == 1
+    monkeypatch.setattr(threads, "_available_cores", lambda: 8)
+    mg.set_num_threads(3)
+    assert threads.pool_threads() == 3 == threads.parts_for(1 << 30)  # 3 + 2 fit on 8 cores
+
+
+@pytest.mark.parametrize("n, cores, blas, expected", [(1, 1, 1, 1), (2, 2, 2, 1), (2, 2, 1, 2), (2, 4, 2, 2),
+                                                      (4, 4, 4, 1), (4, 8, 4, 4), (8, 8, 8, 1)])
+def test_pool_size_leaves_the_cores_to_blas_when_both_pools_do_not_fit(n, cores, blas, expected):
+    assert threads.pool_size(n, cores, blas) == expected
+
+
+def test_blas_single_threaded_only_while_the_pool_splits(split_everything):
+    pytest.importorskip("threadpoolctl")
+    libs = threads._cached_blas()
+    if not libs:
+        pytest.skip("no BLAS controller")
+    for lib in libs:
+        lib.set_num_threads(2)
+    _set_threads(2, workers=2)
+    with threads.blas_single_threaded():
+        assert all(lib.get_num_threads() == 1 for lib in libs)
+    assert all(lib.get_num_threads() == 2 for lib in libs)
+    _set_threads(2, workers=1)  # the pool stands down: BLAS keeps its threads
+    with threads.blas_single_threaded():
+        assert all(lib.get_num_threads() == 2 for lib in libs)
 
 
 def test_erf_float32_is_within_1e7_of_scipy_on_a_dense_grid():
@@ -167,6 +204,7 @@ def test_keep_freed_memory_toggles_malloc_settings():
         assert float(a.sum()) == 512 * 1024
     finally:
         assert threads.keep_freed_memory(False) == kept
+        threads.keep_freed_memory()  # back to the setting import makes
 
 
 @pytest.mark.parametrize("count", [1, 3])
@@ -210,3 +248,49 @@ def test_group_spectra_on_threads_equal_one_thread(split_everything, method):
             for group in (None, "HC", "SZ"):
                 np.testing.assert_allclose(many.series(layer, q, group=group), one.series(layer, q, group=group),
                                            rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("blas_env", [None, "1"])
+def test_the_policy_is_set_at_import(blas_env):
+    """A fresh process that only imports minigrad gets the policy for its cores and BLAS threads."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    if blas_env is not None:
+        env["OPENBLAS_NUM_THREADS"] = blas_env
+    code = ("import json, minigrad as mg; from minigrad.kernels import threads as t; "
+            "print(json.dumps([mg.get_num_threads(), t.pool_threads(), t._available_cores(), t._blas_threads_now()]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    n, workers, cores, blas = json.loads(out.stdout)
+    assert n == cores
+    assert workers == threads.pool_size(n, cores, blas)
+    if blas_env == "1":
+        assert workers == cores  # BLAS on one thread leaves the cores to minigrad's pool
+
+
+def test_import_keeps_freed_memory():
+    """In a fresh process that imported minigrad, three freed 16 MiB arrays stay in the heap for
+    reuse (glibc's own settings give back what exceeds twice the largest freed block)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    code = ("import os, numpy as np, minigrad\n"
+            "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+            "start = rss()\n"
+            "for _ in range(3):\n"
+            "    arrays = [np.ones(4 << 20, np.float32) for _ in range(3)]\n"
+            "    del arrays\n"
+            "print(rss() - start)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    kept = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd=root).stdout)
+    assert kept >= 40 << 20

@@ -1,11 +1,32 @@
-"""CPU threads: BLAS's pool and a small pool of Python workers for large elementwise work.
+"""CPU threads: one policy for BLAS's threads and minigrad's own pool, set at import.
 
 NumPy runs one ufunc or copy on one core, but releases the GIL while it does, so a
 large elementwise pass split into a few contiguous chunks runs on several cores
-from plain Python threads. ``set_num_threads(n)`` sets both that pool and the BLAS
-threads (through threadpoolctl, when installed); the default is the number of
-cores this process may use. Only NumPy arrays above a size threshold are split
-(below it the hand-off costs more than it saves); CuPy arrays never are.
+from plain Python threads: minigrad's pool. BLAS has threads of its own, and
+OpenBLAS's keep spinning for about 0.1 s after every multi-threaded product (there
+is no call to shorten that, only the OPENBLAS_THREAD_TIMEOUT variable, read once
+when NumPy loads it), so during training they never rest. The two pools fight when
+their threads do not fit on the cores: the calling thread, the pool's workers and
+BLAS's spinning workers then share them, and every split waits for its slowest share.
+
+The policy (:func:`pool_size`): ``n`` threads go to BLAS; minigrad's pool uses them
+too only where the calling thread, its n - 1 workers and BLAS's extra threads fit on
+the cores this process may use; otherwise the pool stands down (work runs on the
+calling thread, ``blas_single_threaded`` leaves BLAS its threads) and BLAS alone owns
+the cores. On this project's 2-core machine at 2 threads (bench/engine.py's cases, one
+process per run, runs during which other processes used < 0.3 cores), BLAS alone against
+both pools: BERT-style encoder 63-67 against 78-103 ms, CNN autoencoder 44-55 against
+54-69 ms, the MLPs and the CNN classifier the same within the noise; the pool alone (BLAS
+on one thread) was slower still for the BERT-style encoder (107 ms; 66 ms on one thread).
+The policy is set when this module is imported (n = the cores this process may use,
+BLAS's threads left at the BLAS library's own setting) and again by
+``set_num_threads(n)``, which gives BLAS n threads. Only NumPy arrays above a size
+threshold are split (below it the hand-off costs more than it saves); CuPy arrays never are.
+
+Import also makes glibc's malloc keep freed memory (:func:`keep_freed_memory`; undo with
+``keep_freed_memory(False)``): otherwise every step page-faults its large temporaries afresh,
+on one core. In fresh processes at 2 threads, quiet machine, 20 steps after 3: MLP
+autoencoder 9.5 -> 6.2 ms, CNN classifier 36 -> 25 ms, CNN autoencoder 58 -> 31-44 ms.
 """
 import os
 import threading
@@ -26,27 +47,45 @@ def _available_cores():
         return max(1, os.cpu_count() or 1)
 
 
-_state = {"n": _available_cores(), "pool": None}
+def pool_size(n, cores, blas_threads):
+    """Threads minigrad's own pool splits work over (1 = the calling thread alone) when ``n``
+    threads are asked for on ``cores`` cores while BLAS runs ``blas_threads`` threads: n when the
+    calling thread, n - 1 workers and BLAS's blas_threads - 1 extra threads fit on the cores,
+    else 1, leaving the cores to BLAS."""
+    return n if n + blas_threads - 1 <= cores else 1
+
+
+_state = {"n": 1, "workers": 1, "pool": None}
 _lock = threading.Lock()
 _local = threading.local()  # .busy: this thread is already running a share of a split
 
 
 def set_num_threads(n):
-    """Use ``n`` threads for BLAS and for minigrad's own split CPU work (1 = no worker threads)."""
+    """Use ``n`` threads: BLAS gets n, and minigrad's own pool n or 1 by :func:`pool_size`."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
     n = int(n)
-    with _lock:
-        if n != _state["n"] and _state["pool"] is not None:
-            _state["pool"].shutdown(wait=True)
-            _state["pool"] = None
-        _state["n"] = n
     _set_blas_threads(n)
+    _apply_policy(n, blas_threads=n)
 
 
 def get_num_threads():
     """The thread count set by :func:`set_num_threads` (default: the cores this process may use)."""
     return _state["n"]
+
+
+def pool_threads():
+    """Threads minigrad's own pool splits work over under the policy (1: it stands down)."""
+    return _state["workers"]
+
+
+def _apply_policy(n, blas_threads):
+    workers = pool_size(n, _available_cores(), blas_threads)
+    with _lock:
+        if workers != _state["workers"] and _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True)
+            _state["pool"] = None
+        _state.update(n=n, workers=workers)
 
 
 def _blas_libraries():
@@ -65,13 +104,13 @@ def _set_blas_threads(n):
 
 
 def _pool():
-    """The shared pool of n - 1 workers (the calling thread takes a share too), or None for one thread."""
-    n = _state["n"]
-    if n == 1:
+    """The shared pool of workers - 1 threads (the calling thread takes a share too), or None for one."""
+    workers = _state["workers"]
+    if workers == 1:
         return None
     with _lock:
         if _state["pool"] is None:
-            _state["pool"] = ThreadPoolExecutor(n - 1, thread_name_prefix="minigrad")
+            _state["pool"] = ThreadPoolExecutor(workers - 1, thread_name_prefix="minigrad")
         return _state["pool"]
 
 
@@ -79,7 +118,7 @@ def parts_for(nbytes, xp=np):
     """How many threads to split work over ``nbytes`` of NumPy data into (1: do not split)."""
     if xp is not np or nbytes < MIN_SPLIT_BYTES or getattr(_local, "busy", False):
         return 1
-    return _state["n"]
+    return _state["workers"]
 
 
 def run_parts(work, count):
@@ -112,7 +151,7 @@ def run_parts(work, count):
 def run_items(work, items):
     """Call ``work(item)`` for every item, the items cut into one contiguous run per thread."""
     items = list(items)
-    count = min(len(items), _state["n"])
+    count = min(len(items), _state["workers"])
     if count <= 1:
         for item in items:
             work(item)
@@ -237,8 +276,9 @@ def empty_like_layout(a, dtype=None):
 
 
 def blas_single_threaded():
-    """A context in which BLAS uses one thread (for BLAS calls made from several workers at once)."""
-    return _BlasThreads(1)
+    """A context for BLAS calls made from minigrad's workers at once: BLAS on one thread while the
+    pool splits work, its threads left alone while the pool stands down (BLAS then owns the cores)."""
+    return _BlasThreads(1 if _state["workers"] > 1 else None)
 
 
 class _BlasThreads:
@@ -247,6 +287,8 @@ class _BlasThreads:
         self.libs = []
 
     def __enter__(self):
+        if self.n is None:
+            return self
         self.libs = [(lib, lib.get_num_threads()) for lib in _cached_blas()]
         for lib, _ in self.libs:
             lib.set_num_threads(self.n)
@@ -266,6 +308,13 @@ def _cached_blas():
     if "libs" not in _blas_cache:
         _blas_cache["libs"] = _blas_libraries()
     return _blas_cache["libs"]
+
+
+def _blas_threads_now():
+    """The most threads any loaded BLAS runs now (1 without threadpoolctl or BLAS controllers)."""
+    return max([lib.get_num_threads() or 1 for lib in _cached_blas()] + [1])
+
+
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
@@ -298,6 +347,10 @@ def keep_freed_memory(enabled=True):
     return all(mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1 for param, value in settings)
 
 
-__all__ = ["keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "elementwise", "run_parts", "run_items",
-           "run_blocks", "ranges",
-           "parts_for", "split_axis", "empty_like_layout", "blas_single_threaded", "MIN_SPLIT_BYTES"]
+# the policy, set at import: the pool's size for the cores and BLAS's threads, and freed memory kept
+_apply_policy(_available_cores(), blas_threads=_blas_threads_now())
+keep_freed_memory()
+
+__all__ = ["keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "pool_size",
+           "pool_threads", "elementwise", "run_parts", "run_items", "run_blocks", "ranges", "parts_for", "split_axis",
+           "empty_like_layout", "blas_single_threaded", "MIN_SPLIT_BYTES"]

@@ -126,7 +126,7 @@ def lstm_backward_steps(gates, hs, cs, w_hh, g_out, g_hn, g_cn):
 rnn_forward_steps.fast(fast_cells.rnn_forward_steps)
 rnn_backward_steps.fast(fast_cells.rnn_backward_steps)
 lstm_forward_steps.fast(fast_cells.lstm_forward_steps)
-# lstm_backward_steps has no fast version: the reference loop is as fast as any tried (see kernels/recurrent.py)
+lstm_backward_steps.fast(fast_cells.lstm_backward_steps)
 
 
 # ------------------------------------------------------------------------------------ the ops

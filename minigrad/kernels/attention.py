@@ -125,7 +125,7 @@ class _Attention:
         """Call ``work(slice)`` on every chunk of samples, split over minigrad's threads on the CPU."""
         n, step = self.shape[0], self.chunk
         chunks = [slice(a, min(a + step, n)) for a in range(0, n, step)]
-        if self.xp is np and len(chunks) > 1 and threads.get_num_threads() > 1:
+        if self.xp is np and len(chunks) > 1 and threads.pool_threads() > 1:
             with threads.blas_single_threaded():  # each thread runs its own chunk's small matmuls
                 threads.run_items(work, chunks)  # re-raises a worker's exception here
         else:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minigrad.kernels import threads
-from minigrad.backend import get_array_module, to_numpy
+from minigrad.backend import get_array_module, is_cupy_array, to_numpy
 
 from . import linalg
 from .groups import selector_size
@@ -210,7 +210,7 @@ class LayerSpectra:
     def _gradient_values(self, key, A2, D2, k):
         """Top-k singular values of G = A2^T D2 without forming it unless that is cheapest."""
         method = self.g_method if self.g_method != "exact" else "direct"
-        if method == "auto" and not isinstance(A2, np.ndarray):
+        if method == "auto" and is_cupy_array(A2):
             return linalg.gradient_svdvals(A2, D2, k)  # on a GPU: its own latency cost model
         if method == "auto":
             method = linalg.choose_gradient_method(A2.shape[0], A2.shape[1], D2.shape[1], k, A2.dtype,
@@ -361,10 +361,10 @@ class LayerSpectra:
             for part in parts:
                 k = self._bound("G", part.rows, fin, fout)
                 G = mats[part.label]
-                if isinstance(G, np.ndarray):  # like a factor matrix: costed as a warm start, tracked
-                    values = self._factor_values(("G", part.label), G, k)
-                else:  # on a GPU, svdvals' own latency cost model decides (top-k iterations are slow there)
+                if is_cupy_array(G):  # on a GPU, svdvals' own latency cost model decides (top-k iterations are slow there)
                     values = linalg.svdvals(G, k, method=self.factor_method)
+                else:  # like a factor matrix: costed as a warm start, tracked
+                    values = self._factor_values(("G", part.label), G, k)
                 out[(self.name, "G", part.label, None)] = values
             return out
 

@@ -185,6 +185,8 @@ def fold_of_product(w, m, n, channels, window):
         pads = adjoint_padding(window)
         if correlation_pays(w, channels, window.stride, pads):
             return flipped_correlation(w, m, n, channels, window, pads)
+        if all(s == 1 for s in window.stride):
+            return shifted_fold_of_product(w, m, n, channels, window)
     per_sample = w.shape[0] * math.prod(out_shape) * m.dtype.itemsize
     block = n if xp is not np else max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
     buf = _padded_buffer(xp, channels, n, window, np.result_type(w, m))
@@ -199,6 +201,49 @@ def fold_of_product(w, m, n, channels, window):
 
     threads.run_blocks(fold_block, list(range(0, n, block)), per_sample * n, xp)
     return _cropped(buf, window)
+
+
+def shifted_fold_of_product(w, m, n, channels, window):
+    """:func:`fold_of_product` at stride 1 (NumPy), each kernel offset one long add per sample.
+
+    At stride 1 the window offset k moves every column of the product by one fixed amount in
+    the flattened padded input, ``shift_k = sum_i offset_i dl_i pitch_i`` (pitch_i: the padded
+    input's C-order stride), provided the columns are laid out with the padded input's pitches
+    too. So ``m`` gets zero columns up to those pitches (their products are zero and add
+    nothing), and the fold adds each offset's columns as one contiguous run per sample and
+    channel instead of one short run per row of the output.
+    """
+    kernel_shape, out_shape = tuple(window.kernel), tuple(window.out_shape)
+    padded = padded_shape(window)
+    pitches = [math.prod(padded[i + 1:]) for i in range(len(padded))]
+    pitched = out_shape[:1] + padded[1:]           # the output positions, laid out with the padded pitches
+    span, f, dtype = math.prod(pitched), m.shape[0], np.result_type(w, m)
+    if pitched == out_shape:
+        mp = m.reshape(f, n, span)
+    else:
+        mp = np.empty((f, n) + pitched, dtype=m.dtype)
+        mp[(slice(None), slice(None)) + tuple(slice(0, o) for o in out_shape)] = m.reshape((f, n) + out_shape)
+        for axis in range(1, len(out_shape)):      # zero columns beyond the output along the inner axes
+            mp[(slice(None),) * (2 + axis) + (slice(out_shape[axis], None),)] = 0
+        mp = mp.reshape(f, n, span)
+    shifts = [sum(o * dl * p for o, dl, p in zip(offset, window.dilation, pitches))
+              for offset, _ in window_slices(kernel_shape, window.stride, window.dilation, out_shape)]
+    size = math.prod(padded)
+    buf = np.empty((channels, n, max(size, shifts[-1] + span)), dtype=dtype)
+    per_sample = w.shape[0] * span * dtype.itemsize
+    block = max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
+
+    def fold_block(start):
+        stop = min(n, start + block)
+        cols = (w @ mp[:, start:stop].reshape(f, -1)).reshape(channels, len(shifts), stop - start, span)
+        dst = buf[:, start:stop]
+        dst[:, :, :span] = cols[:, 0]              # the first offset's shift is 0
+        dst[:, :, span:] = 0
+        for k, shift in enumerate(shifts[1:], start=1):
+            dst[:, :, shift:shift + span] += cols[:, k]
+
+    threads.run_blocks(fold_block, list(range(0, n, block)), per_sample * n)
+    return _cropped(buf[:, :, :size].reshape((channels, n) + padded), window)
 
 
 def adjoint_padding(window):

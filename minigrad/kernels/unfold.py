@@ -144,8 +144,17 @@ def _unfold_fast(x, window):
     return rows.reshape(fan_in, n, -1).transpose(1, 2, 0)          # (N, P, fan_in), a view
 
 
+def tiles(window):
+    """True when the windows tile the input exactly: no overlap, no gap, no padding."""
+    return (tuple(window.kernel) == tuple(window.stride) and all(dl == 1 for dl in window.dilation)
+            and not any(lo or hi for lo, hi in window.padding)
+            and all(n == o * k for n, o, k in zip(window.in_shape, window.out_shape, window.kernel)))
+
+
 def _padded_buffer(xp, c, n, window, dtype):
-    return xp.zeros((c, n) + padded_shape(window), dtype=dtype)
+    """The (C, n, *S_pad) buffer a fold adds into: zeros, or uninitialized where the windows tile it."""
+    make = xp.empty if tiles(window) else xp.zeros
+    return make((c, n) + padded_shape(window), dtype=dtype)
 
 
 def _cropped(buf, window):
@@ -153,10 +162,14 @@ def _cropped(buf, window):
     return get_array_module(buf).swapaxes(buf, 0, 1)[interior(window)]
 
 
-def _fold_into(buf, col, windows):
-    """buf (C, n, *S_pad) += the windows of col (C, *kernel, n, *out), one strided add per kernel offset."""
+def _fold_into(buf, col, windows, tiled):
+    """buf (C, n, *S_pad) += the windows of col (C, *kernel, n, *out), one strided add per kernel offset
+    (a copy where the windows tile buf: every element then gets exactly one)."""
     for offset, win in windows:
-        buf[(slice(None), slice(None)) + win] += col[(slice(None),) + offset]
+        if tiled:
+            buf[(slice(None), slice(None)) + win] = col[(slice(None),) + offset]
+        else:
+            buf[(slice(None), slice(None)) + win] += col[(slice(None),) + offset]
 
 
 CACHE_BLOCK_BYTES = 1 << 21  # columns produced and folded per block on the CPU (about an L2/L3 share)
@@ -192,12 +205,13 @@ def fold_of_product(w, m, n, channels, window):
     buf = _padded_buffer(xp, channels, n, window, np.result_type(w, m))
     m3 = m.reshape(m.shape[0], n, -1)
     windows = list(window_slices(kernel_shape, window.stride, window.dilation, out_shape))
+    tiled = tiles(window)
 
     def fold_block(start):
         stop = min(n, start + block)
         cols = (w @ m3[:, start:stop].reshape(m.shape[0], -1)).reshape(
             (channels,) + kernel_shape + (stop - start,) + out_shape)
-        _fold_into(buf[:, start:stop], cols, windows)
+        _fold_into(buf[:, start:stop], cols, windows, tiled)
 
     threads.run_blocks(fold_block, list(range(0, n, block)), per_sample * n, xp)
     return _cropped(buf, window)

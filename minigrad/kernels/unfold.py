@@ -131,8 +131,53 @@ def unfold_channel_major(x, window, out=None):
         for offset, win in windows:
             dst[(slice(None),) + offset] = src[(slice(None), slice(None)) + win]
 
-    _over_samples(fill, n, col.nbytes, xp)
+    if xp is np and rows_run_on(window):
+        _over_samples(lambda samples: _fill_by_flat_shifts(x[samples], window, col[lead + (samples,)]),
+                      n, col.nbytes, xp)
+    else:
+        _over_samples(fill, n, col.nbytes, xp)
     return col
+
+
+def rows_run_on(window):
+    """True for a 2-D window at stride 1 whose output rows are as wide as the input's
+    ("same" padding along the width): then :func:`_fill_by_flat_shifts` applies."""
+    return (len(window.kernel) == 2 and all(s == 1 for s in window.stride)
+            and window.out_shape[1] == window.in_shape[1])
+
+
+def _fill_by_flat_shifts(x, window, dst):
+    """dst (C, kh, kw, n, out_h, W) = the patches of x (n, C, H, W), each kernel offset one
+    contiguous copy per channel and sample instead of one short copy per output row.
+
+    The input is laid out with zero rows above and below (the height padding) and flattened:
+    at stride 1 with rows as wide as the input, offset (i, j) then reads a contiguous run
+    shifted by i dl_h W + j dl_w, one run for all the output rows; its first and last
+    lo_w - j dl_w or j dl_w - lo_w columns fall in the width padding (the run reads there
+    the neighbouring row's ends) and are zeroed after the copy.
+    """
+    c, n = x.shape[1], x.shape[0]
+    height, width = window.in_shape
+    (lo_h, hi_h), (lo_w, hi_w) = window.padding
+    dl_h, dl_w = window.dilation
+    out_h = window.out_shape[0]
+    top = lo_w + lo_h * width                                # zeros before the first input row
+    length = top + (height + hi_h) * width + hi_w
+    flat = np.empty((c, n, length), dtype=x.dtype)
+    flat[:, :, :top] = 0
+    flat[:, :, top + height * width:] = 0
+    flat[:, :, top:top + height * width].reshape(c, n, height, width)[...] = np.swapaxes(x, 0, 1)
+    run = out_h * width
+    for i, j in itertools.product(range(window.kernel[0]), range(window.kernel[1])):
+        target = dst[:, i, j]                                # (C, n, out_h, W)
+        shift = i * dl_h * width + j * dl_w
+        target.reshape(c, n, run)[...] = flat[:, :, shift:shift + run]
+        before = lo_w - j * dl_w                             # columns left of the input
+        if before > 0:
+            target[..., :before] = 0
+        after = width + lo_w - j * dl_w                      # first column right of the input
+        if after < width:
+            target[..., after:] = 0
 
 
 @unfold.fast

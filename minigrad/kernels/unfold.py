@@ -13,9 +13,12 @@ Fast versions (NumPy and CuPy): the patches are written channel-major, as a C-co
 (C * prod(kernel) [+ 1], N * P) matrix whose transpose A is a free view, so the GEMMs
 of a convolution run on contiguous memory and produce channel-major outputs (C, N, *S)
 seen as (N, C, *S) views; the extra row of ones lets :mod:`.gemm` fold a bias into the
-GEMM. On the CPU the work is split over minigrad's threads, and ``fold_product``
-forms and folds its product in cache-sized blocks of samples or, at stride 1 when it
-moves less data, as a correlation with the flipped kernel.
+GEMM. On the CPU the work is split over minigrad's threads; at stride 1 a kernel offset
+moves every window by one fixed amount in the flattened (padded) input, so 2-D patches
+whose rows are as wide as the input are copied as one long run per offset, and
+``fold_product`` adds each offset's columns back as one long run per sample (in
+cache-sized blocks of samples) or, when it moves less data, runs as a correlation
+with the flipped kernel.
 """
 import itertools
 import math
@@ -234,8 +237,8 @@ def fold_of_product(w, m, n, channels, window):
     folded block by block of samples, so that each block of columns is added back while
     it is still in cache, the blocks split over minigrad's threads (each then running its
     products on one BLAS thread); at stride 1 it may run as a flipped-kernel correlation
-    (:func:`correlation_pays`); on a GPU in one go. Returns (n, channels, *in_shape), a
-    channel-major view.
+    (:func:`correlation_pays`) or else as shifted runs (:func:`shifted_fold_of_product`);
+    on a GPU in one go. Returns (n, channels, *in_shape), a channel-major view.
     """
     xp = get_array_module(m)
     kernel_shape, out_shape = tuple(window.kernel), tuple(window.out_shape)

@@ -175,12 +175,13 @@ def _fill_by_flat_shifts(x, window, dst):
         target = dst[:, i, j]                                # (C, n, out_h, W)
         shift = i * dl_h * width + j * dl_w
         target.reshape(c, n, run)[...] = flat[:, :, shift:shift + run]
+        rows = target.reshape(c, n * out_h, width)           # one long strided run per column to zero
         before = lo_w - j * dl_w                             # columns left of the input
         if before > 0:
-            target[..., :before] = 0
+            rows[..., :before] = 0
         after = width + lo_w - j * dl_w                      # first column right of the input
         if after < width:
-            target[..., after:] = 0
+            rows[..., after:] = 0
 
 
 @unfold.fast

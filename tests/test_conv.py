@@ -248,6 +248,70 @@ def test_fold_of_product_routes_match_the_definition(blocks, monkeypatch, rng):
     assert len(taken) == 4  # every geometry but the last took the correlation route
 
 
+@pytest.mark.parametrize("layout", ["c_order", "channel_major"])
+def test_unfold_by_flat_shifts_matches_the_reference(layout, monkeypatch, rng):
+    """2-D stride-1 windows with rows as wide as the input are unfolded as one shifted run per
+    kernel offset (the row ends then zeroed): the same patches as the reference, split over
+    samples or not."""
+    from minigrad.kernels import threads
+    from minigrad.kernels import unfold as U
+
+    # (shape, kernel, padding, dilation): every one keeps the output rows as wide as the input's
+    geometries = [((3, 2, 5, 6), (3, 3), ((1, 1), (1, 1)), (1, 1)),
+                  ((2, 3, 4, 5), (3, 2), ((0, 2), (1, 0)), (1, 1)),
+                  ((2, 2, 6, 7), (2, 3), ((1, 1), (2, 2)), (2, 2)),
+                  ((2, 1, 3, 4), (1, 5), ((0, 0), (4, 0)), (1, 1)),
+                  ((2, 2, 4, 1), (3, 3), ((1, 1), (1, 1)), (1, 1))]
+    for split in (False, True):
+        if split:  # one range of samples per thread
+            monkeypatch.setattr(threads, "parts_for", lambda nbytes, xp=np: 2)
+        for shape, kernel, padding, dilation in geometries:
+            n, c = shape[:2]
+            x = rng.standard_normal(shape)
+            if layout == "channel_major":
+                x = np.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1)
+            out = U.output_shape(shape[2:], kernel, (1, 1), padding, dilation)
+            window = U.Window(kernel, (1, 1), padding, dilation, shape[2:], out)
+            assert U.rows_run_on(window) and out[1] == shape[3]
+            col = U.unfold_channel_major(x, window)
+            expected = U.unfold.reference(x, window)                 # (N, P, C * K)
+            np.testing.assert_array_equal(col.reshape(expected.shape[2], n, -1).transpose(1, 2, 0), expected)
+
+
+def test_shifted_fold_of_product_matches_the_definition(monkeypatch, rng):
+    """At stride 1 the fold of w @ m runs as one contiguous add per kernel offset and sample
+    (columns laid out with the padded input's pitches); with a kernel equal to the stride the
+    fold copies instead of adding. Both equal fold of the full product, in 1-3 dimensions."""
+    from minigrad.kernels import unfold as U
+
+    monkeypatch.setattr(U, "correlation_pays", lambda *a: False)
+    taken = []
+    real = U.shifted_fold_of_product
+    monkeypatch.setattr(U, "shifted_fold_of_product", lambda *a: taken.append(1) or real(*a))
+    # (n, channels, F, kernel, stride, in_shape, padding, dilation, extra)
+    geometries = [(3, 2, 5, (3, 3), (1, 1), (6, 7), ((1, 1), (1, 1)), (1, 1), (0, 0)),
+                  (2, 4, 4, (3, 2), (1, 1), (7, 5), ((2, 0), (0, 1)), (2, 1), (0, 0)),
+                  (4, 3, 1, (4,), (1,), (9,), ((0, 0),), (1,), (1,)),
+                  (2, 2, 2, (2, 3, 1), (1, 1, 1), (3, 5, 2), ((1, 1), (0, 2), (0, 0)), (1, 2, 1), (0, 0, 0)),
+                  (2, 3, 2, (3, 3), (1, 1), (6, 6), ((1, 1), (0, 0)), (1, 1), (0, 1)),
+                  (3, 2, 3, (2, 2), (2, 2), (6, 4), ((0, 0), (0, 0)), (1, 1), (0, 0))]   # tiles: a copy
+    for blocks in (1 << 21, 1):
+        monkeypatch.setattr(U, "CACHE_BLOCK_BYTES", blocks)
+        for n, channels, f, kernel, stride, in_shape, padding, dilation, extra in geometries:
+            covered = tuple(i - e for i, e in zip(in_shape, extra))
+            out_shape = U.output_shape(covered, kernel, stride, padding, dilation)
+            w = rng.standard_normal((channels * int(np.prod(kernel)), f))
+            m = rng.standard_normal((f, n * int(np.prod(out_shape))))
+            cols = (w @ m).reshape(channels * int(np.prod(kernel)), n, -1).transpose(1, 2, 0)
+            expected = U.fold(cols, U.Window(kernel, stride, padding, dilation, covered, out_shape))
+            expected = np.pad(expected, ((0, 0), (0, 0)) + tuple((0, e) for e in extra))
+            window = U.Window(kernel, stride, padding, dilation, in_shape, out_shape)
+            assert U.tiles(window) == (stride != (1,) * len(stride))
+            got = U.fold_of_product(w, m, n, channels, window)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert len(taken) == 2 * 5  # every stride-1 geometry, both block sizes
+
+
 def test_unbatched_input_matches_torch(device, rng):
     torch = require_torch()
     torch.manual_seed(0)

@@ -145,4 +145,8 @@ def matmul_long_inner(a, b):
 
 @matmul_long_inner.fast
 def _matmul_long_inner_fast(a, b):
+    if threads.pool_threads() == 1:
+        # one BLAS call: with the pool standing down, splitting k only adds the partial sums
+        # (measured on the CNN's weight gradients, 1 and 2 threads: 10-15% faster than in blocks)
+        return a @ b
     return threads.matmul_split_inner(a, b)  # cache-sized blocks of k, split over threads (NumPy only)

@@ -13,9 +13,12 @@ Fast versions (NumPy and CuPy): the patches are written channel-major, as a C-co
 (C * prod(kernel) [+ 1], N * P) matrix whose transpose A is a free view, so the GEMMs
 of a convolution run on contiguous memory and produce channel-major outputs (C, N, *S)
 seen as (N, C, *S) views; the extra row of ones lets :mod:`.gemm` fold a bias into the
-GEMM. On the CPU the work is split over minigrad's threads, and ``fold_product``
-forms and folds its product in cache-sized blocks of samples or, at stride 1 when it
-moves less data, as a correlation with the flipped kernel.
+GEMM. On the CPU the work is split over minigrad's threads; at stride 1 a kernel offset
+moves every window by one fixed amount in the flattened (padded) input, so 2-D patches
+whose rows are as wide as the input are copied as one long run per offset, and
+``fold_product`` adds each offset's columns back as one long run per sample (in
+cache-sized blocks of samples) or, when it moves less data, runs as a correlation
+with the flipped kernel.
 """
 import itertools
 import math
@@ -131,8 +134,54 @@ def unfold_channel_major(x, window, out=None):
         for offset, win in windows:
             dst[(slice(None),) + offset] = src[(slice(None), slice(None)) + win]
 
-    _over_samples(fill, n, col.nbytes, xp)
+    if xp is np and rows_run_on(window):
+        _over_samples(lambda samples: _fill_by_flat_shifts(x[samples], window, col[lead + (samples,)]),
+                      n, col.nbytes, xp)
+    else:
+        _over_samples(fill, n, col.nbytes, xp)
     return col
+
+
+def rows_run_on(window):
+    """True for a 2-D window at stride 1 whose output rows are as wide as the input's
+    ("same" padding along the width): then :func:`_fill_by_flat_shifts` applies."""
+    return (len(window.kernel) == 2 and all(s == 1 for s in window.stride)
+            and window.out_shape[1] == window.in_shape[1])
+
+
+def _fill_by_flat_shifts(x, window, dst):
+    """dst (C, kh, kw, n, out_h, W) = the patches of x (n, C, H, W), each kernel offset one
+    contiguous copy per channel and sample instead of one short copy per output row.
+
+    The input is laid out with zero rows above and below (the height padding) and flattened:
+    at stride 1 with rows as wide as the input, offset (i, j) then reads a contiguous run
+    shifted by i dl_h W + j dl_w, one run for all the output rows; its first and last
+    lo_w - j dl_w or j dl_w - lo_w columns fall in the width padding (the run reads there
+    the neighbouring row's ends) and are zeroed after the copy.
+    """
+    c, n = x.shape[1], x.shape[0]
+    height, width = window.in_shape
+    (lo_h, hi_h), (lo_w, hi_w) = window.padding
+    dl_h, dl_w = window.dilation
+    out_h = window.out_shape[0]
+    top = lo_w + lo_h * width                                # zeros before the first input row
+    length = top + (height + hi_h) * width + hi_w
+    flat = np.empty((c, n, length), dtype=x.dtype)
+    flat[:, :, :top] = 0
+    flat[:, :, top + height * width:] = 0
+    flat[:, :, top:top + height * width].reshape(c, n, height, width)[...] = np.swapaxes(x, 0, 1)
+    run = out_h * width
+    for i, j in itertools.product(range(window.kernel[0]), range(window.kernel[1])):
+        target = dst[:, i, j]                                # (C, n, out_h, W)
+        shift = i * dl_h * width + j * dl_w
+        target.reshape(c, n, run)[...] = flat[:, :, shift:shift + run]
+        rows = target.reshape(c, n * out_h, width)           # one long strided run per column to zero
+        before = lo_w - j * dl_w                             # columns left of the input
+        if before > 0:
+            rows[..., :before] = 0
+        after = width + lo_w - j * dl_w                      # first column right of the input
+        if after < width:
+            rows[..., after:] = 0
 
 
 @unfold.fast
@@ -144,8 +193,17 @@ def _unfold_fast(x, window):
     return rows.reshape(fan_in, n, -1).transpose(1, 2, 0)          # (N, P, fan_in), a view
 
 
+def tiles(window):
+    """True when the windows tile the input exactly: no overlap, no gap, no padding."""
+    return (tuple(window.kernel) == tuple(window.stride) and all(dl == 1 for dl in window.dilation)
+            and not any(lo or hi for lo, hi in window.padding)
+            and all(n == o * k for n, o, k in zip(window.in_shape, window.out_shape, window.kernel)))
+
+
 def _padded_buffer(xp, c, n, window, dtype):
-    return xp.zeros((c, n) + padded_shape(window), dtype=dtype)
+    """The (C, n, *S_pad) buffer a fold adds into: zeros, or uninitialized where the windows tile it."""
+    make = xp.empty if tiles(window) else xp.zeros
+    return make((c, n) + padded_shape(window), dtype=dtype)
 
 
 def _cropped(buf, window):
@@ -153,10 +211,14 @@ def _cropped(buf, window):
     return get_array_module(buf).swapaxes(buf, 0, 1)[interior(window)]
 
 
-def _fold_into(buf, col, windows):
-    """buf (C, n, *S_pad) += the windows of col (C, *kernel, n, *out), one strided add per kernel offset."""
+def _fold_into(buf, col, windows, tiled):
+    """buf (C, n, *S_pad) += the windows of col (C, *kernel, n, *out), one strided add per kernel offset
+    (a copy where the windows tile buf: every element then gets exactly one)."""
     for offset, win in windows:
-        buf[(slice(None), slice(None)) + win] += col[(slice(None),) + offset]
+        if tiled:
+            buf[(slice(None), slice(None)) + win] = col[(slice(None),) + offset]
+        else:
+            buf[(slice(None), slice(None)) + win] += col[(slice(None),) + offset]
 
 
 CACHE_BLOCK_BYTES = 1 << 21  # columns produced and folded per block on the CPU (about an L2/L3 share)
@@ -176,8 +238,8 @@ def fold_of_product(w, m, n, channels, window):
     folded block by block of samples, so that each block of columns is added back while
     it is still in cache, the blocks split over minigrad's threads (each then running its
     products on one BLAS thread); at stride 1 it may run as a flipped-kernel correlation
-    (:func:`correlation_pays`); on a GPU in one go. Returns (n, channels, *in_shape), a
-    channel-major view.
+    (:func:`correlation_pays`) or else as shifted runs (:func:`shifted_fold_of_product`);
+    on a GPU in one go. Returns (n, channels, *in_shape), a channel-major view.
     """
     xp = get_array_module(m)
     kernel_shape, out_shape = tuple(window.kernel), tuple(window.out_shape)
@@ -185,20 +247,66 @@ def fold_of_product(w, m, n, channels, window):
         pads = adjoint_padding(window)
         if correlation_pays(w, channels, window.stride, pads):
             return flipped_correlation(w, m, n, channels, window, pads)
+        if all(s == 1 for s in window.stride):
+            return shifted_fold_of_product(w, m, n, channels, window)
     per_sample = w.shape[0] * math.prod(out_shape) * m.dtype.itemsize
     block = n if xp is not np else max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
     buf = _padded_buffer(xp, channels, n, window, np.result_type(w, m))
     m3 = m.reshape(m.shape[0], n, -1)
     windows = list(window_slices(kernel_shape, window.stride, window.dilation, out_shape))
+    tiled = tiles(window)
 
     def fold_block(start):
         stop = min(n, start + block)
         cols = (w @ m3[:, start:stop].reshape(m.shape[0], -1)).reshape(
             (channels,) + kernel_shape + (stop - start,) + out_shape)
-        _fold_into(buf[:, start:stop], cols, windows)
+        _fold_into(buf[:, start:stop], cols, windows, tiled)
 
     threads.run_blocks(fold_block, list(range(0, n, block)), per_sample * n, xp)
     return _cropped(buf, window)
+
+
+def shifted_fold_of_product(w, m, n, channels, window):
+    """:func:`fold_of_product` at stride 1 (NumPy), each kernel offset one long add per sample.
+
+    At stride 1 the window offset k moves every column of the product by one fixed amount in
+    the flattened padded input, ``shift_k = sum_i offset_i dl_i pitch_i`` (pitch_i: the padded
+    input's C-order stride), provided the columns are laid out with the padded input's pitches
+    too. So ``m`` gets zero columns up to those pitches (their products are zero and add
+    nothing), and the fold adds each offset's columns as one contiguous run per sample and
+    channel instead of one short run per row of the output.
+    """
+    kernel_shape, out_shape = tuple(window.kernel), tuple(window.out_shape)
+    padded = padded_shape(window)
+    pitches = [math.prod(padded[i + 1:]) for i in range(len(padded))]
+    pitched = out_shape[:1] + padded[1:]           # the output positions, laid out with the padded pitches
+    span, f, dtype = math.prod(pitched), m.shape[0], np.result_type(w, m)
+    if pitched == out_shape:
+        mp = m.reshape(f, n, span)
+    else:
+        mp = np.empty((f, n) + pitched, dtype=m.dtype)
+        mp[(slice(None), slice(None)) + tuple(slice(0, o) for o in out_shape)] = m.reshape((f, n) + out_shape)
+        for axis in range(1, len(out_shape)):      # zero columns beyond the output along the inner axes
+            mp[(slice(None),) * (2 + axis) + (slice(out_shape[axis], None),)] = 0
+        mp = mp.reshape(f, n, span)
+    shifts = [sum(o * dl * p for o, dl, p in zip(offset, window.dilation, pitches))
+              for offset, _ in window_slices(kernel_shape, window.stride, window.dilation, out_shape)]
+    size = math.prod(padded)
+    buf = np.empty((channels, n, max(size, shifts[-1] + span)), dtype=dtype)
+    per_sample = w.shape[0] * span * dtype.itemsize
+    block = max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
+
+    def fold_block(start):
+        stop = min(n, start + block)
+        cols = (w @ mp[:, start:stop].reshape(f, -1)).reshape(channels, len(shifts), stop - start, span)
+        dst = buf[:, start:stop]
+        dst[:, :, :span] = cols[:, 0]              # the first offset's shift is 0
+        dst[:, :, span:] = 0
+        for k, shift in enumerate(shifts[1:], start=1):
+            dst[:, :, shift:shift + span] += cols[:, k]
+
+    threads.run_blocks(fold_block, list(range(0, n, block)), per_sample * n)
+    return _cropped(buf[:, :, :size].reshape((channels, n) + padded), window)
 
 
 def adjoint_padding(window):

@@ -15,6 +15,8 @@ array, a dtype it does not handle) hands them on to the reference.
 import os
 import threading
 
+import numpy as np
+
 PATHS = ("reference", "fast")
 ENVIRONMENT_VARIABLE = "MINIGRAD_KERNELS"
 
@@ -84,6 +86,18 @@ class Kernel:
 
     def __repr__(self):
         return f"<kernel {self.__module__}.{self.__name__}{' (+fast)' if self.fast_version else ''}>"
+
+
+def numpy_arrays(*arrays, dtype=None, floats=False):
+    """True when every array (None skipped) is a NumPy array, of ``dtype`` when given and of a
+    float dtype with ``floats``. A fast version checks this first and hands anything else (CuPy
+    arrays, dtypes it does not handle) to its reference."""
+    for a in arrays:
+        if a is None:
+            continue
+        if not isinstance(a, np.ndarray) or (floats and a.dtype.kind != "f") or (dtype is not None and a.dtype != dtype):
+            return False
+    return True
 
 
 def kernel(reference):

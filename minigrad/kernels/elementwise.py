@@ -7,7 +7,7 @@ a bias is added in place into the fresh array it is given. CuPy arrays take the 
 import numpy as np
 
 from . import threads
-from .dispatch import kernel
+from .dispatch import kernel, numpy_arrays
 from ..backend import get_array_module
 
 
@@ -41,20 +41,16 @@ def scale(a, factor):
     return a * factor
 
 
-def _on_cpu(*arrays):
-    return all(isinstance(a, np.ndarray) for a in arrays)
-
-
 @relu.fast
 def _relu_fast(x):
-    if not _on_cpu(x):
+    if not numpy_arrays(x):
         return relu.reference(x)
     return threads.elementwise(lambda o, v: np.maximum(v, 0, out=o), threads.empty_like_layout(x), x)
 
 
 @relu_backward.fast
 def _relu_backward_fast(g, x):
-    if not _on_cpu(g, x):
+    if not numpy_arrays(g, x):
         return relu_backward.reference(g, x)
     # in one pass without the mask array
     return threads.elementwise(lambda o, gg, v: np.multiply(gg, v > 0, out=o),
@@ -64,7 +60,7 @@ def _relu_backward_fast(g, x):
 @add_channel_bias.fast
 def _add_channel_bias_fast(y, b):
     b = b.reshape((-1,) + (1,) * (y.ndim - 2))
-    if not _on_cpu(y, b):
+    if not numpy_arrays(y, b):
         y += b
         return y
     return threads.elementwise(lambda o, bb: np.add(o, bb, out=o), y, b)
@@ -72,13 +68,13 @@ def _add_channel_bias_fast(y, b):
 
 @difference.fast
 def _difference_fast(a, b):
-    if not _on_cpu(a, b) or threads.parts_for(a.nbytes) == 1:
+    if not numpy_arrays(a, b) or threads.parts_for(a.nbytes) == 1:
         return difference.reference(a, b)
     return threads.elementwise(lambda o, x, y: np.subtract(x, y, out=o), threads.empty_like_layout(a), a, b)
 
 
 @scale.fast
 def _scale_fast(a, factor):
-    if not _on_cpu(a) or threads.parts_for(a.nbytes) == 1:
+    if not numpy_arrays(a) or threads.parts_for(a.nbytes) == 1:
         return scale.reference(a, factor)
     return threads.elementwise(lambda o, x, f: np.multiply(x, f, out=o), threads.empty_like_layout(a), a, factor)

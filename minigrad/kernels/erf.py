@@ -10,7 +10,7 @@ import threading
 import numpy as np
 
 from . import threads
-from .dispatch import kernel
+from .dispatch import kernel, numpy_arrays
 from ..backend import get_array_module, is_cupy_array
 
 _INV_SQRT2 = 1 / math.sqrt(2)
@@ -57,10 +57,6 @@ _CHUNK = 1 << 16
 _scratch = threading.local()
 
 
-def _is_float32_numpy(*arrays):
-    return all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in arrays)
-
-
 def _float64_scratch(size):
     """Four float64 work arrays of at least ``size`` elements, kept per thread and reused."""
     bufs = getattr(_scratch, "bufs", None)
@@ -100,7 +96,7 @@ def _run_chunked(work, size, nbytes):
 @erf.fast
 def _erf_fast(x):
     """float32: the rational fit (within 5e-8 of erf, below float32's resolution near 1)."""
-    if not _is_float32_numpy(x):
+    if not numpy_arrays(x, dtype=np.float32):
         return erf.reference(x)
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty(flat.shape, np.float32)
@@ -110,7 +106,7 @@ def _erf_fast(x):
 
 @gelu.fast
 def _gelu_fast(x):
-    if not _is_float32_numpy(x):
+    if not numpy_arrays(x, dtype=np.float32):
         return gelu.reference(x)
     flat = np.ascontiguousarray(x).reshape(-1)
     cdf = np.empty_like(flat)
@@ -130,7 +126,7 @@ def _gelu_fast(x):
 
 @gelu_backward.fast
 def _gelu_backward_fast(g, x, cdf):
-    if not _is_float32_numpy(x, cdf) or g.dtype != np.float32:
+    if not numpy_arrays(g, x, cdf, dtype=np.float32):
         return gelu_backward.reference(g, x, cdf)
     flat = np.ascontiguousarray(x).reshape(-1)
     cdf_flat = np.ascontiguousarray(cdf).reshape(-1)

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import threads
 from ..backend import get_array_module
-from .dispatch import kernel
+from .dispatch import kernel, numpy_arrays
 
 
 @kernel
@@ -40,10 +40,6 @@ def column_sums(g2):
 
 
 # ------------------------------------------------------------------ fast
-def _is_numpy_float(*arrays):
-    return all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays)
-
-
 def _is_channel_major(x2):
     return x2.ndim == 2 and x2.T.flags.c_contiguous
 
@@ -85,7 +81,7 @@ def _affine_fast(x2, w, b=None):
         if b is not None:
             _add_into(y, b[:, None])
         return y.T
-    if b is None or not _is_numpy_float(x2, w, b):
+    if b is None or not numpy_arrays(x2, w, b, floats=True):
         return affine.reference(x2, w, b)
     fan_out, fan_in = w.shape
     if fan_in < fan_out:
@@ -130,7 +126,7 @@ def _affine_gradients_fast(x2, g2, with_bias):
 
 @column_sums.fast
 def _column_sums_fast(g2):
-    if not _is_numpy_float(g2) or g2.ndim != 2:
+    if not numpy_arrays(g2, floats=True) or g2.ndim != 2:
         return column_sums.reference(g2)
     # one BLAS product: NumPy's axis-0 sum is slower for few columns
     return g2.T @ np.ones(g2.shape[0], dtype=g2.dtype)

@@ -7,7 +7,7 @@ minigrad's threads (each on one BLAS thread), no temporaries beyond the outputs.
 import numpy as np
 
 from . import threads
-from .dispatch import kernel
+from .dispatch import kernel, numpy_arrays
 from ..backend import get_array_module
 
 # blocks of rows of at most about this many elements (they stay in cache across the passes;
@@ -53,13 +53,9 @@ def _row_blocks(x2):
     return [slice(a, min(rows, a + step)) for a in range(0, rows, step)], step
 
 
-def _is_numpy(*arrays):
-    return all(a is None or isinstance(a, np.ndarray) for a in arrays)
-
-
 @layer_norm_rows.fast
 def _layer_norm_rows_fast(x2, w, b, eps):
-    if not _is_numpy(x2, w, b):
+    if not numpy_arrays(x2, w, b):
         return layer_norm_rows.reference(x2, w, b, eps)
     x2 = np.ascontiguousarray(x2)
     rows, width = x2.shape
@@ -92,7 +88,7 @@ def _layer_norm_rows_fast(x2, w, b, eps):
 
 @layer_norm_rows_backward.fast
 def _layer_norm_rows_backward_fast(g2, xhat, rstd, w, want_x, want_w, want_b):
-    if not _is_numpy(g2, xhat, w):
+    if not numpy_arrays(g2, xhat, w):
         return layer_norm_rows_backward.reference(g2, xhat, rstd, w, want_x, want_w, want_b)
     dt = xhat.dtype
     g2 = np.ascontiguousarray(g2, dtype=dt)

@@ -294,3 +294,41 @@ def test_import_keeps_freed_memory():
     kept = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               cwd=root).stdout)
     assert kept >= 40 << 20
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_run_large_parts_runs_every_part_on_one_blas_thread_each(count):
+    blas_before = [lib.get_num_threads() for lib in threads._cached_blas()]
+    seen = {}
+
+    def work(i):
+        seen[i] = [lib.get_num_threads() for lib in threads._cached_blas()]
+
+    threads.run_large_parts(work, count)
+    assert sorted(seen) == list(range(count))
+    if count > 1:
+        assert all(n == 1 for counts in seen.values() for n in counts)
+    assert [lib.get_num_threads() for lib in threads._cached_blas()] == blas_before
+
+
+def test_run_large_parts_passes_on_a_helpers_error_after_every_part_ends():
+    blas_before = [lib.get_num_threads() for lib in threads._cached_blas()]
+    ended = []
+
+    def work(i):
+        if i == 1:
+            raise FloatingPointError("part 1")
+        ended.append(i)
+
+    with pytest.raises(FloatingPointError, match="part 1"):
+        threads.run_large_parts(work, 3)
+    assert sorted(ended) == [0, 2]
+    assert [lib.get_num_threads() for lib in threads._cached_blas()] == blas_before
+
+
+def test_large_parts_follow_threads_and_cores(monkeypatch):
+    monkeypatch.setattr(threads, "_available_cores", lambda: 2)
+    monkeypatch.setitem(threads._state, "n", 4)
+    assert threads.large_parts() == 2
+    monkeypatch.setitem(threads._state, "n", 1)
+    assert threads.large_parts() == 1

@@ -18,6 +18,9 @@ process per run, runs during which other processes used < 0.3 cores), BLAS alone
 both pools: BERT-style encoder 63-67 against 78-103 ms, CNN autoencoder 44-55 against
 54-69 ms, the MLPs and the CNN classifier the same within the noise; the pool alone (BLAS
 on one thread) was slower still for the BERT-style encoder (107 ms; 66 ms on one thread).
+A few large pieces of work (the recurrent layers' work over all time steps, cut into runs of
+steps) go to :func:`run_large_parts` instead, which splits them whatever the pool's policy, with
+BLAS on one thread for the duration, so that no BLAS thread is woken to spin beside them.
 The policy is set when this module is imported (n = the cores this process may use,
 BLAS's threads left at the BLAS library's own setting) and again by
 ``set_num_threads(n)``, which gives BLAS n threads. Only NumPy arrays above a size
@@ -55,7 +58,7 @@ def pool_size(n, cores, blas_threads):
     return n if n + blas_threads - 1 <= cores else 1
 
 
-_state = {"n": 1, "workers": 1, "pool": None}
+_state = {"n": 1, "workers": 1, "pool": None, "large": None}
 _lock = threading.Lock()
 _local = threading.local()  # .busy: this thread is already running a share of a split
 
@@ -119,6 +122,54 @@ def parts_for(nbytes, xp=np):
     if xp is not np or nbytes < MIN_SPLIT_BYTES or getattr(_local, "busy", False):
         return 1
     return _state["workers"]
+
+
+def large_parts(xp=np):
+    """How many parts :func:`run_large_parts` splits work into: the threads set, at most the cores
+    this process may use (1 for CuPy arrays or from inside a worker)."""
+    if xp is not np or getattr(_local, "busy", False):
+        return 1
+    return max(1, min(_state["n"], _available_cores()))
+
+
+def run_large_parts(work, count):
+    """Call ``work(i)`` for i in range(count) at once, the first on this thread, the others on
+    helper threads, with BLAS on one thread meanwhile; a helper's exception is re-raised here.
+
+    For a few large pieces of work, each a handful of long NumPy or BLAS calls (e.g. the products
+    and elementwise passes over all time steps of a recurrent layer, cut into runs of steps):
+    unlike :func:`run_parts` it splits even where the pool stands down. The pool stands down where
+    BLAS's threads own the cores, but OpenBLAS's threads spin after every product they share
+    (about 0.1 s), so the core they spin on is lost to any other thread; here BLAS is on one
+    thread for the duration and no BLAS thread is woken. Each thread's calls are long, so the GIL
+    passes between the threads without waiting.
+    """
+    if count <= 1:
+        for i in range(count):
+            work(i)
+        return
+    with _lock:
+        size, executor = _state["large"] or (0, None)
+        if size < count - 1:
+            if executor is not None:
+                executor.shutdown(wait=False)
+            executor = ThreadPoolExecutor(count - 1, thread_name_prefix="minigrad-large")
+            _state["large"] = (count - 1, executor)
+
+    def guarded(i):
+        _local.busy = True
+        try:
+            work(i)
+        finally:
+            _local.busy = False
+
+    with _BlasThreads(1):
+        futures = [executor.submit(guarded, i) for i in range(1, count)]
+        try:
+            guarded(0)
+        finally:
+            for f in futures:
+                f.result()
 
 
 def run_parts(work, count):
@@ -351,6 +402,6 @@ def keep_freed_memory(enabled=True):
 _apply_policy(_available_cores(), blas_threads=_blas_threads_now())
 keep_freed_memory()
 
-__all__ = ["keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "pool_size",
+__all__ = ["large_parts", "run_large_parts", "keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "pool_size",
            "pool_threads", "elementwise", "run_parts", "run_items", "run_blocks", "ranges", "parts_for", "split_axis",
            "empty_like_layout", "blas_single_threaded", "MIN_SPLIT_BYTES"]

@@ -3,14 +3,14 @@
 Forward loops over the T time steps; backward is backpropagation through time written
 by hand inside one closure, so a sequence of T = 1000 steps costs one graph node and no
 recursion. The cells (``rnn_forward_steps`` / ``rnn_backward_steps``, ``lstm_forward_steps`` /
-``lstm_backward_steps``) are the maths step by step, forward and backward side by side;
-``minigrad/kernels/recurrent.py`` holds their fast versions (buffers reused per step, one
-tanh for all four LSTM gates).
+``lstm_backward_steps``) are the maths step by step, forward and backward side by side, with
+b = b_ih + b_hh; ``minigrad/kernels/recurrent.py`` holds their fast versions (steps laid out
+feature by batch, the input products of all steps made in bulk, ahead of the loop, one tanh for
+all four LSTM gates).
 
-Outside the loop, over all steps at once (time-major (T, N, features) arrays):
-    input products   XW_t = x_t W_ih^T + b_ih + b_hh
+Over all steps at once after the backward loop (``sums_over_steps``; time-major (T, N, features)):
     weight gradients grad W_ih = sum_t D_t^T x_t,   grad W_hh = sum_t D_t^T h_{t-1}
-    input gradient   dx_t = D_t W_ih,   bias gradients sum_t sum_n D_t
+    bias gradients   sum_t sum_n D_t,   input gradient   dx_t = D_t W_ih
 with D_t = dLoss/d(pre-activation at step t), (N, H) for the RNN and (N, 4H) for the
 LSTM in PyTorch's gate order i, f, g, o.
 
@@ -21,7 +21,6 @@ Factors (paper eq. 1, tied over the time axis P = T):
 from .. import autograd
 from ..backend import get_array_module
 from ..factors import hand_out_factors
-from ..kernels import gemm
 from ..kernels import recurrent as fast_cells
 from ..kernels.dispatch import kernel
 from ..tensor import Tensor
@@ -32,26 +31,28 @@ NONLINEARITIES = ("tanh", "relu")
 
 # ---------------------------------------------------------------------------------- the cells
 @kernel
-def rnn_forward_steps(xw, w_hh, h0, nonlinearity):
-    """Elman recurrence h_t = act(XW_t + h_{t-1} W_hh^T) over XW (T, N, H) from h0 (N, H).
+def rnn_forward_steps(xs, w_ih, bias, w_hh, h0, nonlinearity):
+    """Elman recurrence h_t = act(x_t W_ih^T + b + h_{t-1} W_hh^T) over xs (T, N, I) from h0 (N, H);
+    ``bias`` (H,) or None.
 
     Returns hs (T + 1, N, H): hs[0] = h0 and hs[t + 1] = h_t.
     """
-    xp = get_array_module(xw)
+    xp = get_array_module(xs)
     act = xp.tanh if nonlinearity == "tanh" else (lambda z: xp.maximum(z, 0))
-    hs = xp.empty((len(xw) + 1,) + h0.shape, dtype=xw.dtype)
+    hs = xp.empty((len(xs) + 1,) + h0.shape, dtype=xs.dtype)
     hs[0] = h0
-    for t in range(len(xw)):
-        hs[t + 1] = act(xw[t] + hs[t] @ w_hh.T)
+    for t in range(len(xs)):
+        z = xs[t] @ w_ih.T + hs[t] @ w_hh.T
+        hs[t + 1] = act(z if bias is None else z + bias)
     return hs
 
 
 @kernel
-def rnn_backward_steps(hs, w_hh, g_out, g_hn, nonlinearity):
+def rnn_backward_steps(hs, xs, w_hh, g_out, g_hn, nonlinearity):
     """Backpropagation through ``rnn_forward_steps``: D_t = dLoss/dz_t for t = T-1, ..., 0.
 
     ``g_out`` (T, N, H): adjoints of every h_t (or None); ``g_hn`` (N, H): of the last (or None).
-    Returns (D (T, N, H), adjoint of h0).
+    Returns (D (T, N, H), adjoint of h0, ``sums_over_steps(D, xs, hs[:-1])``).
     """
     xp = get_array_module(hs)
     h = hs[1:]
@@ -63,31 +64,34 @@ def rnn_backward_steps(hs, w_hh, g_out, g_hn, nonlinearity):
             dh = dh + g_out[t]                              # h_t feeds the output and step t + 1
         D[t] = dh * act_grad[t]
         dh = D[t] @ w_hh                                    # adjoint of h_{t-1}
-    return D, dh
+    return D, dh, sums_over_steps(D, xs, hs[:-1])
 
 
 @kernel
-def lstm_forward_steps(xw, w_hh, h0, c0):
-    """LSTM recurrence over XW (T, N, 4H) from h0, c0 (N, H), gate order i, f, g, o:
+def lstm_forward_steps(xs, w_ih, bias, w_hh, h0, c0):
+    """LSTM recurrence over xs (T, N, I) from h0, c0 (N, H), gate order i, f, g, o; ``bias`` (4H,) or None:
 
-        i, f, g, o = sigma, sigma, tanh, sigma of (XW_t + h_{t-1} W_hh^T)
+        z_t = x_t W_ih^T + b + h_{t-1} W_hh^T
+        i, f, g, o = sigma, sigma, tanh, sigma of z_t's four blocks of H
         c_t = f * c_{t-1} + i * g,     h_t = o * tanh(c_t)
 
     Returns gates (T, N, 4H) (i, f, g, o side by side), hs and cs (T + 1, N, H) with
     hs[0] = h0, hs[t + 1] = h_t, and likewise for c.
     """
-    xp = get_array_module(xw)
+    xp = get_array_module(xs)
     H = w_hh.shape[1]
 
     def sigmoid(z):
         return (1 + xp.tanh(z / 2)) / 2                     # = 1 / (1 + exp(-z)), never overflows
 
-    gates = xp.empty_like(xw)
-    hs = xp.empty((len(xw) + 1,) + h0.shape, dtype=xw.dtype)
+    gates = xp.empty((len(xs),) + h0.shape[:1] + (4 * H,), dtype=xs.dtype)
+    hs = xp.empty((len(xs) + 1,) + h0.shape, dtype=xs.dtype)
     cs = xp.empty_like(hs)
     hs[0], cs[0] = h0, c0
-    for t in range(len(xw)):
-        z = xw[t] + hs[t] @ w_hh.T
+    for t in range(len(xs)):
+        z = xs[t] @ w_ih.T + hs[t] @ w_hh.T
+        if bias is not None:
+            z = z + bias
         i, f, g, o = sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), xp.tanh(z[:, 2 * H:3 * H]), sigmoid(z[:, 3 * H:])
         cs[t + 1] = f * cs[t] + i * g
         hs[t + 1] = o * xp.tanh(cs[t + 1])
@@ -96,11 +100,11 @@ def lstm_forward_steps(xw, w_hh, h0, c0):
 
 
 @kernel
-def lstm_backward_steps(gates, hs, cs, w_hh, g_out, g_hn, g_cn):
+def lstm_backward_steps(gates, hs, cs, xs, w_hh, g_out, g_hn, g_cn):
     """Backpropagation through ``lstm_forward_steps``: D_t = dLoss/dz_t (N, 4H) for t = T-1, ..., 0.
 
     ``g_out`` (T, N, H) or None, ``g_hn`` and ``g_cn`` (N, H) or None: adjoints of the outputs.
-    Returns (D (T, N, 4H), adjoint of h0, adjoint of c0).
+    Returns (D (T, N, 4H), adjoint of h0, adjoint of c0, ``sums_over_steps(D, xs, hs[:-1])``).
     """
     xp = get_array_module(gates)
     H = hs.shape[2]
@@ -120,7 +124,20 @@ def lstm_backward_steps(gates, hs, cs, w_hh, g_out, g_hn, g_cn):
                               axis=1)
         dc = dc * f                                          # adjoint of c_{t-1}
         dh = D[t] @ w_hh                                     # adjoint of h_{t-1}
-    return D, dh, dc
+    return D, dh, dc, sums_over_steps(D, xs, hs[:-1])
+
+
+def sums_over_steps(D, xs, h_prev):
+    """The weight and bias gradients, sums over every step of the step adjoints D (T, N, G):
+
+        grad W_ih = sum_t D_t^T x_t,   grad W_hh = sum_t D_t^T h_{t-1},   grad b = sum_t sum_n D_t
+
+    with ``xs`` (T, N, I) and ``h_prev`` (T, N, H) what W_ih and W_hh multiplied; each sum is
+    one product over all steps at once.
+    """
+    T, N, width = D.shape
+    D2 = D.reshape(T * N, width)
+    return D2.T @ xs.reshape(T * N, -1), D2.T @ h_prev.reshape(T * N, -1), D2.sum(0)
 
 
 rnn_forward_steps.fast(fast_cells.rnn_forward_steps)
@@ -143,13 +160,13 @@ def rnn(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="t
     _check_state(h0, "h0", x, hidden, batch_first)
     xs = _time_major(x.data, batch_first)
     w_hh = weight_hh.data
-    hs = rnn_forward_steps(_input_products(xs, weight_ih, bias_ih, bias_hh), w_hh,
-                           _initial_state(h0, xs, hidden), nonlinearity)
+    hs = rnn_forward_steps(xs, weight_ih.data, _bias(bias_ih, bias_hh), w_hh, _initial_state(h0, xs, hidden),
+                           nonlinearity)
 
     def backward(adjoints):
         g_out, g_hn = adjoints
-        D, dh0 = rnn_backward_steps(hs, w_hh, _time_major_view(g_out, batch_first), g_hn, nonlinearity)
-        return _gradients(D, xs, hs[:-1], dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
+        D, dh0, sums = rnn_backward_steps(hs, xs, w_hh, _time_major_view(g_out, batch_first), g_hn, nonlinearity)
+        return _gradients(D, sums, xs, hs[:-1], dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
 
     output = _time_major_view(hs[1:], batch_first)
     return _multi_result((output, hs[-1]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh), backward)
@@ -166,13 +183,14 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
     _check_state(c0, "c0", x, hidden, batch_first)
     xs = _time_major(x.data, batch_first)
     w_hh = weight_hh.data
-    gates, hs, cs = lstm_forward_steps(_input_products(xs, weight_ih, bias_ih, bias_hh), w_hh,
+    gates, hs, cs = lstm_forward_steps(xs, weight_ih.data, _bias(bias_ih, bias_hh), w_hh,
                                        _initial_state(h0, xs, hidden), _initial_state(c0, xs, hidden))
 
     def backward(adjoints):
         g_out, g_hn, g_cn = adjoints
-        D, dh0, dc0 = lstm_backward_steps(gates, hs, cs, w_hh, _time_major_view(g_out, batch_first), g_hn, g_cn)
-        grads = _gradients(D, xs, hs[:-1], dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
+        D, dh0, dc0, sums = lstm_backward_steps(gates, hs, cs, xs, w_hh, _time_major_view(g_out, batch_first),
+                                                g_hn, g_cn)
+        grads = _gradients(D, sums, xs, hs[:-1], dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
         return grads + (dc0 if c0 is not None and c0.requires_grad else None,)
 
     output = _time_major_view(hs[1:], batch_first)
@@ -180,36 +198,34 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
 
 
 # ------------------------------------------------------------------------------ shared pieces
-def _input_products(xs, weight_ih, bias_ih, bias_hh):
-    """XW_t = x_t W_ih^T + b_ih + b_hh for all steps as one product: (T, N, gates * H)."""
-    T, N, fan_in = xs.shape
+def _bias(bias_ih, bias_hh):
+    """b = b_ih + b_hh, the one bias the recurrence adds (None without biases)."""
     biases = [b.data for b in (bias_ih, bias_hh) if b is not None]
-    bias = biases[0] + biases[1] if len(biases) == 2 else (biases[0] if biases else None)
-    return gemm.affine(xs.reshape(T * N, fan_in), weight_ih.data, bias).reshape(T, N, -1)
+    return biases[0] + biases[1] if len(biases) == 2 else (biases[0] if biases else None)
 
 
-def _gradients(D, xs, h_prev, dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first):
-    """Adjoints of x, h0, weight_ih, weight_hh, bias_ih, bias_hh from the step adjoints D (T, N, G).
+def _gradients(D, sums, xs, h_prev, dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first):
+    """Adjoints of x, h0, weight_ih, weight_hh, bias_ih, bias_hh from the step adjoints D (T, N, G)
+    and their ``sums_over_steps``; hands out the weights' factors.
 
     ``xs`` (T, N, I) and ``h_prev`` (T, N, H) are what W_ih and W_hh multiplied, ``dh0``
-    the adjoint of the initial state. Sums over steps are one product over all of them.
+    the adjoint of the initial state.
     """
     T, N, width = D.shape
-    D2 = D.reshape(T * N, width)
-    g_w_ih = g_w_hh = g_x = g_b = None
+    g_w_ih, g_w_hh, g_b = sums
     if weight_ih.requires_grad:
         hand_out_factors(weight_ih, xs.transpose(1, 0, 2), D.transpose(1, 0, 2))
-        g_w_ih = D2.T @ xs.reshape(T * N, -1)               # sum_t D_t^T x_t
     if weight_hh.requires_grad:
         hand_out_factors(weight_hh, h_prev.transpose(1, 0, 2), D.transpose(1, 0, 2))
-        g_w_hh = D2.T @ h_prev.reshape(T * N, -1)           # sum_t D_t^T h_{t-1}
+    g_x = None
     if x.requires_grad:
-        g_x = _time_major_view((D2 @ weight_ih.data).reshape(T, N, -1), batch_first)
-    if any(b is not None and b.requires_grad for b in (bias_ih, bias_hh)):
-        g_b = gemm.column_sums(D2)
-    return (g_x, dh0 if h0 is not None and h0.requires_grad else None, g_w_ih, g_w_hh,
-            g_b if bias_ih is not None and bias_ih.requires_grad else None,
-            g_b if bias_hh is not None and bias_hh.requires_grad else None)
+        g_x = _time_major_view((D.reshape(T * N, width) @ weight_ih.data).reshape(T, N, -1), batch_first)
+
+    def needed(grad, tensor):
+        return grad if tensor is not None and tensor.requires_grad else None
+
+    return (g_x, needed(dh0, h0), needed(g_w_ih, weight_ih), needed(g_w_hh, weight_hh),
+            needed(g_b, bias_ih), needed(g_b, bias_hh))
 
 
 def _multi_result(arrays, inputs, backward):

@@ -4,13 +4,14 @@ Forward loops over the T time steps; backward is backpropagation through time wr
 by hand inside one closure, so a sequence of T = 1000 steps costs one graph node and no
 recursion. The cells (``rnn_forward_steps`` / ``rnn_backward_steps``, ``lstm_forward_steps`` /
 ``lstm_backward_steps``) are the maths step by step, forward and backward side by side, with
-b = b_ih + b_hh; ``minigrad/kernels/recurrent.py`` holds their fast versions (steps laid out
-feature by batch, the input products of all steps made in bulk, ahead of the loop, one tanh for
-all four LSTM gates).
+b = b_ih + b_hh; ``minigrad/kernels/recurrent.py`` holds their fast versions (each step a
+(features, N) block, the input products and the sums below made over all steps at once, split
+over threads, one tanh for all four LSTM gates).
 
-Over all steps at once after the backward loop (``sums_over_steps``; time-major (T, N, features)):
+The backward cells end with the sums over all steps (``sums_over_steps``; time-major (T, N, features)):
     weight gradients grad W_ih = sum_t D_t^T x_t,   grad W_hh = sum_t D_t^T h_{t-1}
-    bias gradients   sum_t sum_n D_t,   input gradient   dx_t = D_t W_ih
+    bias gradient    grad b = sum_t sum_n D_t  (for b_ih and b_hh alike)
+and the op adds the input gradient dx_t = D_t W_ih
 with D_t = dLoss/d(pre-activation at step t), (N, H) for the RNN and (N, 4H) for the
 LSTM in PyTorch's gate order i, f, g, o.
 

@@ -155,21 +155,8 @@ def run_large_parts(work, count):
                 executor.shutdown(wait=False)
             executor = ThreadPoolExecutor(count - 1, thread_name_prefix="minigrad-large")
             _state["large"] = (count - 1, executor)
-
-    def guarded(i):
-        _local.busy = True
-        try:
-            work(i)
-        finally:
-            _local.busy = False
-
     with _BlasThreads(1):
-        futures = [executor.submit(guarded, i) for i in range(1, count)]
-        try:
-            guarded(0)
-        finally:
-            for f in futures:
-                f.result()
+        _run_on(executor, work, count)
 
 
 def run_parts(work, count):
@@ -183,7 +170,12 @@ def run_parts(work, count):
         for i in range(count):
             work(i)
         return
+    _run_on(pool, work, count)
 
+
+def _run_on(executor, work, count):
+    """``work(i)`` for i in range(count): i = 0 on this thread, the others on ``executor``'s
+    threads (marked busy: no nested splitting); waits for all, re-raising a worker's exception."""
     def guarded(i):
         _local.busy = True
         try:
@@ -191,7 +183,7 @@ def run_parts(work, count):
         finally:
             _local.busy = False
 
-    futures = [pool.submit(guarded, i) for i in range(1, count)]
+    futures = [executor.submit(guarded, i) for i in range(1, count)]
     try:
         guarded(0)
     finally:

@@ -208,7 +208,7 @@ def fast_kernels_and_splits_forbidden(monkeypatch):
 
     for k in _fast_kernels().values():
         monkeypatch.setattr(k, "fast_version", forbidden)
-    for name in ("run_parts", "run_items", "run_blocks", "elementwise", "matmul_split_inner", "empty_like_layout"):
+    for name in ("run_parts", "run_items", "run_blocks", "elementwise", "matmul_split_inner"):
         monkeypatch.setattr(threads, name, forbidden)
     monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
     monkeypatch.setitem(threads._state, "n", 3)

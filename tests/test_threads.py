@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.kernels import threads
+from minigrad.kernels import layout, threads
 from minigrad.nn import functional as F
 from minigrad.kernels import attention
 from minigrad.kernels.erf import erf
@@ -169,7 +169,7 @@ def test_elementwise_splits_with_broadcast_operands(split_everything):
     column_major = np.asfortranarray(a)
     assert threads.split_axis(column_major, 3) == 1  # the outer axis in memory
     out = threads.elementwise(lambda o, x, s: np.multiply(x, s, out=o),
-                               threads.empty_like_layout(column_major), column_major, 2.0)
+                               layout.empty_like_order(column_major), column_major, 2.0)
     np.testing.assert_array_equal(out, 2 * a)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import threads
 from .dispatch import kernel, numpy_arrays
+from .layout import empty_like_order
 from ..backend import get_array_module
 
 
@@ -45,7 +46,7 @@ def scale(a, factor):
 def _relu_fast(x):
     if not numpy_arrays(x):
         return relu.reference(x)
-    return threads.elementwise(lambda o, v: np.maximum(v, 0, out=o), threads.empty_like_layout(x), x)
+    return threads.elementwise(lambda o, v: np.maximum(v, 0, out=o), empty_like_order(x), x)
 
 
 @relu_backward.fast
@@ -54,27 +55,31 @@ def _relu_backward_fast(g, x):
         return relu_backward.reference(g, x)
     # in one pass without the mask array
     return threads.elementwise(lambda o, gg, v: np.multiply(gg, v > 0, out=o),
-                               threads.empty_like_layout(x, g.dtype), g, x)
+                               empty_like_order(x, dtype=g.dtype), g, x)
 
 
 @add_channel_bias.fast
 def _add_channel_bias_fast(y, b):
-    b = b.reshape((-1,) + (1,) * (y.ndim - 2))
+    return add_into(y, b.reshape((-1,) + (1,) * (y.ndim - 2)))
+
+
+def add_into(y, b):
+    """y += b in place (b broadcast), split over threads when y is a large NumPy array; returns y."""
     if not numpy_arrays(y, b):
         y += b
         return y
-    return threads.elementwise(lambda o, bb: np.add(o, bb, out=o), y, b)
+    return threads.elementwise(lambda o, bias: np.add(o, bias, out=o), y, b)
 
 
 @difference.fast
 def _difference_fast(a, b):
     if not numpy_arrays(a, b) or threads.parts_for(a.nbytes) == 1:
         return difference.reference(a, b)
-    return threads.elementwise(lambda o, x, y: np.subtract(x, y, out=o), threads.empty_like_layout(a), a, b)
+    return threads.elementwise(lambda o, x, y: np.subtract(x, y, out=o), empty_like_order(a), a, b)
 
 
 @scale.fast
 def _scale_fast(a, factor):
     if not numpy_arrays(a) or threads.parts_for(a.nbytes) == 1:
         return scale.reference(a, factor)
-    return threads.elementwise(lambda o, x, f: np.multiply(x, f, out=o), threads.empty_like_layout(a), a, factor)
+    return threads.elementwise(lambda o, x, f: np.multiply(x, f, out=o), empty_like_order(a), a, factor)

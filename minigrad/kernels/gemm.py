@@ -17,6 +17,7 @@ import numpy as np
 from . import threads
 from ..backend import get_array_module
 from .dispatch import kernel, numpy_arrays
+from .elementwise import add_into
 
 
 @kernel
@@ -79,22 +80,14 @@ def _affine_fast(x2, w, b=None):
             return (get_array_module(m).concatenate([w, b[:, None]], axis=1) @ aug).T
         y = w @ m                                             # (out, n): channel-major output
         if b is not None:
-            _add_into(y, b[:, None])
+            add_into(y, b[:, None])
         return y.T
     if b is None or not numpy_arrays(x2, w, b, floats=True):
         return affine.reference(x2, w, b)
     fan_out, fan_in = w.shape
     if fan_in < fan_out:
         return _affine_augmented(x2, w, b)
-    return _add_into(x2 @ w.T, b)
-
-
-def _add_into(y, b):
-    """y += b into a fresh GEMM output (no extra array), split over threads when large."""
-    if isinstance(y, np.ndarray):
-        return threads.elementwise(lambda o, bias: np.add(o, bias, out=o), y, b)
-    y += b
-    return y
+    return add_into(x2 @ w.T, b)                       # into the fresh GEMM output, no extra array
 
 
 def _affine_augmented(x2, w, b):

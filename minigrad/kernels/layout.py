@@ -1,9 +1,7 @@
 """Memory layout of new arrays: laid out like an existing one.
 
 Conv outputs are channel-major in memory ((C, N, *S) seen as (N, C, *S)); arrays computed
-from them run elementwise passes several times faster when they share that order. This
-generalizes :func:`minigrad.kernels.threads.empty_like_layout` (same shape, NumPy only) to
-another shape of the same rank and to CuPy.
+from them run elementwise passes several times faster when they share that order.
 """
 from ..backend import get_array_module
 

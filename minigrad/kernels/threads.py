@@ -58,7 +58,7 @@ def pool_size(n, cores, blas_threads):
     return n if n + blas_threads - 1 <= cores else 1
 
 
-_state = {"n": 1, "workers": 1, "pool": None, "large": None}
+_state = {"n": 1, "workers": 1, "pool": None, "pool_capacity": 0}
 _lock = threading.Lock()
 _local = threading.local()  # .busy: this thread is already running a share of a split
 
@@ -85,9 +85,6 @@ def pool_threads():
 def _apply_policy(n, blas_threads):
     workers = pool_size(n, _available_cores(), blas_threads)
     with _lock:
-        if workers != _state["workers"] and _state["pool"] is not None:
-            _state["pool"].shutdown(wait=True)
-            _state["pool"] = None
         _state.update(n=n, workers=workers)
 
 
@@ -107,13 +104,20 @@ def _set_blas_threads(n):
 
 
 def _pool():
-    """The shared pool of workers - 1 threads (the calling thread takes a share too), or None for one."""
-    workers = _state["workers"]
-    if workers == 1:
-        return None
+    """The pool for a split over the policy's workers (the calling thread takes a share too), or
+    None when it stands down."""
+    return None if _state["workers"] == 1 else _executor(_state["workers"] - 1)
+
+
+def _executor(threads_needed):
+    """The one executor behind every split, with at least ``threads_needed`` threads (replaced by a
+    larger one when a split needs more; its threads start only as work arrives)."""
     with _lock:
-        if _state["pool"] is None:
-            _state["pool"] = ThreadPoolExecutor(workers - 1, thread_name_prefix="minigrad")
+        if _state["pool"] is None or _state["pool_capacity"] < threads_needed:
+            if _state["pool"] is not None:
+                _state["pool"].shutdown(wait=False)
+            _state.update(pool=ThreadPoolExecutor(threads_needed, thread_name_prefix="minigrad"),
+                          pool_capacity=threads_needed)
         return _state["pool"]
 
 
@@ -148,15 +152,8 @@ def run_large_parts(work, count):
         for i in range(count):
             work(i)
         return
-    with _lock:
-        size, executor = _state["large"] or (0, None)
-        if size < count - 1:
-            if executor is not None:
-                executor.shutdown(wait=False)
-            executor = ThreadPoolExecutor(count - 1, thread_name_prefix="minigrad-large")
-            _state["large"] = (count - 1, executor)
     with _BlasThreads(1):
-        _run_on(executor, work, count)
+        _run_on(_executor(count - 1), work, count)
 
 
 def run_parts(work, count):
@@ -308,16 +305,6 @@ def matmul_split_inner(a, b):
     return total
 
 
-def empty_like_layout(a, dtype=None):
-    """An uninitialized array of ``a``'s shape whose axes lie in memory in ``a``'s order."""
-    dtype = a.dtype if dtype is None else np.dtype(dtype)
-    if a.flags.c_contiguous or a.ndim < 2:
-        return np.empty(a.shape, dtype)
-    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
-    buf = np.empty(tuple(a.shape[i] for i in order), dtype)
-    return buf.transpose(tuple(order.index(i) for i in range(a.ndim)))
-
-
 def blas_single_threaded():
     """A context for BLAS calls made from minigrad's workers at once: BLAS on one thread while the
     pool splits work, its threads left alone while the pool stands down (BLAS then owns the cores)."""
@@ -396,4 +383,4 @@ keep_freed_memory()
 
 __all__ = ["large_parts", "run_large_parts", "keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "pool_size",
            "pool_threads", "elementwise", "run_parts", "run_items", "run_blocks", "ranges", "parts_for", "split_axis",
-           "empty_like_layout", "blas_single_threaded", "MIN_SPLIT_BYTES"]
+           "blas_single_threaded", "MIN_SPLIT_BYTES"]

@@ -192,7 +192,7 @@ def lstm(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_firs
         D, dh0, dc0, sums = lstm_backward_steps(gates, hs, cs, xs, w_hh, _time_major_view(g_out, batch_first),
                                                 g_hn, g_cn)
         grads = _gradients(D, sums, xs, hs[:-1], dh0, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_first)
-        return grads + (dc0 if c0 is not None and c0.requires_grad else None,)
+        return grads + (_needed(dc0, c0),)
 
     output = _time_major_view(hs[1:], batch_first)
     return _multi_result((output, hs[-1], cs[-1]), (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, c0), backward)
@@ -222,11 +222,13 @@ def _gradients(D, sums, xs, h_prev, dh0, x, h0, weight_ih, weight_hh, bias_ih, b
     if x.requires_grad:
         g_x = _time_major_view((D.reshape(T * N, width) @ weight_ih.data).reshape(T, N, -1), batch_first)
 
-    def needed(grad, tensor):
-        return grad if tensor is not None and tensor.requires_grad else None
+    return (g_x, _needed(dh0, h0), _needed(g_w_ih, weight_ih), _needed(g_w_hh, weight_hh),
+            _needed(g_b, bias_ih), _needed(g_b, bias_hh))
 
-    return (g_x, needed(dh0, h0), needed(g_w_ih, weight_ih), needed(g_w_hh, weight_hh),
-            needed(g_b, bias_ih), needed(g_b, bias_hh))
+
+def _needed(grad, tensor):
+    """``grad`` where ``tensor`` is present and requires one, else None."""
+    return grad if tensor is not None and tensor.requires_grad else None
 
 
 def _multi_result(arrays, inputs, backward):

@@ -117,9 +117,7 @@ class _Attention:
                 self.v_aug[sl] *= keep[sl, None, :, None]
 
         # one range of samples per thread (cache-sized chunks only pay off around the scores)
-        parts = threads.parts_for(self.q_aug.nbytes * 3, xp)
-        ranges = threads.ranges(n, parts)
-        threads.run_parts(lambda i: prepare(ranges[i]), len(ranges))
+        threads.run_ranges(prepare, n, self.q_aug.nbytes * 3, xp)
 
     def _run_chunks(self, work):
         """Call ``work(slice)`` on every chunk of samples, split over minigrad's threads on the CPU."""

@@ -16,13 +16,8 @@ import numpy as np
 from . import threads
 from .dispatch import kernel
 from .layout import empty_like_order, in_layout_of
-from .unfold import interior, padded_shape, tiles, window_slices
+from .unfold import interior, offsets, padded_shape, tiles
 from ..backend import get_array_module
-
-
-def _offsets(window):
-    lead = (slice(None), slice(None))
-    return [lead + win for _, win in window_slices(window.kernel, window.stride, window.dilation, window.out_shape)]
 
 
 def _padded(x, window, fill):
@@ -36,7 +31,8 @@ def window_max(x, window):
     """The maximum of every window of x (N, C, *S) and the offset k < prod(kernel) holding it:
     the first maximum (as PyTorch), or the last NaN where a window holds one (NaN propagates)."""
     xp = get_array_module(x)
-    values = xp.stack([_padded(x, window, -np.inf)[win] for win in _offsets(window)])   # (K, N, C, *out)
+    padded = _padded(x, window, -np.inf)
+    values = xp.stack([padded[off] for off in offsets(window)])            # (K, N, C, *out)
     best = values.max(axis=0)
     first_max = values.argmax(axis=0)
     nan = xp.isnan(values)
@@ -50,7 +46,7 @@ def window_max_backward(g, argmax, window):
     xp = get_array_module(g)
     n, c = g.shape[:2]
     padded = xp.zeros((n, c) + padded_shape(window), dtype=g.dtype)
-    for k, win in enumerate(_offsets(window)):
+    for k, win in enumerate(offsets(window)):
         padded[win] += g * (argmax == k)
     return padded[interior(window)]
 
@@ -58,7 +54,8 @@ def window_max_backward(g, argmax, window):
 @kernel
 def window_sum(x, window):
     """The sum of every window of x (N, C, *S), zero padded."""
-    return sum(_padded(x, window, 0)[win] for win in _offsets(window))
+    padded = _padded(x, window, 0)
+    return sum(padded[off] for off in offsets(window))
 
 
 @kernel
@@ -66,7 +63,7 @@ def window_sum_backward(g, window):
     """The adjoint of :func:`window_sum`: g added onto every element of its window."""
     xp = get_array_module(g)
     padded = xp.zeros(g.shape[:2] + padded_shape(window), dtype=g.dtype)
-    for win in _offsets(window):
+    for win in offsets(window):
         padded[win] += g
     return padded[interior(window)]
 
@@ -112,18 +109,11 @@ def _split_lead(a):
     return [(slice(None), slice(None))]
 
 
-def _run_split(work, parts):
-    if len(parts) == 1:
-        work(parts[0])
-    else:
-        threads.run_items(work, parts)
-
-
 @window_max.fast
 def _window_max_fast(x, window):
     xp = get_array_module(x)
     src = _pad_like(x, window, -np.inf)
-    windows = [win for _, win in window_slices(window.kernel, window.stride, window.dilation, window.out_shape)]
+    windows = offsets(window)
     idx_dtype = np.dtype(np.uint8 if len(windows) <= 255 else np.int32)
     full_out = x.shape[:2] + tuple(window.out_shape)
     best = empty_like_order(x, full_out)
@@ -133,10 +123,10 @@ def _window_max_fast(x, window):
         # Running maximum (xp.maximum propagates NaN) and the offset that holds it: offset k
         # takes over where it is strictly larger, so ties keep the first maximum, as PyTorch.
         # The winner is the last offset that took over: idx = max_k k * [k took over].
-        b, ix = best[lead], idx[lead]
-        b[...] = src[lead + windows[0]]
+        b, ix, sl = best[lead], idx[lead], src[lead]
+        b[...] = sl[windows[0]]
         for k, win in enumerate(windows[1:], start=1):
-            v = src[lead + win]
+            v = sl[win]
             took = v > b
             # bool is one byte of 0/1: view it as uint8 instead of converting it
             took = took.view(idx_dtype) if idx_dtype == np.uint8 else took.astype(idx_dtype)
@@ -145,13 +135,12 @@ def _window_max_fast(x, window):
             xp.maximum(ix, took, out=ix)
             xp.maximum(b, v, out=b)
 
-    _run_split(forward, _split_lead(src))
+    threads.run_items(forward, _split_lead(src))
     nan = xp.isnan(best)
     if nan.any():  # PyTorch's `val > max || isnan(val)`: the last NaN of a window is its argmax
-        lead = (slice(None), slice(None))
         last_nan = xp.zeros(best.shape, dtype=idx_dtype)
         for k, win in enumerate(windows):
-            last_nan = xp.maximum(last_nan, xp.isnan(src[lead + win]).astype(idx_dtype) * idx_dtype.type(k))
+            last_nan = xp.maximum(last_nan, xp.isnan(src[win]).astype(idx_dtype) * idx_dtype.type(k))
         idx = xp.where(nan, last_nan, idx)
     return best, idx
 
@@ -162,24 +151,24 @@ def _window_max_backward_fast(g, argmax, window):
     g = in_layout_of(g, argmax)
     tiled = tiles(window)
     buf = empty_like_order(argmax, g.shape[:2] + padded_shape(window), dtype=g.dtype, fill=None if tiled else 0)
-    windows = [win for _, win in window_slices(window.kernel, window.stride, window.dilation, window.out_shape)]
+    windows = offsets(window)
 
     def scatter(lead):
         gl, il, bl = g[lead], argmax[lead], buf[lead]
         for k, win in enumerate(windows):
             if tiled:  # every input element is in exactly one window
-                xp.multiply(gl, il == k, out=bl[(slice(None), slice(None)) + win])
+                xp.multiply(gl, il == k, out=bl[win])
             else:
-                bl[(slice(None), slice(None)) + win] += gl * (il == k)
+                bl[win] += gl * (il == k)
 
-    _run_split(scatter, _split_lead(buf))
+    threads.run_items(scatter, _split_lead(buf))
     return buf[interior(window)]
 
 
 @window_sum.fast
 def _window_sum_fast(x, window):
     src = _pad_like(x, window, 0)
-    windows = _offsets(window)
+    windows = offsets(window)
     total = src[windows[0]] + src[windows[1]] if len(windows) > 1 else src[windows[0]].copy()
     for win in windows[2:]:
         total += src[win]
@@ -190,7 +179,7 @@ def _window_sum_fast(x, window):
 def _window_sum_backward_fast(g, window):
     tiled = tiles(window)
     buf = empty_like_order(g, g.shape[:2] + padded_shape(window), fill=None if tiled else 0)
-    for win in _offsets(window):
+    for win in offsets(window):
         if tiled:
             buf[win] = g
         else:
@@ -214,7 +203,7 @@ def _upsample_nearest_fast(x, scales):
         for win in copies:
             dst[win] = src
 
-    _run_split(spread, _split_lead(out))
+    threads.run_items(spread, _split_lead(out))
     return out
 
 
@@ -238,5 +227,5 @@ def _upsample_nearest_backward_fast(g, scales):
             for part in parts[2:]:
                 acc += part
 
-    _run_split(gather, _split_lead(gx))
+    threads.run_items(gather, _split_lead(gx))
     return gx

@@ -205,6 +205,12 @@ def run_items(work, items):
     run_parts(share, count)
 
 
+def run_ranges(work, length, nbytes, xp=np):
+    """Call ``work(slice)`` over range(length): one contiguous slice per thread when ``nbytes`` of
+    NumPy work is worth splitting (:func:`parts_for`), else one slice for all of it."""
+    run_items(work, ranges(length, parts_for(nbytes, xp)))
+
+
 def run_blocks(work, items, nbytes, xp=np):
     """Call ``work(item)`` for every item: on minigrad's threads, each thread's BLAS calls on one
     BLAS thread (the items' own products are too small to split well), when ``nbytes`` of NumPy
@@ -382,5 +388,5 @@ _apply_policy(_available_cores(), blas_threads=_blas_threads_now())
 keep_freed_memory()
 
 __all__ = ["large_parts", "run_large_parts", "keep_freed_memory", "matmul_split_inner", "set_num_threads", "get_num_threads", "pool_size",
-           "pool_threads", "elementwise", "run_parts", "run_items", "run_blocks", "ranges", "parts_for", "split_axis",
+           "pool_threads", "elementwise", "run_parts", "run_items", "run_ranges", "run_blocks", "ranges", "parts_for", "split_axis",
            "blas_single_threaded", "MIN_SPLIT_BYTES"]

@@ -42,15 +42,20 @@ def output_shape(in_shape, kernel, stride, padding, dilation):
                  for n, k, s, (lo, hi), dl in zip(in_shape, kernel, stride, padding, dilation))
 
 
-def window_slices(kernel, stride, dilation, out_shape):
-    """(offset, slices) for every kernel offset in C order over ``kernel``.
+def window_slices(window):
+    """(offset, slices) for every kernel offset in C order over ``window.kernel``.
 
     ``slices`` index the padded spatial axes: they pick the element at ``offset``
-    of every window, a strided block of shape ``out_shape``.
+    of every window, a strided block of shape ``window.out_shape``.
     """
-    for offset in itertools.product(*(range(k) for k in kernel)):
+    for offset in itertools.product(*(range(k) for k in window.kernel)):
         yield offset, tuple(slice(o * dl, o * dl + s * (n - 1) + 1, s)
-                            for o, dl, s, n in zip(offset, dilation, stride, out_shape))
+                            for o, dl, s, n in zip(offset, window.dilation, window.stride, window.out_shape))
+
+
+def offsets(window):
+    """For every kernel offset, the index of its element of every window in a padded (N, C, *S_pad) array."""
+    return [(slice(None), slice(None)) + win for _, win in window_slices(window)]
 
 
 def padded_shape(window):
@@ -69,10 +74,8 @@ def unfold(x, window):
     xp = get_array_module(x)
     n, c = x.shape[:2]
     padded = xp.pad(x, ((0, 0), (0, 0)) + tuple(window.padding))
-    lead = (slice(None), slice(None))
-    offsets = [padded[lead + win] for _, win in window_slices(window.kernel, window.stride, window.dilation,
-                                                                  window.out_shape)]
-    patches = xp.stack(offsets, axis=2).reshape(n, c * len(offsets), -1)    # (N, C * K, P)
+    elements = [padded[off] for off in offsets(window)]
+    patches = xp.stack(elements, axis=2).reshape(n, c * len(elements), -1)  # (N, C * K, P)
     return xp.ascontiguousarray(patches.transpose(0, 2, 1))
 
 
@@ -84,9 +87,8 @@ def fold(cols, window):
     c = cols.shape[2] // k
     cols = cols.transpose(0, 2, 1).reshape((n, c, k) + tuple(window.out_shape))
     padded = xp.zeros((n, c) + padded_shape(window), dtype=cols.dtype)
-    lead = (slice(None), slice(None))
-    for i, (_, win) in enumerate(window_slices(window.kernel, window.stride, window.dilation, window.out_shape)):
-        padded[lead + win] += cols[:, :, i]
+    for i, off in enumerate(offsets(window)):
+        padded[off] += cols[:, :, i]
     return padded[interior(window)]
 
 
@@ -97,26 +99,15 @@ def fold_product(d, w, window):
 
 
 # ------------------------------------------------------------------ fast
-def _pad_channel_major(x, padding):
-    """(N, C, *S) -> (C, N, *S_pad), zero-filled around; a view when there is no padding."""
+def _pad_channel_major(x, window):
+    """(N, C, *in_shape) -> (C, N, *padded), zero-filled around; a view when there is no padding."""
     xp = get_array_module(x)
     xc = xp.swapaxes(x, 0, 1)
-    if not any(lo or hi for lo, hi in padding):
+    if not any(lo or hi for lo, hi in window.padding):
         return xc
-    shape = (x.shape[1], x.shape[0]) + tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], padding))
-    buf = xp.zeros(shape, dtype=x.dtype)
-    buf[(slice(None), slice(None)) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[2:], padding))] = xc
+    buf = xp.zeros(xc.shape[:2] + padded_shape(window), dtype=x.dtype)
+    buf[interior(window)] = xc
     return buf
-
-
-def _over_samples(work, n, nbytes, xp):
-    """``work(slice of samples)`` once for all samples, or on one range of samples per thread."""
-    parts = threads.parts_for(nbytes, xp)
-    if parts > 1 and n > 1:
-        chunks = threads.ranges(n, parts)
-        threads.run_parts(lambda i: work(chunks[i]), len(chunks))
-    else:
-        work(slice(None))
 
 
 def unfold_channel_major(x, window, out=None):
@@ -125,20 +116,20 @@ def unfold_channel_major(x, window, out=None):
     n, c = x.shape[:2]
     shape = (c,) + tuple(window.kernel) + (n,) + tuple(window.out_shape)
     col = xp.empty(shape, dtype=x.dtype) if out is None else out
-    windows = list(window_slices(window.kernel, window.stride, window.dilation, window.out_shape))
+    windows = list(window_slices(window))
     lead = (slice(None),) * (1 + len(window.kernel))
 
     def fill(samples):
-        src = _pad_channel_major(x[samples], window.padding)
+        src = _pad_channel_major(x[samples], window)
         dst = col[lead + (samples,)]
         for offset, win in windows:
             dst[(slice(None),) + offset] = src[(slice(None), slice(None)) + win]
 
     if xp is np and rows_run_on(window):
-        _over_samples(lambda samples: _fill_by_flat_shifts(x[samples], window, col[lead + (samples,)]),
-                      n, col.nbytes, xp)
+        threads.run_ranges(lambda samples: _fill_by_flat_shifts(x[samples], window, col[lead + (samples,)]),
+                           n, col.nbytes, xp)
     else:
-        _over_samples(fill, n, col.nbytes, xp)
+        threads.run_ranges(fill, n, col.nbytes, xp)
     return col
 
 
@@ -253,7 +244,7 @@ def fold_of_product(w, m, n, channels, window):
     block = n if xp is not np else max(1, min(n, CACHE_BLOCK_BYTES // max(per_sample, 1)))
     buf = _padded_buffer(xp, channels, n, window, np.result_type(w, m))
     m3 = m.reshape(m.shape[0], n, -1)
-    windows = list(window_slices(kernel_shape, window.stride, window.dilation, out_shape))
+    windows = list(window_slices(window))
     tiled = tiles(window)
 
     def fold_block(start):
@@ -290,7 +281,7 @@ def shifted_fold_of_product(w, m, n, channels, window):
             mp[(slice(None),) * (2 + axis) + (slice(out_shape[axis], None),)] = 0
         mp = mp.reshape(f, n, span)
     shifts = [sum(o * dl * p for o, dl, p in zip(offset, window.dilation, pitches))
-              for offset, _ in window_slices(kernel_shape, window.stride, window.dilation, out_shape)]
+              for offset, _ in window_slices(window)]
     size = math.prod(padded)
     buf = np.empty((channels, n, max(size, shifts[-1] + span)), dtype=dtype)
     per_sample = w.shape[0] * span * dtype.itemsize

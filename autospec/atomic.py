@@ -7,6 +7,7 @@ import json
 import os
 import re
 import uuid
+from pathlib import Path
 
 #: What atomic_write appends to ``"." + name`` for its temporary file (a pattern).
 TEMPORARY_SUFFIX = r"\.[0-9a-f]{8}\.tmp"
@@ -76,3 +77,14 @@ def write_text_atomically(path, text, *, fsync=False):
 def write_json_atomically(path, payload, *, fsync=False):
     """Write ``payload`` as indented JSON to ``path`` all or nothing."""
     write_text_atomically(path, json.dumps(payload, indent=1, default=str), fsync=fsync)
+
+
+def free_path(path, reusable=None):
+    """``path`` if nothing is there, else the first ``<stem>-1<suffix>``, ``-2``... that is free.
+    ``reusable(candidate)``: True for a taken name that may be written over all the same."""
+    path = Path(path)
+    candidate, i = path, 0
+    while candidate.exists() and not (reusable is not None and reusable(candidate)):
+        i += 1
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+    return candidate

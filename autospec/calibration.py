@@ -17,13 +17,13 @@ The functions are re-exported by :mod:`autospec.stats` (``stats.null_calibration
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as _sst
 
 from . import linalg, stats
+from .atomic import free_path
 
 __all__ = ["NullCalibration", "null_calibration", "plot_null_pvalues", "binomial_interval", "free_path",
            "data_baseline", "SizeMatchedSpectrum", "size_matched"]
@@ -115,8 +115,8 @@ def _swap_within_seeds(n_seeds, n_steps, rng, m):
 
 class _NullMap(NamedTuple):
     """One map to calibrate: log values (steps, R, k) with floor cells NaN, label codes (steps, R)
-    of the replicates R (None for seeds: the first half are group a's), the codes a, b of the
-    pair, sample ids (or None), and whether R are seeds."""
+    of the replicates R (None when R are seeds: the first half are group a's), the codes a, b of
+    the pair, and sample ids (or None)."""
 
     layer: str
     quantity: str
@@ -126,7 +126,6 @@ class _NullMap(NamedTuple):
     a: int
     b: int
     ids: np.ndarray | None
-    seeds: bool
 
 
 def _null_maps(source, layers, groups, quantity, log):
@@ -137,7 +136,7 @@ def _null_maps(source, layers, groups, quantity, log):
         for layer in layer_list:
             for ga, gb in stats.choose_pairs(common, groups, what="every seed record"):
                 x, _ = stats.seed_stack(source, layer, quantity, ga, gb, None, stats.default_log(log))
-                yield _NullMap(layer, quantity, (ga, gb), np.moveaxis(x, 0, 1), None, 0, 1, None, True)
+                yield _NullMap(layer, quantity, (ga, gb), np.moveaxis(x, 0, 1), None, 0, 1, None)
         return
     labels = stats.step_labels(source)
     if labels is None or not source.per_sample_layers:
@@ -153,7 +152,7 @@ def _null_maps(source, layers, groups, quantity, log):
         values = np.where(below_values, np.nan, values)  # as in stats.per_sample_tests
         for ga, gb in pairs:
             a, b = available.index(ga), available.index(gb)
-            yield _NullMap(layer, "G", (ga, gb), values, codes, a, b, ids, False)
+            yield _NullMap(layer, "G", (ga, gb), values, codes, a, b, ids)
 
 
 def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="G", alpha=0.05, method="bh",
@@ -184,7 +183,7 @@ def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="
         n_cells = 0
         while done < n_null:
             m = min(chunk, n_null - done)
-            perm = (_swap_within_seeds(n // 2, n_steps, rng, m) if item.seeds
+            perm = (_swap_within_seeds(n // 2, n_steps, rng, m) if codes is None
                     else stats.permute_step_labels(codes, rng, m, item.ids))
             t, df, _ = cells.welch(perm == a, perm == b)
             p = stats.two_sided_p(t, df)
@@ -212,16 +211,6 @@ def null_calibration(source, n_null=200, *, layers=None, groups=None, quantity="
     null = "group labels swapped within seeds" if seeds else "sample labels permuted"
     return NullCalibration(title, int(n_null), alpha, null, maps, total / trials, binomial_interval(total, trials),
                            float(family.mean()), p_counts)
-
-
-def free_path(path):
-    """``path`` if nothing is there, else the first ``<stem>-1<suffix>``, ``-2``... that is free."""
-    path = Path(path)
-    candidate, i = path, 0
-    while candidate.exists():
-        i += 1
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-    return candidate
 
 
 def plot_null_pvalues(result, path):

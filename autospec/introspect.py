@@ -20,13 +20,14 @@ import fnmatch
 import json
 import numbers
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 import minigrad
 from minigrad.factors import capture_factors
 
+from ._record_input import batch_to_host, host
 from .errors import AutoSpecError
 from .groups import normalize_labels, normalize_sample_ids, subsets
 from .record import Record
@@ -39,6 +40,10 @@ PRESETS = {
     "full": dict(quantities=("G", "A", "D"), k=None, every=1, positions=True, per_sample=True),
 }
 _UNSET = object()
+
+#: The last recorded step of an Introspector: its index, spectra (float64 NumPy arrays) and floors
+#: (floats), keyed like the record, and loss (or None).
+LastStep = namedtuple("LastStep", "step spectra floors loss")
 
 
 class IntrospectorError(AutoSpecError, ValueError):
@@ -113,7 +118,7 @@ class Introspector:
             raise IntrospectorError(f"unknown method {method!r}: choose one of {sorted(G_METHODS)}")
         if not isinstance(group_scale, str) or group_scale not in GROUP_SCALES:
             raise IntrospectorError(f"unknown group_scale {group_scale!r}: choose one of {list(GROUP_SCALES)}")
-        _live_view(live, live_path, None, check_only=True)  # before any file is made
+        wants_live = _wants_live(live, live_path)  # before any file is made
         if record is not None and path is not None:
             raise IntrospectorError("pass either path= (a new record file) or record= (an open record), not both")
         if record is not None and not isinstance(record, Record):
@@ -144,8 +149,12 @@ class Introspector:
             self.record = _continued(record, meta, metadata)
         steps = self.record.steps
         self.steps_seen = int(steps[-1]) + 1 if len(steps) else 0
-        self.last_step = None  # the last recorded step (live.LastStep): for live views and progress bars
-        self.live = _live_view(live, live_path, self.record.path)
+        self.last_step = None  # the last recorded step (LastStep): for progress bars
+        self.live = None
+        if wants_live:
+            from .live import LiveView
+
+            self.live = LiveView(live, record_path=self.record.path, live_path=live_path)
 
     @property
     def steps_seen(self):
@@ -191,6 +200,7 @@ class Introspector:
         if loss is not None:
             loss_value = float(loss.item() if hasattr(loss, "item") else loss)
         seconds = time.perf_counter() - start
+        spectra, per_sample = _on_host(spectra), _on_host(per_sample)  # once for the record and the live view
         self.record.append(index, spectra, loss=loss_value, per_sample=per_sample or None,
                            extra={"introspect_seconds": seconds}, floors=floors,
                            sample_groups=labels, sample_ids=ids)
@@ -235,8 +245,6 @@ class Introspector:
 
     def _after_step(self, index, spectra, floors, loss_value, per_sample, labels):
         """Keep the step for progress bars and hand it to the live view, if any."""
-        from .live import LastStep
-
         self.last_step = LastStep(index, spectra, floors, loss_value)
         if self.live is not None:
             self.live.observe(index, spectra, floors, loss_value, per_sample or None, labels)
@@ -249,18 +257,22 @@ class Introspector:
         return False
 
 
-def _live_view(live, live_path, record_path, check_only=False):
-    """The LiveView for ``live=`` (None when off); bad values raise LiveError."""
-    from .live import LiveError, LiveView, check_live, live_target
+def _on_host(arrays):
+    """``{key: array}`` as float64 NumPy arrays, CuPy arrays copied to the host in one transfer."""
+    values = batch_to_host(list(arrays.values()))
+    return {key: np.asarray(host(v), dtype=np.float64) for key, v in zip(arrays, values)}
+
+
+def _wants_live(live, live_path):
+    """True when ``live=`` asks for a live view; bad values raise LiveError."""
+    if (live is None or live is False) and live_path is None:
+        return False  # off: autospec.live is not even imported
+    from .live import LiveError, check_live, live_target
 
     if check_live(live) is None:
-        if live_path is not None:
-            raise LiveError("live_path is given but live is off: pass live=True (or live=N) too")
-        return None
-    if check_only:
-        live_target(None, live_path)
-        return None
-    return LiveView(live, record_path=record_path, live_path=live_path)
+        raise LiveError("live_path is given but live is off: pass live=True (or live=N) too")
+    live_target(None, live_path)  # a bad live_path
+    return True
 
 
 def _continued(record, meta, metadata):

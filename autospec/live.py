@@ -34,7 +34,8 @@ How often (``live=``):
 
 Either way ``close()`` (or ``refresh()``) draws the last recorded step if it is not drawn yet.
 Each refresh updates the lines of one figure kept alive (set_data, relim), not a new figure.
-Nothing here is imported until a live view is asked for (matplotlib loads on the first draw).
+Nothing here is imported until a live view (or the CLI's progress bar, for ``step_summary``) is
+asked for; matplotlib loads on the first draw.
 """
 from __future__ import annotations
 
@@ -44,15 +45,14 @@ import os
 import sys
 import time
 import warnings
-from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_bytes_atomically
+from .atomic import free_path, write_bytes_atomically
 from .errors import AutoSpecError
 
-__all__ = ["LiveError", "LiveView", "LastStep", "check_live", "live_target", "step_summary",
+__all__ = ["LiveError", "LiveView", "check_live", "live_target", "step_summary",
            "LIVE_FRACTION", "LIVE_MIN_SECONDS"]
 
 #: With ``live=True``, refreshing takes at most about this fraction of the wall time.
@@ -64,11 +64,6 @@ MAX_LAYERS = 8
 #: The marker written into our PNGs: a file carrying it may be rewritten, any other is the user's.
 MARK = "autospec live view"
 DPI = 100
-
-#: The last recorded step of an Introspector: its index, spectra and floors (keyed like the
-#: record), and loss (or None).
-LastStep = namedtuple("LastStep", "step spectra floors loss")
-
 
 class LiveError(AutoSpecError, ValueError):
     """A bad ``live=`` or ``live_path=`` argument."""
@@ -103,33 +98,30 @@ def live_target(record_path=None, live_path=None):
     return Path("autospec-live.png").absolute()  # fixed now: a later chdir does not move it
 
 
-def _host(x):
-    if type(x) is np.ndarray:
-        return x
-    if hasattr(x, "__cuda_array_interface__") and callable(getattr(x, "get", None)):
-        return x.get()
-    return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
-
-
-def _main_quantity(keys):
-    quantities = {k[1] for k in keys}
-    return next((q for q in ("G", "A", "D") if q in quantities), None)
+def _batch_keys(spectra, quantity=None):
+    """(quantity, the keys of its batch spectra: group and position None) of one step;
+    ``quantity`` default: the main one recorded (G, else A, else D; None when none is)."""
+    batch = [k for k in spectra if k[2] is None and k[3] is None]
+    if quantity is None:
+        quantities = {k[1] for k in batch}
+        quantity = next((q for q in ("G", "A", "D") if q in quantities), None)
+    return quantity, [k for k in batch if k[1] == quantity]
 
 
 def step_summary(last, layer=None):
     """(layer, quantity, sigma_1, effective rank above the floor) of one layer of a recorded step
-    (``Introspector.last_step``), for progress bars; quantity is G when recorded. ``layer``:
-    default the last layer of the step (the model's output side). None when nothing fits."""
+    (``Introspector.last_step``: NumPy spectra, float floors), for progress bars; quantity is G
+    when recorded. ``layer``: default the last layer of the step (the model's output side).
+    None when nothing fits."""
     if last is None:
         return None
-    batch = [k for k in last.spectra if k[2] is None and k[3] is None]
-    quantity = _main_quantity(batch)
-    names = [k[0] for k in batch if k[1] == quantity]
+    quantity, keys = _batch_keys(last.spectra)
+    names = [k[0] for k in keys]
     if not names or (layer is not None and layer not in names):
         return None
     key = (layer if layer is not None else names[-1], quantity, None, None)
-    s = np.asarray(_host(last.spectra[key]), dtype=np.float64)
-    floor = float(_host(last.floors.get(key, np.nan))) if last.floors else math.nan
+    s = np.asarray(last.spectra[key], dtype=np.float64)
+    floor = float(last.floors.get(key, math.nan)) if last.floors else math.nan
     return (key[0], quantity, *_top_and_rank(s, floor))
 
 
@@ -181,15 +173,14 @@ class LiveView:
     cost; ``path``: the PNG written (None in Jupyter unless ``live_path`` was given).
     """
 
-    def __init__(self, live, record_path=None, live_path=None, kernel=None):
+    def __init__(self, live, record_path=None, live_path=None):
         self.mode = check_live(live)
         if self.mode is None:
             raise LiveError("LiveView needs live=True or a positive int")
-        self.kernel = _in_kernel() if kernel is None else bool(kernel)
+        self.kernel = _in_kernel()
         self.path = None if self.kernel and live_path is None else live_target(record_path, live_path)
         self._path_checked = False
         self.refreshes, self.seconds, self.last_cost = 0, 0.0, 0.0
-        self.costs = []  # seconds of each refresh
         self._handle = None
         self.png = None  # the latest refresh's PNG bytes
         self._last_end = None
@@ -207,19 +198,17 @@ class LiveView:
     # -- taking steps -------------------------------------------------------------------------
 
     def observe(self, step, spectra, floors=None, loss=None, per_sample=None, labels=None):
-        """Keep what the dashboard shows of one recorded step, and refresh when it is time."""
+        """Keep what the dashboard shows of one recorded step (NumPy spectra and per-sample
+        values, float floors; see ``Introspector.step``), and refresh when it is time."""
         floors = floors or {}
-        batch = [k for k in spectra if k[2] is None and k[3] is None]
-        if self.quantity is None:
-            self.quantity = _main_quantity(batch)
-        q, n = self.quantity, self._observed
-        keys = [k for k in batch if k[1] == q]
-        values = {k: np.asarray(_host(spectra[k]), dtype=np.float64) for k in keys}
+        self.quantity, keys = _batch_keys(spectra, self.quantity)
+        n = self._observed
+        values = {k: np.asarray(spectra[k], dtype=np.float64) for k in keys}
         self.steps.append(int(step))
         self.losses.append(math.nan if loss is None else float(loss))
         for key, s in values.items():
             layer = key[0]
-            floor = float(_host(floors.get(key, math.nan)))
+            floor = float(floors.get(key, math.nan))
             top, rank = _top_and_rank(s, floor)
             self.top.setdefault(layer, [math.nan] * n).append(top)
             self.rank.setdefault(layer, [math.nan] * n).append(rank)
@@ -250,7 +239,6 @@ class LiveView:
         if self.group_layer is not None:
             for key, s in spectra.items():
                 if key[0] == self.group_layer and key[1] == self.quantity and key[2] is not None and key[3] is None:
-                    s = _host(s)
                     self.group_top.setdefault(key[2], [math.nan] * n).append(float(s[0]) if len(s) else math.nan)
             for series in self.group_top.values():
                 if len(series) == n:
@@ -265,7 +253,7 @@ class LiveView:
         from .stats import fdr, transform_values, welch_test
 
         layer = self.group_layer if self.group_layer in per_sample else list(per_sample)[-1]
-        x = np.asarray(_host(per_sample[layer]), dtype=np.float64)
+        x = np.asarray(per_sample[layer], dtype=np.float64)
         x = x[:, None] if x.ndim == 1 else x
         labels = np.asarray(labels).astype(str)
         names = list(dict.fromkeys(labels.tolist()))
@@ -318,7 +306,6 @@ class LiveView:
         end = time.perf_counter()
         self.last_cost = end - start
         self.seconds += self.last_cost
-        self.costs.append(self.last_cost)
         self._last_end = end
         return png
 
@@ -335,20 +322,12 @@ class LiveView:
         if not self._path_checked:
             self._path_checked = True
             wanted = self.path
-            self.path = self._free_path(wanted)
+            self.path = free_path(wanted, reusable=_is_ours)
             if self.path != wanted:
                 warnings.warn(f"{wanted} exists and was not written by autospec's live view: the live view "
                               f"goes to {self.path} instead", stacklevel=4)
             self.path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomically(self.path, png)
-
-    @staticmethod
-    def _free_path(path):
-        candidate, i = path, 0
-        while candidate.exists() and not _is_ours(candidate):
-            i += 1
-            candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        return candidate
 
     def _layers_shown(self):
         layers = list(self.top)
@@ -423,6 +402,8 @@ class LiveView:
         return artists
 
     def _update_artists(self):
+        from .plot_floor import above_floor  # matplotlib is loaded by now (_build)
+
         steps = np.asarray(self.steps, dtype=np.float64)
         loss = np.asarray(self.losses, dtype=np.float64)
         self.lines["loss"].set_data(steps, loss)
@@ -436,8 +417,7 @@ class LiveView:
             rank_line.set_data(steps, np.asarray(self.rank[layer]))
             s, floor = self.latest[layer]
             index = np.arange(1, s.size + 1)
-            shown = s if math.isnan(floor) else np.where(s > floor, s, np.nan)
-            spec_line.set_data(index, np.where(shown > 0, shown, np.nan))
+            spec_line.set_data(index, above_floor(s, floor))
             floor_line.set_data([1, max(s.size, 1)], [floor, floor] if floor > 0 else [math.nan, math.nan])
         if "group" in self.ax:
             for j, (group, values) in enumerate(self.group_top.items()):

@@ -48,15 +48,12 @@ from pathlib import Path
 
 from .atomic import write_json_atomically
 from .experiments import ExperimentError
-from .config import describe_differences, differing_settings, result_settings
-from .sweep_folders import (RESULT_NEUTRAL, folder_state, grid_changes, is_finished, move_aside, run_state,
-                            settings_fingerprint, stored_settings)
+from .sweep_folders import folder_state, grid_changes, move_aside, run_state, settings_fingerprint
 from .interrupts import sigterm_as_interrupt
-from .sweep_workers import dask_client, execute_job, run_dask, run_local
+from .sweep_workers import dask_client, run_dask, run_local
 
-__all__ = ["Job", "SweepReport", "SweepError", "plan", "run_sweep", "comparable_layers", "execute_job",
-           "folder_state", "is_finished", "run_state", "result_settings", "differing_settings",
-           "describe_differences", "settings_fingerprint", "stored_settings", "move_aside", "RESULT_NEUTRAL"]
+__all__ = ["Job", "SweepReport", "SweepError", "plan", "run_sweep", "comparable_layers", "folder_state", "run_state",
+           "settings_fingerprint", "move_aside"]
 
 
 class SweepError(ExperimentError):

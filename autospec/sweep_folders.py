@@ -7,11 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from .config import (PRESENTATION_SETTINGS, describe_differences, differing_settings, merge_settings,
-                     result_settings, settings_hash)
+from .config import describe_differences, differing_settings, merge_settings, result_settings, settings_hash
 
-#: Settings that change only what is drawn or said about a run (summary, figures), not its record.
-RESULT_NEUTRAL = frozenset(PRESENTATION_SETTINGS)
 #: Settings that name a run in the grid rather than change it.
 _GRID_KEYS = frozenset({"experiment", "panel", "seed"})
 

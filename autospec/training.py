@@ -122,8 +122,13 @@ def _introspector(config, model, path, metadata, record=None):
     return Introspector(model, **kwargs)
 
 
+def _batch_count(n, batch_size):
+    """Steps per epoch: one full batch when ``batch_size`` is 0 or at least ``n``."""
+    return 1 if not batch_size or batch_size >= n else math.ceil(n / batch_size)
+
+
 def _batches(n, batch_size, rng):
-    if not batch_size or batch_size >= n:
+    if _batch_count(n, batch_size) == 1:
         return [slice(None)]
     order = rng.permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
@@ -379,7 +384,7 @@ class _Run:
     def _check_record_size(self, X):
         """Print the expected record size; refuse a record larger than the free disk space."""
         config, desc = self.config, self.description
-        steps_per_epoch = math.ceil(self.n / config.batch_size) if 0 < config.batch_size < self.n else 1  # as _batches
+        steps_per_epoch = _batch_count(self.n, config.batch_size)
         positions = math.prod(X.shape[2:]) if config.model != "mlp" and X.ndim > 2 else 1
         if config.model in ("rnn", "lstm", "bert"):
             positions = X.shape[1]
@@ -456,7 +461,8 @@ class _Run:
                             self._save_checkpoint(*position)
                     self.update(epoch=epoch + 1, step=self.step, steps_recorded=len(spec.record),
                                 loss=self.loss_value)
-                    bar.set_postfix_str(_bar_text(self.loss_value, spec), refresh=False)
+                    if not bar.disable:  # the postfix reads the last step's spectra: only for a bar shown
+                        bar.set_postfix_str(_bar_text(self.loss_value, spec), refresh=False)
                     if epoch == 0 or (epoch + 1) % log_every == 0 or epoch + 1 == config.epochs:
                         _say(self.quiet, f"  epoch {epoch + 1:>5}/{config.epochs}  loss {self.loss_value:.6g}")
                 bar.close()

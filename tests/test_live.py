@@ -243,11 +243,16 @@ def test_progress_bar_text_shows_top_sigma_and_effective_rank():
 
 
 def test_the_live_view_uses_no_pyplot(tmp_path):
+    """...and autospec.live is not even imported while no live view is asked for."""
     import subprocess
 
     code = (
         "import sys, numpy as np, minigrad as mg, autospec\nfrom minigrad import nn\n"
         "m = nn.Sequential(nn.Linear(3, 2))\n"
+        "off = autospec.Introspector(m)\n"
+        "l = m(mg.tensor(np.ones((2, 3)))).sum()\n"
+        "with off.step(loss=l):\n    l.backward()\n"
+        "assert off.last_step is not None and 'autospec.live' not in sys.modules, 'live was imported'\n"
         "spec = autospec.Introspector(m, live=1, live_path=sys.argv[1])\n"
         "l = m(mg.tensor(np.ones((2, 3)))).sum()\n"
         "with spec.step(loss=l):\n    l.backward()\n"

@@ -88,6 +88,31 @@ def introspected_mse_step(model, spec, opt, x, target, labels=None):
     return {n: (minigrad.backend.to_numpy(f.A), minigrad.backend.to_numpy(f.D)) for n, f in factors.items()}
 
 
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Split even tiny arrays (``MIN_SPLIT_BYTES`` = 0); returns ``set_threads(n, workers=n)``, which
+    sets minigrad's thread count and its pool's size whatever the policy would say (BLAS's threads
+    unchanged: they do not change results). Everything is put back after the test."""
+    from minigrad.kernels import threads
+
+    blas = [(lib, lib.get_num_threads()) for lib in threads._cached_blas()]
+    monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
+    for key in ("n", "workers"):  # put back after the test, whatever changes them
+        monkeypatch.setitem(threads._state, key, threads._state[key])
+
+    def set_threads(n, workers=None):
+        monkeypatch.setitem(threads._state, "n", n)
+        monkeypatch.setitem(threads._state, "workers", n if workers is None else workers)
+
+    yield set_threads
+    pool = threads._state["pool"]
+    if pool is not None:  # a pool the test may have grown: the next split starts a fresh one
+        pool.shutdown(wait=True)
+    threads._state.update(pool=None, pool_capacity=0)
+    for lib, n in blas:
+        lib.set_num_threads(n)
+
+
 @pytest.fixture(params=["reference", "fast"])
 def kernel_path(request):
     """Runs a test once on the reference kernels and once on the fast ones (issue 14).

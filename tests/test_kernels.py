@@ -5,7 +5,6 @@ float64, on contiguous, channel-major and strided arrays, on one thread and spli
 three (every array split). Under ``use_kernels("reference")`` every layer runs forward
 and backward with no fast kernel and no thread split at all.
 """
-import importlib
 import os
 import subprocess
 import sys
@@ -112,16 +111,9 @@ def _cases(r, dtype, layout):
 
 
 @pytest.fixture(params=["one thread", "split"])
-def thread_split(request, monkeypatch):
-    """One thread, or three with every array split (restoring minigrad's thread count after)."""
-    previous = mg.get_num_threads()
-    if request.param == "split":
-        monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
-        threads._state.update(n=3, pool=None)
-    yield
-    if threads._state["pool"] is not None:
-        threads._state["pool"].shutdown(wait=True)
-    threads._state.update(n=previous, pool=None)
+def thread_split(request, split_everything):
+    """One thread, or three with every array split."""
+    split_everything(1 if request.param == "one thread" else 3)
 
 
 def _as_list(out):
@@ -201,7 +193,7 @@ def _layers():
 
 
 @pytest.fixture
-def fast_kernels_and_splits_forbidden(monkeypatch):
+def fast_kernels_and_splits_forbidden(monkeypatch, split_everything):
     """Every fast kernel and every thread split raises; minigrad would split every array over 3 threads."""
     def forbidden(*args, **kwargs):
         raise AssertionError("a fast kernel or a thread split ran on the reference path")
@@ -210,8 +202,7 @@ def fast_kernels_and_splits_forbidden(monkeypatch):
         monkeypatch.setattr(k, "fast_version", forbidden)
     for name in ("run_parts", "run_items", "run_blocks", "elementwise", "matmul_split_inner"):
         monkeypatch.setattr(threads, name, forbidden)
-    monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
-    monkeypatch.setitem(threads._state, "n", 3)
+    split_everything(3)
 
 
 def test_reference_path_runs_every_layer_without_fast_kernels_or_threads(fast_kernels_and_splits_forbidden):
@@ -279,9 +270,3 @@ def test_environment_variable_sets_the_path_and_rejects_unknown_values():
     assert bad.returncode != 0
     assert "ValueError: MINIGRAD_KERNELS='bogus' is not a kernel path: use one of reference, fast" in bad.stderr
 
-
-def test_kernel_modules_import_nothing_from_the_ops():
-    """The kernels sit below the ops: no kernel module imports minigrad.ops."""
-    for m in MODULES:
-        source = open(importlib.util.find_spec(m.__name__).origin).read()
-        assert "from ..ops" not in source and "minigrad.ops" not in source, m.__name__

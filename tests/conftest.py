@@ -62,6 +62,23 @@ def rng():
     return np.random.default_rng(0)
 
 
+def close(actual, expected, tol, what=""):
+    """max |a - b| <= tol * (1 + max |b|), with a message naming the quantity."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual - expected).max() if actual.size else 0.0
+    assert err <= tol * (1 + np.abs(expected).max()), f"{what}: max error {err:.3g}"
+
+
+def padding_mask(n, length, rng):
+    """Bool (n, length) with True = ignore; sample 0 keeps everything, the others lose a random tail."""
+    mask = np.zeros((n, length), dtype=bool)
+    for i in range(1, n):
+        mask[i, rng.integers(1, length):] = True
+    return mask
+
+
 def require_torch():
     """Import torch for oracle tests: under CI a missing torch fails, elsewhere it skips."""
     try:

@@ -10,13 +10,13 @@ def make_data(n, features=784, seed=0):
     return X, labels
 
 
-def torch_naive_step(X, labels, width, state_dict, lr=1e-3):
-    """PyTorch with hooks catching A and D, and torch.linalg.svdvals of A, D, G per group."""
+def torch_naive_step(X, labels, width, lr=1e-3):
+    """PyTorch with hooks catching A and D, and torch.linalg.svdvals of A, D, G per group (the
+    model's weights from PyTorch's own initialisation: seed it first)."""
     import torch
 
     model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], width), torch.nn.ReLU(),
                                 torch.nn.Linear(width, X.shape[1]))
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()})
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     x = torch.from_numpy(X)
     acts, adjs = {}, {}

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import autospec  # noqa: E402
+import overhead_processes  # noqa: E402
 from _naive_torch import make_data  # noqa: E402
 from _timing import medians  # noqa: E402
 import minigrad as mg  # noqa: E402
@@ -55,14 +56,6 @@ def minigrad_steps(X, labels, width, lr=1e-3, **settings):
         opt.step()
 
     return plain, introspected, spec, model
-
-
-def part_ab(n, width, repeats, threads, rounds):
-    """(a) and (b), one library per process (bench/overhead_processes.py)."""
-    import overhead_processes
-
-    overhead_processes.main(["--n", str(n), "--width", str(width), "--threads", str(threads),
-                             "--repeats", str(repeats), "--rounds", str(rounds)])
 
 
 def part_a(n, width, repeats, clock):
@@ -116,11 +109,7 @@ def part_schedules(n, width, repeats, clock, run=20):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per library for (a) and (b)")
+    overhead_processes.add_run_arguments(parser)  # --n --width --threads --repeats --rounds
     parser.add_argument("--skip-torch", action="store_true", help="(a) alone, in this process, instead of (a) and (b)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-schedules", action="store_true")
@@ -134,7 +123,7 @@ def main(argv=None):
     if args.skip_torch:
         part_a(args.n, args.width, args.repeats, args.clock)
     else:
-        part_ab(args.n, args.width, args.repeats, args.threads, args.rounds)
+        overhead_processes.compare(args)  # (a) and (b), one library per process
     if not args.skip_schedules:
         part_schedules(args.n, args.width, max(3, args.repeats // 3), args.clock)
     if not args.skip_scaling:

@@ -10,8 +10,8 @@ always sets n explicitly (``--threads``, default 1 and 2). minigrad runs twice, 
 paths, chosen as a user chooses them: ``MINIGRAD_KERNELS=fast`` and ``MINIGRAD_KERNELS=reference``
 in the child's environment.
 
-Cases come from every ``bench/engine_<part>.py``: ``minigrad_cases(threads)`` and
-``torch_cases(threads)`` each yield ``(name, step)`` with the same names, a step being one full
+Cases come from every ``bench/engine_<part>.py``: ``minigrad_cases()`` and
+``torch_cases()`` each yield ``(name, step)`` with the same names, a step being one full
 training step (forward, loss, backward, SGD update) on weights and data both sides draw from
 NumPy seeds alike; the first losses of the two sides are compared as a sanity check.
 Each child times ``--steps`` consecutive steps per case after ``--warmup`` untimed ones and
@@ -38,16 +38,16 @@ sys.path.insert(0, HERE)
 from _processes import (child_environment, emit, format_range, median_range, parse_env_settings,  # noqa: E402
                         round_order, run_child, step_times, wait_for_quiet)
 
-# targets on the fast path (minigrad / PyTorch), by the case name's first word
+# targets on the fast path (minigrad / PyTorch), by the case name's first word, in the order of
+# the issue's speed table
 TARGETS = {"mlp": 1.0, "cnn": 1.5, "bert": 1.5, "lstm": 2.0}
 # the processes of a round: (label, child arguments, environment)
 SIDES = (("torch", ["--side", "torch"], {}),
          ("fast", ["--side", "minigrad"], {"MINIGRAD_KERNELS": "fast"}),
          ("reference", ["--side", "minigrad"], {"MINIGRAD_KERNELS": "reference"}))
 
-
-# the order of the issue's speed table; parts not named here follow, sorted
-PART_ORDER = ("mlp", "cnn", "bert", "lstm")
+# the order of the parts: the speed table's, then parts without a target, sorted
+PART_ORDER = tuple(TARGETS)
 
 
 def case_parts():
@@ -69,9 +69,14 @@ def target_of(case):
 
 
 # ------------------------------------------------------------------------------------------ child
-def _cases(side, part, threads):
-    module = importlib.import_module(f"engine_{part}")
-    return module.torch_cases(threads) if side == "torch" else module.minigrad_cases(threads)
+def selected_cases(side, only):
+    """(name, step) of each case of ``side`` ("torch" or "minigrad") whose module part or name
+    contains ``only`` (every case when None)."""
+    for part in selected_parts(only):
+        module = importlib.import_module(f"engine_{part}")
+        for name, step in module.torch_cases() if side == "torch" else module.minigrad_cases():
+            if only is None or only in part or only in name:
+                yield name, step
 
 
 def _set_threads(side, threads):
@@ -100,13 +105,10 @@ def run_side(side, threads, only, steps, warmup):
     start = time.perf_counter()
     setup = _set_threads(side, threads)
     cases, timed = {}, 0.0
-    for part in selected_parts(only):
-        for name, step in _cases(side, part, threads):
-            if only is not None and only not in part and only not in name:
-                continue
-            times, first, other = step_times(step, steps, warmup)
-            timed += sum(times)
-            cases[name] = {"ms": median_range(times)[0] * 1e3, "first_loss": first, "other_cores": other}
+    for name, step in selected_cases(side, only):
+        times, first, other = step_times(step, steps, warmup)
+        timed += sum(times)
+        cases[name] = {"ms": median_range(times)[0] * 1e3, "first_loss": first, "other_cores": other}
     return {"setup": setup, "pools": _thread_pools(), "cases": cases, "timed_seconds": timed,
             "child_seconds": time.perf_counter() - start}
 
@@ -117,18 +119,16 @@ def profile_minigrad(threads, only, steps):
     import pstats
 
     print(_set_threads("minigrad", threads))
-    for part in selected_parts(only):
-        for name, step in _cases("minigrad", part, threads):
-            if only is not None and only not in part and only not in name:
-                continue
-            step_times(step, 0, 3)  # warm-up
-            profile = cProfile.Profile()
-            profile.enable()
-            for _ in range(steps):
-                step()
-            profile.disable()
-            print(f"\n{name}: {steps} steps, {threads} threads, sorted by own time")
-            pstats.Stats(profile).sort_stats("tottime").print_stats(22)
+    for name, step in selected_cases("minigrad", only):
+        for _ in range(3):  # warm-up
+            step()
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(steps):
+            step()
+        profile.disable()
+        print(f"\n{name}: {steps} steps, {threads} threads, sorted by own time")
+        pstats.Stats(profile).sort_stats("tottime").print_stats(22)
 
 
 # ----------------------------------------------------------------------------------------- parent

@@ -41,7 +41,7 @@ def _layer(library):
                                            batch_first=True)
 
 
-def minigrad_cases(threads):
+def minigrad_cases():
     """(name, step) of the encoder, in minigrad."""
     from minigrad import nn
     from minigrad.nn import transformer
@@ -51,7 +51,7 @@ def minigrad_cases(threads):
     yield "bert", minigrad_step(model, nn.functional.cross_entropy, x, y, LR)
 
 
-def torch_cases(threads):
+def torch_cases():
     """(name, step) of the encoder, in PyTorch."""
     import torch
 

@@ -33,7 +33,7 @@ def _model(nn, autoencoder):
     return nn.Sequential(*encoder, nn.Flatten(), nn.Linear(16 * 7 * 7, CLASSES))
 
 
-def minigrad_cases(threads):
+def minigrad_cases():
     """(name, step) for the classifier and the autoencoder, in minigrad."""
     import minigrad as mg
     from minigrad.nn import functional as F
@@ -43,7 +43,7 @@ def minigrad_cases(threads):
     yield "cnn-autoencoder", minigrad_step(_model(mg.nn, True), F.mse_loss, x, mg.tensor(x), LR)
 
 
-def torch_cases(threads):
+def torch_cases():
     """(name, step) for the classifier and the autoencoder, in PyTorch."""
     import torch
     import torch.nn.functional as F

@@ -51,7 +51,7 @@ def _models(nn, lstm, rnn):
     return LastStepClassifier(), EveryStepPredictor()
 
 
-def minigrad_cases(threads):
+def minigrad_cases():
     """(name, step) of the LSTM and the RNN, in minigrad."""
     import minigrad as mg
     from minigrad import nn
@@ -65,7 +65,7 @@ def minigrad_cases(threads):
     yield "rnn", minigrad_step(predictor, nn.functional.mse_loss, x, mg.tensor(target), 1e-2)
 
 
-def torch_cases(threads):
+def torch_cases():
     """(name, step) of the LSTM and the RNN, in PyTorch."""
     import torch
 

@@ -26,7 +26,7 @@ def _model(nn, out_features):
     return nn.Sequential(nn.Linear(IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, out_features))
 
 
-def minigrad_cases(threads):
+def minigrad_cases():
     """(name, step) for the autoencoder and the classifier, in minigrad."""
     import minigrad as mg
     from minigrad.nn import functional as F
@@ -36,7 +36,7 @@ def minigrad_cases(threads):
     yield "mlp-classifier", minigrad_step(_model(mg.nn, CLASSES), F.cross_entropy, x, labels, LR)
 
 
-def torch_cases(threads):
+def torch_cases():
     """(name, step) for the autoencoder and the classifier, in PyTorch."""
     import torch
     import torch.nn.functional as F

@@ -38,11 +38,16 @@ PY
 } 2>&1 | tee "$RESULTS/gpu-environment.txt"
 
 status=0
-# -k cuda: the device-parametrized tests' cuda cases (conftest.py skips them cleanly without a GPU)
+# -k cuda: the device-parametrized tests' cuda cases (conftest.py skips them cleanly without a GPU).
+# The modules that opt into the kernel_path fixture run on both paths in the first pass already;
+# the second pass (fast kernels off for the whole process) runs the other modules.
+mapfile -t other_modules < <(grep -L 'usefixtures("kernel_path")' tests/test_*.py)
 for path in fast reference; do
+    targets=(tests)
+    if [ "$path" = reference ]; then targets=("${other_modules[@]}"); fi
     echo "== cuda tests, MINIGRAD_KERNELS=$path" | tee "$RESULTS/gpu-tests-$path.log"
     MINIGRAD_TEST_DEVICE=cuda MINIGRAD_KERNELS="$path" timeout 150 \
-        "$PYTHON" -m pytest -o addopts="" -p no:cacheprovider -q -n 8 -rfEs -k cuda tests \
+        "$PYTHON" -m pytest -o addopts="" -p no:cacheprovider -q -n 8 -rfEs -k cuda "${targets[@]}" \
         2>&1 | tee -a "$RESULTS/gpu-tests-$path.log"
     rc=${PIPESTATUS[0]}
     # 5: nothing collected, as on a CPU dry run where every cuda case is deselected or skipped

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+# one thread for the BLAS libraries loaded later on (SciPy's own OpenBLAS, on first use);
+# NumPy's, loaded already, gets it from mg.set_num_threads(1) below
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 

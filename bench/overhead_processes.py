@@ -15,18 +15,14 @@ takes the median of its timed steps; the ratios are reported as a median and ran
 """
 import argparse
 import os
-import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from _processes import child_environment, emit, format_range, round_order, run_child, step_times  # noqa: E402
-
-
-def _median_of(step, repeats, warmup=3):
-    return statistics.median(step_times(step, repeats, warmup)[0])
+from _processes import child_environment, emit, format_range, round_order, run_child  # noqa: E402
+from _timing import medians  # noqa: E402
 
 
 def run_minigrad(n, width, threads, repeats):
@@ -38,15 +34,12 @@ def run_minigrad(n, width, threads, repeats):
     mg.set_num_threads(threads)  # as a user sets it (BLAS's threads follow minigrad's policy)
     X, labels = make_data(n)
     plain, introspected, _, _ = minigrad_steps(X, labels, width)
-    times = {"plain": [], "introspected": []}
-    for _ in range(3):  # blocks of the two steps, alternating (same library: no foreign threads)
-        times["plain"].append(_median_of(plain, repeats // 3 or 1))
-        times["introspected"].append(_median_of(introspected, repeats // 3 or 1))
-    return {k: statistics.median(v) for k, v in times.items()}
+    # blocks of the two steps, alternating (same library: no foreign threads)
+    plain_s, introspected_s = medians([plain, introspected], repeats, block=repeats // 3 or 1, warmup=3)
+    return {"plain": plain_s, "introspected": introspected_s}
 
 
 def run_torch(n, width, threads, repeats):
-    import numpy as np
     import torch
 
     from _naive_torch import make_data, torch_naive_step
@@ -54,9 +47,7 @@ def run_torch(n, width, threads, repeats):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     X, labels = make_data(n)
-    init = torch.nn.Sequential(torch.nn.Linear(X.shape[1], width), torch.nn.ReLU(), torch.nn.Linear(width, X.shape[1]))
-    state = {k: v.detach().numpy().astype(np.float32) for k, v in init.state_dict().items()}
-    return {"naive": _median_of(torch_naive_step(X, labels, width, state), repeats)}
+    return {"naive": medians([torch_naive_step(X, labels, width)], repeats, block=repeats, warmup=3)[0]}
 
 
 def _child(side, args):
@@ -64,19 +55,17 @@ def _child(side, args):
                                 "--repeats", args.repeats], child_environment())[0]
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_arguments(parser):
+    """The options of a comparison (also bench/autospec_overhead.py's)."""
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--side", choices=("minigrad", "torch"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.side:
-        run = run_minigrad if args.side == "minigrad" else run_torch
-        emit(run(args.n, args.width, args.threads, args.repeats))
-        return 0
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per library for (a) and (b)")
+
+
+def compare(args):
+    """(a) and (b) over ``args.rounds`` rounds of one process per library, printed."""
     a, b = [], []
     for r in range(args.rounds):
         result = {}
@@ -90,6 +79,18 @@ def main(argv=None):
           f"{args.rounds} rounds (median, range)")
     print(f"  (a) introspected / plain minigrad step    {format_range(a)}x")
     print(f"  (b) naive PyTorch / introspected minigrad {format_range(b)}x")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser)
+    parser.add_argument("--side", choices=("minigrad", "torch"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.side:
+        run = run_minigrad if args.side == "minigrad" else run_torch
+        emit(run(args.n, args.width, args.threads, args.repeats))
+    else:
+        compare(args)
     return 0
 
 

@@ -62,6 +62,23 @@ def rng():
     return np.random.default_rng(0)
 
 
+def close(actual, expected, tol, what=""):
+    """max |a - b| <= tol * (1 + max |b|), with a message naming the quantity."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual - expected).max() if actual.size else 0.0
+    assert err <= tol * (1 + np.abs(expected).max()), f"{what}: max error {err:.3g}"
+
+
+def padding_mask(n, length, rng):
+    """Bool (n, length) with True = ignore; sample 0 keeps everything, the others lose a random tail."""
+    mask = np.zeros((n, length), dtype=bool)
+    for i in range(1, n):
+        mask[i, rng.integers(1, length):] = True
+    return mask
+
+
 def require_torch():
     """Import torch for oracle tests: under CI a missing torch fails, elsewhere it skips."""
     try:
@@ -86,6 +103,31 @@ def introspected_mse_step(model, spec, opt, x, target, labels=None):
             loss.backward()
     opt.step()
     return {n: (minigrad.backend.to_numpy(f.A), minigrad.backend.to_numpy(f.D)) for n, f in factors.items()}
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Split even tiny arrays (``MIN_SPLIT_BYTES`` = 0); returns ``set_threads(n, workers=n)``, which
+    sets minigrad's thread count and its pool's size whatever the policy would say (BLAS's threads
+    unchanged: they do not change results). Everything is put back after the test."""
+    from minigrad.kernels import threads
+
+    blas = [(lib, lib.get_num_threads()) for lib in threads._cached_blas()]
+    monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
+    for key in ("n", "workers"):  # put back after the test, whatever changes them
+        monkeypatch.setitem(threads._state, key, threads._state[key])
+
+    def set_threads(n, workers=None):
+        monkeypatch.setitem(threads._state, "n", n)
+        monkeypatch.setitem(threads._state, "workers", n if workers is None else workers)
+
+    yield set_threads
+    pool = threads._state["pool"]
+    if pool is not None:  # a pool the test may have grown: the next split starts a fresh one
+        pool.shutdown(wait=True)
+    threads._state.update(pool=None, pool_capacity=0)
+    for lib, n in blas:
+        lib.set_num_threads(n)
 
 
 @pytest.fixture(params=["reference", "fast"])

@@ -6,28 +6,11 @@ import minigrad as mg
 from minigrad.nn.attention import MultiheadAttention
 from minigrad.nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from minigrad.ops import attention as att
-from tests.conftest import require_torch
+from tests.conftest import close, padding_mask, require_torch
 
 pytestmark = pytest.mark.usefixtures("kernel_path")  # every test on the reference and the fast kernels
 
 TOL = {np.float64: 1e-10, np.float32: 2e-4}
-
-
-def close(actual, expected, tol, what=""):
-    """max |a - b| <= tol * (1 + max |b|), with a message naming the quantity."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    err = np.abs(actual - expected).max() if actual.size else 0.0
-    assert err <= tol * (1 + np.abs(expected).max()), f"{what}: max error {err:.3g}"
-
-
-def padding_mask(n, length, rng):
-    """Bool (n, length) with True = ignore; sample 0 keeps everything, the others lose a random tail."""
-    mask = np.zeros((n, length), dtype=bool)
-    for i in range(1, n):
-        mask[i, rng.integers(1, length):] = True
-    return mask
 
 
 def torch_attention(torch, q, k, v, mask=None, drop=None):
@@ -155,22 +138,18 @@ def test_packed_and_split_head_ops_gradcheck(rng):
     assert mg.gradcheck(lambda q, k, v: att.multi_head_attention(q, k, v, heads, key_padding_mask=mask), q, k, v)
 
 
-def test_threads_give_the_same_result(rng, monkeypatch):
+def test_threads_give_the_same_result(rng, monkeypatch, split_everything):
     from minigrad.kernels import attention as fast_attention
 
     qkv = mg.tensor(rng.standard_normal((6, 40, 12)), dtype=np.float32, requires_grad=True)
     out = att.packed_self_attention(qkv, 2)
     out.backward(np.ones(out.shape, np.float32))
     expected_out, expected_grad = out.numpy(), qkv.grad.copy()
-    previous = mg.get_num_threads()
     monkeypatch.setattr(fast_attention, "CHUNK_BYTES", 1)  # one sample per chunk: several chunks for the workers
-    try:
-        mg.set_num_threads(2)
-        qkv.grad = None
-        out = att.packed_self_attention(qkv, 2)
-        out.backward(np.ones(out.shape, np.float32))
-    finally:
-        mg.set_num_threads(previous)
+    split_everything(2)
+    qkv.grad = None
+    out = att.packed_self_attention(qkv, 2)
+    out.backward(np.ones(out.shape, np.float32))
     close(out.numpy(), expected_out, 1e-6, "output")
     close(qkv.grad, expected_grad, 1e-6, "grad")
 
@@ -468,58 +447,3 @@ def test_bad_op_arguments_are_refused(rng):
         att.packed_self_attention(mg.tensor(rng.standard_normal((2, 3, 8))), 2)
     with pytest.raises(ValueError, match="divisible"):
         att.multi_head_attention(*(mg.tensor(rng.standard_normal((2, 3, 6))),) * 3, num_heads=4)
-
-
-# --------------------------------------------------------------------------- kernels: fast against reference
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("masked, dropped", [(False, False), (True, False), (True, True)])
-def test_fast_attend_agrees_with_reference(rng, dtype, masked, dropped):
-    n, h, lq, lk, d, dv = 3, 2, 5, 7, 4, 3
-    q, k = (rng.standard_normal((n, h, length, d)).astype(dtype) for length in (lq, lk))
-    v = rng.standard_normal((n, h, lk, dv)).astype(dtype)
-    keep = (~padding_mask(n, lk, rng)).astype(dtype) if masked else None
-    drop = ((rng.random((n, h, lq, lk)) > 0.3) / 0.7).astype(dtype) if dropped else None
-    g_out = rng.standard_normal((n, h, lq, dv)).astype(dtype)
-    g_weights = rng.standard_normal((n, h, lq, lk)).astype(dtype)
-    tol = TOL[dtype]
-    ref_out, ref_weights, ref_backward = att.attend.reference(q, k, v, keep, drop)
-    out, weights, backward = att.attend.fast_version(q, k, v, keep, drop)
-    close(out, ref_out, tol, "out")
-    close(weights(), ref_weights(), tol, "weights")
-    for adjoints in (dict(g_out=g_out), dict(g_weights=g_weights), dict(g_out=g_out, g_weights=g_weights)):
-        for got, want, name in zip(backward(**adjoints), ref_backward(**adjoints), ("dq", "dk", "dv")):
-            assert (got is None) == (want is None), name
-            if want is not None:
-                close(got, want, tol, f"{name} from {sorted(adjoints)}")
-
-
-def test_fast_merge_heads_agrees_and_views_a_packed_adjoint(rng):
-    n, length, h, d = 2, 5, 3, 4
-    packed = rng.standard_normal((n, length, 3 * h * d))
-    heads = [att.split_heads(block, h) for block in packed.reshape(n, length, 3, -1).transpose(2, 0, 1, 3)]
-    merged = att.merge_heads.fast_version(*heads)
-    np.testing.assert_array_equal(merged, att.merge_heads.reference(*heads))
-    np.testing.assert_array_equal(merged, packed)
-    assert np.shares_memory(merged, packed)  # the packed layout is merged without a copy
-    apart = [np.ascontiguousarray(a) for a in heads]  # no common buffer: joined by a copy
-    np.testing.assert_array_equal(att.merge_heads.fast_version(*apart), packed)
-    np.testing.assert_array_equal(att.merge_heads.fast_version(heads[1]), packed[..., h * d:2 * h * d])
-
-
-def test_reference_path_runs_no_fast_attention_kernel(rng, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a fast kernel ran under use_kernels('reference')")
-
-    for k in (att.attend, att.merge_heads):
-        monkeypatch.setattr(k, "fast_version", refuse)
-    layer = TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.1, dtype=np.float64,
-                                    generator=np.random.default_rng(0))
-    mha = MultiheadAttention(8, 2, dtype=np.float64)
-    x = mg.tensor(rng.standard_normal((2, 5, 8)), dtype=np.float64, requires_grad=True)
-    y = mg.tensor(rng.standard_normal((2, 3, 8)), dtype=np.float64, requires_grad=True)
-    with mg.use_kernels("reference"):
-        out, weights = mha(y, x, x, key_padding_mask=padding_mask(2, 5, rng))
-        (layer(x).sum() + out.sum() + weights.sum()).backward()
-    assert x.grad is not None and y.grad is not None
-    with pytest.raises(AssertionError, match="fast kernel ran"), mg.use_kernels("fast"):
-        mha(x, x, x)

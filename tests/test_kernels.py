@@ -2,10 +2,10 @@
 
 The fast versions are checked against the reference on random inputs in float32 and
 float64, on contiguous, channel-major and strided arrays, on one thread and split over
-three (every array split). Under ``use_kernels("reference")`` every layer runs forward
-and backward with no fast kernel and no thread split at all.
+three (every array split); the attention and recurrent ops' kernels likewise. Under
+``use_kernels("reference")`` every layer runs forward and backward with no fast kernel and
+no thread split at all. (Each test here picks its kernels itself: none runs once per kernel path.)
 """
-import importlib
 import os
 import subprocess
 import sys
@@ -17,10 +17,18 @@ import minigrad as mg
 from minigrad import nn
 from minigrad.kernels import Kernel, threads
 from minigrad.kernels import buffers, elementwise, erf, gemm, normalization, pooling, reductions, unfold
+from minigrad.nn.attention import MultiheadAttention
+from minigrad.nn.recurrent import LSTM, RNN
+from minigrad.nn.transformer import TransformerEncoderLayer
+from minigrad.ops import attention as att
+from minigrad.ops import recurrent as R
+from tests.conftest import close, padding_mask
 
 MODULES = (buffers, elementwise, erf, gemm, normalization, pooling, reductions, unfold)
 TOL = {np.float64: dict(rtol=1e-11, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
 LAYOUTS = ("contiguous", "channel_major", "strided")
+ATTENTION_TOL = {np.float64: 1e-10, np.float32: 2e-4}  # close()'s, as tests/test_attention.py's TOL
+RECURRENT_KINDS = ["tanh", "relu", "lstm"]
 
 
 def _fast_kernels():
@@ -112,16 +120,9 @@ def _cases(r, dtype, layout):
 
 
 @pytest.fixture(params=["one thread", "split"])
-def thread_split(request, monkeypatch):
-    """One thread, or three with every array split (restoring minigrad's thread count after)."""
-    previous = mg.get_num_threads()
-    if request.param == "split":
-        monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
-        threads._state.update(n=3, pool=None)
-    yield
-    if threads._state["pool"] is not None:
-        threads._state["pool"].shutdown(wait=True)
-    threads._state.update(n=previous, pool=None)
+def thread_split(request, split_everything):
+    """One thread, or three with every array split."""
+    split_everything(1 if request.param == "one thread" else 3)
 
 
 def _as_list(out):
@@ -174,6 +175,109 @@ def test_pending_adjoints_sum_in_place_only_into_their_own_sums():
     assert pending.pop("a") is None and len(pending) == 0
 
 
+# ------------------------------------------------------------------ attention and recurrent kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked, dropped", [(False, False), (True, False), (True, True)])
+def test_fast_attend_agrees_with_reference(rng, dtype, masked, dropped):
+    n, h, lq, lk, d, dv = 3, 2, 5, 7, 4, 3
+    q, k = (rng.standard_normal((n, h, length, d)).astype(dtype) for length in (lq, lk))
+    v = rng.standard_normal((n, h, lk, dv)).astype(dtype)
+    keep = (~padding_mask(n, lk, rng)).astype(dtype) if masked else None
+    drop = ((rng.random((n, h, lq, lk)) > 0.3) / 0.7).astype(dtype) if dropped else None
+    g_out = rng.standard_normal((n, h, lq, dv)).astype(dtype)
+    g_weights = rng.standard_normal((n, h, lq, lk)).astype(dtype)
+    tol = ATTENTION_TOL[dtype]
+    ref_out, ref_weights, ref_backward = att.attend.reference(q, k, v, keep, drop)
+    out, weights, backward = att.attend.fast_version(q, k, v, keep, drop)
+    close(out, ref_out, tol, "out")
+    close(weights(), ref_weights(), tol, "weights")
+    for adjoints in (dict(g_out=g_out), dict(g_weights=g_weights), dict(g_out=g_out, g_weights=g_weights)):
+        for got, want, name in zip(backward(**adjoints), ref_backward(**adjoints), ("dq", "dk", "dv")):
+            assert (got is None) == (want is None), name
+            if want is not None:
+                close(got, want, tol, f"{name} from {sorted(adjoints)}")
+
+
+def test_fast_merge_heads_agrees_and_views_a_packed_adjoint(rng):
+    n, length, h, d = 2, 5, 3, 4
+    packed = rng.standard_normal((n, length, 3 * h * d))
+    heads = [att.split_heads(block, h) for block in packed.reshape(n, length, 3, -1).transpose(2, 0, 1, 3)]
+    merged = att.merge_heads.fast_version(*heads)
+    np.testing.assert_array_equal(merged, att.merge_heads.reference(*heads))
+    np.testing.assert_array_equal(merged, packed)
+    assert np.shares_memory(merged, packed)  # the packed layout is merged without a copy
+    apart = [np.ascontiguousarray(a) for a in heads]  # no common buffer: joined by a copy
+    np.testing.assert_array_equal(att.merge_heads.fast_version(*apart), packed)
+    np.testing.assert_array_equal(att.merge_heads.fast_version(heads[1]), packed[..., h * d:2 * h * d])
+
+
+@pytest.fixture(params=[1, 3])
+def step_runs(request, monkeypatch):
+    """The fast kernels' work over all steps on one thread, or cut into 3 runs of steps on 3 threads."""
+    monkeypatch.setattr(threads, "_available_cores", lambda: 3)
+    monkeypatch.setitem(threads._state, "n", request.param)
+    assert threads.large_parts() == request.param
+    return request.param
+
+
+def _cells(kind, forward_path, backward_path, inputs, g_out, g_hn, g_cn):
+    """Forward then backward through one cell's kernels, each on the path named (reference or fast)."""
+    xs, w_ih, bias, w_hh, h0, c0 = inputs
+    pick = {"reference": lambda k: k.reference, "fast": lambda k: k.fast_version}
+    if kind == "lstm":
+        saved = pick[forward_path](R.lstm_forward_steps)(xs, w_ih, bias, w_hh, h0, c0)
+        *back, sums = pick[backward_path](R.lstm_backward_steps)(*saved, xs, w_hh, g_out, g_hn, g_cn)
+    else:
+        saved = (pick[forward_path](R.rnn_forward_steps)(xs, w_ih, bias, w_hh, h0, kind),)
+        *back, sums = pick[backward_path](R.rnn_backward_steps)(*saved, xs, w_hh, g_out, g_hn, kind)
+    return (*saved, *back, *sums)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", RECURRENT_KINDS)
+@pytest.mark.parametrize("with_outputs", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("paths", [("fast", "fast"), ("fast", "reference"), ("reference", "fast")])
+def test_fast_cells_agree_with_reference(kind, dtype, with_outputs, with_bias, paths, step_runs):
+    """Fast kernels against the reference, also handing each other's arrays on (fast forward ->
+    reference backward and back: their outputs' memory layouts differ, their values may not)."""
+    rng = np.random.default_rng(1)
+    T, N, I, H = 7, 3, 4, 5
+    width = 4 * H if kind == "lstm" else H
+    xs = rng.standard_normal((T, N, I)).astype(dtype)
+    w_ih = (rng.standard_normal((width, I)) / np.sqrt(I)).astype(dtype)
+    w_hh = (rng.standard_normal((width, H)) / np.sqrt(H)).astype(dtype)
+    bias = rng.standard_normal(width).astype(dtype) if with_bias else None
+    h0, c0, g_hn, g_cn = (rng.standard_normal((N, H)).astype(dtype) for _ in range(4))
+    g_out = None
+    if with_outputs:  # the adjoint of a batch-first output, as the op passes it on: a (T, N, H) view
+        g_out = np.ascontiguousarray(rng.standard_normal((T, N, H)).astype(dtype).transpose(1, 0, 2)).transpose(1, 0, 2)
+    inputs = (xs, w_ih, bias, w_hh, h0, c0)
+    want = _cells(kind, "reference", "reference", inputs, g_out, g_hn, g_cn)
+    got = _cells(kind, *paths, inputs, g_out, g_hn, g_cn)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype == dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, **tol)
+
+
+def test_fast_step_adjoints_are_laid_out_for_products_over_steps():
+    """The fast backward's D, reshaped to (T N, G) as the op does for the input gradient, is a view
+    whose transpose is contiguous (one BLAS product, no copy)."""
+    rng = np.random.default_rng(2)
+    T, N, I, H = 6, 3, 4, 5
+    xs = rng.standard_normal((T, N, I))
+    w_ih, w_hh = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H))
+    h0 = c0 = g_hn = np.zeros((N, H))
+    saved = R.lstm_forward_steps.fast_version(xs, w_ih, None, w_hh, h0, c0)
+    D = R.lstm_backward_steps.fast_version(*saved, xs, w_hh, None, g_hn, None)[0]
+    D2 = D.reshape(T * N, 4 * H)
+    assert np.shares_memory(D, D2) and D2.T.flags.c_contiguous
+    hs = saved[1]
+    assert hs.flags.c_contiguous  # the op's output and h_{t-1} in the reference's layout
+
+
 # ------------------------------------------------------------------ the reference path is complete
 def _layers():
     """(name, layer, input shape) for every layer whose op lives in these kernels' ops."""
@@ -201,7 +305,7 @@ def _layers():
 
 
 @pytest.fixture
-def fast_kernels_and_splits_forbidden(monkeypatch):
+def fast_kernels_and_splits_forbidden(monkeypatch, split_everything):
     """Every fast kernel and every thread split raises; minigrad would split every array over 3 threads."""
     def forbidden(*args, **kwargs):
         raise AssertionError("a fast kernel or a thread split ran on the reference path")
@@ -210,8 +314,7 @@ def fast_kernels_and_splits_forbidden(monkeypatch):
         monkeypatch.setattr(k, "fast_version", forbidden)
     for name in ("run_parts", "run_items", "run_blocks", "elementwise", "matmul_split_inner"):
         monkeypatch.setattr(threads, name, forbidden)
-    monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
-    monkeypatch.setitem(threads._state, "n", 3)
+    split_everything(3)
 
 
 def test_reference_path_runs_every_layer_without_fast_kernels_or_threads(fast_kernels_and_splits_forbidden):
@@ -249,6 +352,42 @@ def test_reference_path_matches_the_fast_path_end_to_end():
         np.testing.assert_allclose(fast, ref, **TOL[np.float64])
 
 
+def test_reference_path_runs_no_fast_attention_kernel(rng, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fast kernel ran under use_kernels('reference')")
+
+    for k in (att.attend, att.merge_heads):
+        monkeypatch.setattr(k, "fast_version", refuse)
+    layer = TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.1, dtype=np.float64,
+                                    generator=np.random.default_rng(0))
+    mha = MultiheadAttention(8, 2, dtype=np.float64)
+    x = mg.tensor(rng.standard_normal((2, 5, 8)), dtype=np.float64, requires_grad=True)
+    y = mg.tensor(rng.standard_normal((2, 3, 8)), dtype=np.float64, requires_grad=True)
+    with mg.use_kernels("reference"):
+        out, weights = mha(y, x, x, key_padding_mask=padding_mask(2, 5, rng))
+        (layer(x).sum() + out.sum() + weights.sum()).backward()
+    assert x.grad is not None and y.grad is not None
+    with pytest.raises(AssertionError, match="fast kernel ran"), mg.use_kernels("fast"):
+        mha(x, x, x)
+
+
+def test_reference_path_runs_no_fast_recurrent_kernel(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fast kernel ran under use_kernels('reference')")
+
+    for k in (R.rnn_forward_steps, R.rnn_backward_steps, R.lstm_forward_steps, R.lstm_backward_steps):
+        monkeypatch.setattr(k, "fast_version", refuse)
+    rng = np.random.default_rng(2)
+    x = mg.tensor(rng.standard_normal((2, 4, 3)), dtype=np.float64, requires_grad=True)
+    for module in (RNN(3, 5, dtype=np.float64), LSTM(3, 5, num_layers=2, dtype=np.float64)):
+        with mg.use_kernels("reference"):
+            out, _ = module(x)
+            out.sum().backward()
+        with pytest.raises(AssertionError, match="fast kernel ran"), mg.use_kernels("fast"):
+            module(x)
+    assert x.grad is not None
+
+
 # ------------------------------------------------------------------ the switch
 def test_use_kernels_as_a_context_manager_restores_the_previous_path():
     start = mg.active_kernels()
@@ -279,9 +418,3 @@ def test_environment_variable_sets_the_path_and_rejects_unknown_values():
     assert bad.returncode != 0
     assert "ValueError: MINIGRAD_KERNELS='bogus' is not a kernel path: use one of reference, fast" in bad.stderr
 
-
-def test_kernel_modules_import_nothing_from_the_ops():
-    """The kernels sit below the ops: no kernel module imports minigrad.ops."""
-    for m in MODULES:
-        source = open(importlib.util.find_spec(m.__name__).origin).read()
-        assert "from ..ops" not in source and "minigrad.ops" not in source, m.__name__

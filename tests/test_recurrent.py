@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.kernels import threads
 from minigrad.nn.recurrent import LSTM, RNN
 from minigrad.ops import recurrent as R
 from tests.conftest import require_torch
@@ -454,88 +453,3 @@ def test_unrolled_and_fused_rnn_hand_out_the_same_factors_per_position():
         for a, b in zip(caught[0][name], caught[1][name]):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, atol=1e-12, err_msg=name)
-
-
-# ------------------------------------------------------------------ kernels: fast against reference
-@pytest.fixture(params=[1, 3])
-def step_runs(request, monkeypatch):
-    """The fast kernels' work over all steps on one thread, or cut into 3 runs of steps on 3 threads."""
-    monkeypatch.setattr(threads, "_available_cores", lambda: 3)
-    monkeypatch.setitem(threads._state, "n", request.param)
-    assert threads.large_parts() == request.param
-    return request.param
-
-
-def _cells(kind, forward_path, backward_path, inputs, g_out, g_hn, g_cn):
-    """Forward then backward through one cell's kernels, each on the path named (reference or fast)."""
-    xs, w_ih, bias, w_hh, h0, c0 = inputs
-    pick = {"reference": lambda k: k.reference, "fast": lambda k: k.fast_version}
-    if kind == "lstm":
-        saved = pick[forward_path](R.lstm_forward_steps)(xs, w_ih, bias, w_hh, h0, c0)
-        *back, sums = pick[backward_path](R.lstm_backward_steps)(*saved, xs, w_hh, g_out, g_hn, g_cn)
-    else:
-        saved = (pick[forward_path](R.rnn_forward_steps)(xs, w_ih, bias, w_hh, h0, kind),)
-        *back, sums = pick[backward_path](R.rnn_backward_steps)(*saved, xs, w_hh, g_out, g_hn, kind)
-    return (*saved, *back, *sums)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("with_outputs", [True, False])
-@pytest.mark.parametrize("with_bias", [True, False])
-@pytest.mark.parametrize("paths", [("fast", "fast"), ("fast", "reference"), ("reference", "fast")])
-def test_fast_cells_agree_with_reference(kind, dtype, with_outputs, with_bias, paths, step_runs):
-    """Fast kernels against the reference, also handing each other's arrays on (fast forward ->
-    reference backward and back: their outputs' memory layouts differ, their values may not)."""
-    rng = np.random.default_rng(1)
-    T, N, I, H = 7, 3, 4, 5
-    width = 4 * H if kind == "lstm" else H
-    xs = rng.standard_normal((T, N, I)).astype(dtype)
-    w_ih = (rng.standard_normal((width, I)) / np.sqrt(I)).astype(dtype)
-    w_hh = (rng.standard_normal((width, H)) / np.sqrt(H)).astype(dtype)
-    bias = rng.standard_normal(width).astype(dtype) if with_bias else None
-    h0, c0, g_hn, g_cn = (rng.standard_normal((N, H)).astype(dtype) for _ in range(4))
-    g_out = None
-    if with_outputs:  # the adjoint of a batch-first output, as the op passes it on: a (T, N, H) view
-        g_out = np.ascontiguousarray(rng.standard_normal((T, N, H)).astype(dtype).transpose(1, 0, 2)).transpose(1, 0, 2)
-    inputs = (xs, w_ih, bias, w_hh, h0, c0)
-    want = _cells(kind, "reference", "reference", inputs, g_out, g_hn, g_cn)
-    got = _cells(kind, *paths, inputs, g_out, g_hn, g_cn)
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert g.dtype == w.dtype == dtype and g.shape == w.shape
-        np.testing.assert_allclose(g, w, **tol)
-
-
-def test_fast_step_adjoints_are_laid_out_for_products_over_steps():
-    """The fast backward's D, reshaped to (T N, G) as the op does for the input gradient, is a view
-    whose transpose is contiguous (one BLAS product, no copy)."""
-    rng = np.random.default_rng(2)
-    T, N, I, H = 6, 3, 4, 5
-    xs = rng.standard_normal((T, N, I))
-    w_ih, w_hh = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H))
-    h0 = c0 = g_hn = np.zeros((N, H))
-    saved = R.lstm_forward_steps.fast_version(xs, w_ih, None, w_hh, h0, c0)
-    D = R.lstm_backward_steps.fast_version(*saved, xs, w_hh, None, g_hn, None)[0]
-    D2 = D.reshape(T * N, 4 * H)
-    assert np.shares_memory(D, D2) and D2.T.flags.c_contiguous
-    hs = saved[1]
-    assert hs.flags.c_contiguous  # the op's output and h_{t-1} in the reference's layout
-
-
-def test_reference_path_runs_no_fast_recurrent_kernel(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a fast kernel ran under use_kernels('reference')")
-
-    for k in (R.rnn_forward_steps, R.rnn_backward_steps, R.lstm_forward_steps, R.lstm_backward_steps):
-        monkeypatch.setattr(k, "fast_version", refuse)
-    rng = np.random.default_rng(2)
-    x = mg.tensor(rng.standard_normal((2, 4, 3)), dtype=np.float64, requires_grad=True)
-    for module in (RNN(3, 5, dtype=np.float64), LSTM(3, 5, num_layers=2, dtype=np.float64)):
-        with mg.use_kernels("reference"):
-            out, _ = module(x)
-            out.sum().backward()
-        with pytest.raises(AssertionError, match="fast kernel ran"), mg.use_kernels("fast"):
-            module(x)
-    assert x.grad is not None

@@ -9,27 +9,6 @@ from minigrad.kernels import attention
 from minigrad.kernels.erf import erf
 
 
-@pytest.fixture
-def split_everything(monkeypatch):
-    """Split even tiny arrays over 3 threads (restoring minigrad's and BLAS's thread counts after)."""
-    blas = [(lib, lib.get_num_threads()) for lib in threads._cached_blas()]
-    previous = mg.get_num_threads(), threads.pool_threads()
-    monkeypatch.setattr(threads, "MIN_SPLIT_BYTES", 0)
-    yield
-    _set_threads(*previous)  # not set_num_threads: that would also change BLAS's threads
-    for lib, n in blas:
-        lib.set_num_threads(n)
-
-
-def _set_threads(n, workers=None):
-    """minigrad's thread count and its pool's size (n unless given), whatever the policy would say
-    (BLAS threads do not change results here)."""
-    pool = threads._state["pool"]
-    if pool is not None:
-        pool.shutdown(wait=True)
-    threads._state.update(n=n, workers=n if workers is None else workers, pool=None)
-
-
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
 def test_set_num_threads_rejects_non_positive_integers(bad):
     with pytest.raises(ValueError, match="positive integer"):
@@ -37,17 +16,14 @@ def test_set_num_threads_rejects_non_positive_integers(bad):
 
 
 def test_set_num_threads_sets_blas_and_workers(split_everything):
-    pytest.importorskip("threadpoolctl")
-    mg.set_num_threads(1)
-    assert mg.get_num_threads() == 1
-    assert all(lib.get_num_threads() == 1 for lib in threads._cached_blas())
-    mg.set_num_threads(2)
-    assert mg.get_num_threads() == 2
-    assert all(lib.get_num_threads() == 2 for lib in threads._cached_blas())
+    for n in (1, 2):
+        mg.set_num_threads(n)
+        assert mg.get_num_threads() == n
+        assert all(lib.get_num_threads() == n for lib in threads._cached_blas())
+        assert threads.pool_threads() == threads.pool_size(n, threads._available_cores(), n)
 
 
 def test_set_num_threads_applies_the_pool_policy(split_everything, monkeypatch):
-    pytest.importorskip("threadpoolctl")
     mg.set_num_threads(1)
     assert threads.pool_threads() == 1
     monkeypatch.setattr(threads, "_available_cores", lambda: 2)
@@ -66,18 +42,24 @@ def test_pool_size_leaves_the_cores_to_blas_when_both_pools_do_not_fit(n, cores,
     assert threads.pool_size(n, cores, blas) == expected
 
 
-def test_blas_single_threaded_only_while_the_pool_splits(split_everything):
-    pytest.importorskip("threadpoolctl")
+def _blas_on_two_threads():
+    """The BLAS controllers, each set to 2 threads (``split_everything`` puts their threads back);
+    the test skips where there are none."""
     libs = threads._cached_blas()
     if not libs:
         pytest.skip("no BLAS controller")
     for lib in libs:
         lib.set_num_threads(2)
-    _set_threads(2, workers=2)
+    return libs
+
+
+def test_blas_single_threaded_only_while_the_pool_splits(split_everything):
+    libs = _blas_on_two_threads()
+    split_everything(2, workers=2)
     with threads.blas_single_threaded():
         assert all(lib.get_num_threads() == 1 for lib in libs)
     assert all(lib.get_num_threads() == 2 for lib in libs)
-    _set_threads(2, workers=1)  # the pool stands down: BLAS keeps its threads
+    split_everything(2, workers=1)  # the pool stands down: BLAS keeps its threads
     with threads.blas_single_threaded():
         assert all(lib.get_num_threads() == 2 for lib in libs)
 
@@ -117,9 +99,9 @@ def test_gelu_float32_matches_the_float64_exact_gelu(rng):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
 
 
-def _run(fn, inputs, threads):
-    """fn's output and input gradients (loss: sum of output * fixed weights) with ``threads`` threads."""
-    _set_threads(threads)
+def _run(fn, inputs, set_threads, count):
+    """fn's output and input gradients (loss: sum of output * fixed weights) with ``count`` threads."""
+    set_threads(count)
     tensors = [mg.tensor(a, requires_grad=True) for a in inputs]
     out = fn(*tensors)
     weights = np.random.default_rng(7).standard_normal(out.shape).astype(out.dtype)
@@ -155,14 +137,14 @@ def test_split_work_gives_the_single_thread_result(split_everything, name, monke
     fn, shapes = CASES[name]
     rng = np.random.default_rng(3)
     inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    single = _run(fn, inputs, 1)
-    split = _run(fn, inputs, 3)
+    single = _run(fn, inputs, split_everything, 1)
+    split = _run(fn, inputs, split_everything, 3)
     for a, b in zip(single, split):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
 def test_elementwise_splits_with_broadcast_operands(split_everything):
-    _set_threads(3)
+    split_everything(3)
     a = np.arange(24.0).reshape(4, 6)
     out = threads.elementwise(lambda o, x, b: np.add(x, b, out=o), np.empty_like(a), a, np.ones((4, 1)))
     np.testing.assert_array_equal(out, a + 1)
@@ -174,7 +156,7 @@ def test_elementwise_splits_with_broadcast_operands(split_everything):
 
 
 def test_run_parts_reraises_and_does_not_nest(split_everything):
-    _set_threads(2)
+    split_everything(2)
 
     def failing(i):
         if i == 1:
@@ -209,7 +191,7 @@ def test_keep_freed_memory_toggles_malloc_settings():
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_matmul_split_inner_equals_the_plain_product(split_everything, count):
-    _set_threads(count)
+    split_everything(count)
     rng = np.random.default_rng(5)
     a = rng.standard_normal((3, 5000))
     b = rng.standard_normal((2, 5000)).T  # a transposed view, as conv's backward passes it
@@ -226,7 +208,7 @@ def test_group_spectra_on_threads_equal_one_thread(split_everything, method):
     from minigrad import nn, optim
 
     def record(threads):
-        _set_threads(threads)
+        split_everything(threads)
         rng = np.random.default_rng(2)
         X = rng.random((90, 40), dtype=np.float32)
         labels = np.array(["HC", "SZ", "SZ"] * 30)
@@ -258,7 +240,6 @@ def test_the_policy_is_set_at_import(blas_env):
     import subprocess
     import sys
 
-    pytest.importorskip("threadpoolctl")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     if blas_env is not None:
         env["OPENBLAS_NUM_THREADS"] = blas_env
@@ -297,8 +278,8 @@ def test_import_keeps_freed_memory():
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_run_large_parts_runs_every_part_on_one_blas_thread_each(count):
-    blas_before = [lib.get_num_threads() for lib in threads._cached_blas()]
+def test_run_large_parts_runs_every_part_on_one_blas_thread_each(split_everything, count):
+    blas_before = [lib.get_num_threads() for lib in _blas_on_two_threads()]
     seen = {}
 
     def work(i):
@@ -311,8 +292,8 @@ def test_run_large_parts_runs_every_part_on_one_blas_thread_each(count):
     assert [lib.get_num_threads() for lib in threads._cached_blas()] == blas_before
 
 
-def test_run_large_parts_passes_on_a_helpers_error_after_every_part_ends():
-    blas_before = [lib.get_num_threads() for lib in threads._cached_blas()]
+def test_run_large_parts_passes_on_a_helpers_error_after_every_part_ends(split_everything):
+    blas_before = [lib.get_num_threads() for lib in _blas_on_two_threads()]
     ended = []
 
     def work(i):
